@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "macro.h"
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "blupowd " BLUPOW_VERSION " - Renogy Bluetooth devices for Home Assistant\n"
+                "\n"
+                "usage:\n"
+                "  blupowd [serve] [--options FILE] [--data-dir DIR] [--port N] [--web-dir DIR]\n"
+                "  blupowd verify [DEVICE] [--json] [--options FILE] [--api URL]\n"
+                "  blupowd scan [--seconds N] [--options FILE] [--adapter hciN]\n"
+                "  blupowd decode FAMILY REG:HEX [REG:HEX ...]\n"
+                "  blupowd --version | --help\n"
+                "\n"
+                "FAMILY is controller, dcc, battery, inverter or shunt. Exit codes: 0 ok,\n"
+                "1 runtime failure, 2 bad usage or configuration.\n");
+}
+
+int main(int argc, char **argv)
+{
+        if (argc >= 2 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
+                usage(stdout);
+                return EXIT_OK;
+        }
+        if (argc >= 2 && streq(argv[1], "--version")) {
+                printf("blupowd %s\n", BLUPOW_VERSION);
+                return EXIT_OK;
+        }
+        static const struct {
+                const char *name;
+                int (*run)(int argc, char **argv);
+        } commands[] = {
+                {"decode", cmd_decode},
+        };
+        if (argc >= 2 && argv[1][0] != '-') {
+                for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                        if (streq(argv[1], commands[i].name))
+                                return commands[i].run(argc - 1, argv + 1);
+                fprintf(stderr, "blupowd: unknown command '%s'\n", argv[1]);
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        usage(stderr);
+        return EXIT_USAGE;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+
+#include "readings-json.h"
+
+json_t *reading_value_json(const struct renogy_reading *r)
+{
+        switch (r->type) {
+        case RV_NUMBER:
+                if (r->decimals == 0)
+                        return json_integer((json_int_t)r->number);
+                return json_real(r->number);
+        case RV_TEXT:
+                return json_string(r->text);
+        case RV_BITS: {
+                json_t *list = json_array();
+                for (unsigned b = 0; b < 32; b++) {
+                        if (!(r->bits & (1u << b)))
+                                continue;
+                        const struct renogy_field *f = r->field;
+                        if (b < f->n_names && f->names[b])
+                                json_array_append_new(list, json_string(f->names[b]));
+                        else {
+                                char name[16];
+                                snprintf(name, sizeof name, "bit_%u", b);
+                                json_array_append_new(list, json_string(name));
+                        }
+                }
+                return list;
+        }
+        }
+        return json_null();
+}
+
+json_t *readings_json(const struct renogy_readings *r, bool full)
+{
+        json_t *obj = json_object();
+        for (size_t i = 0; i < r->n; i++) {
+                const struct renogy_field *f = r->r[i].field;
+                json_t *o = json_object();
+                json_object_set_new(o, "value", reading_value_json(&r->r[i]));
+                if (f->unit)
+                        json_object_set_new(o, "unit", json_string(f->unit));
+                if (full) {
+                        json_object_set_new(o, "label", json_string(f->label));
+                        json_object_set_new(o, "device_class", f->device_class ? json_string(f->device_class) : json_null());
+                        json_object_set_new(o, "state_class", f->state_class ? json_string(f->state_class) : json_null());
+                }
+                json_object_set_new(obj, f->key, o);
+        }
+        return obj;
+}
+
+int hex_decode(const char *hex, uint8_t *out, size_t out_size)
+{
+        size_t n = 0;
+        int hi = -1;
+        for (const char *p = hex; *p; p++) {
+                if (isspace((unsigned char)*p))
+                        continue;
+                if (!isxdigit((unsigned char)*p))
+                        return -EINVAL;
+                int v = isdigit((unsigned char)*p) ? *p - '0' : tolower((unsigned char)*p) - 'a' + 10;
+                if (hi < 0) {
+                        hi = v;
+                        continue;
+                }
+                if (n >= out_size)
+                        return -EMSGSIZE;
+                out[n++] = (uint8_t)(hi << 4 | v);
+                hi = -1;
+        }
+        if (hi >= 0)
+                return -EINVAL;
+        return (int)n;
+}
