@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+/* Every golden vector of the protocol reference, decoded to exactly the values it lists. */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame-decode.h"
+#include "modbus.h"
+#include "readings-json.h"
+#include "renogy/shunt.h"
+
+static json_t *vectors;
+
+static void load(void)
+{
+        const char *dir = getenv("BLUPOW_TEST_DATA");
+        char path[512];
+        snprintf(path, sizeof path, "%s/vectors.json", dir ? dir : "tests/data");
+        json_error_t err;
+        vectors = json_load_file(path, 0, &err);
+        if (!vectors) {
+                fprintf(stderr, "cannot load %s: %s\n", path, err.text);
+                exit(1);
+        }
+}
+
+static bool values_equal(json_t *want, json_t *got)
+{
+        if (json_is_number(want) && json_is_number(got))
+                return fabs(json_number_value(want) - json_number_value(got)) < 1e-9;
+        return json_equal(want, got);
+}
+
+START_TEST(decode_every_vector)
+{
+        json_t *list = json_object_get(vectors, "vectors");
+        ck_assert_int_gt((int)json_array_size(list), 10);
+        size_t i, checked = 0;
+        json_t *v;
+        json_array_foreach(list, i, v) {
+                const char *id = json_string_value(json_object_get(v, "id"));
+                const struct renogy_family *fam = renogy_family_find(json_string_value(json_object_get(v, "family")));
+                ck_assert_msg(fam, "%s: unknown family", id);
+
+                json_t *frames = json_object_get(v, "frames"), *fr;
+                size_t j;
+                char *args[16];
+                int n = 0;
+                json_array_foreach(frames, j, fr) {
+                        json_t *reg = json_object_get(fr, "register");
+                        char *a;
+                        if (json_is_string(reg))
+                                ck_assert_int_ge(asprintf(&a, "%s:%s", json_string_value(reg),
+                                        json_string_value(json_object_get(fr, "hex"))), 0);
+                        else
+                                ck_assert_int_ge(asprintf(&a, "%lld:%s", (long long)json_integer_value(reg),
+                                        json_string_value(json_object_get(fr, "hex"))), 0);
+                        args[n++] = a;
+                }
+                struct renogy_readings rd;
+                char err[256];
+                int r = frames_decode(fam, args, n, &rd, err, sizeof err);
+                ck_assert_msg(r == 0, "%s: %s", id, err);
+                json_t *got = readings_json(&rd, false);
+
+                const char *key;
+                json_t *want;
+                json_object_foreach(json_object_get(v, "expect"), key, want) {
+                        json_t *g = json_object_get(json_object_get(got, key), "value");
+                        char *ws = json_dumps(want, JSON_ENCODE_ANY), *gs = g ? json_dumps(g, JSON_ENCODE_ANY) : NULL;
+                        ck_assert_msg(g && values_equal(want, g), "%s: %s expected %s, got %s", id, key, ws,
+                                gs ? gs : "nothing");
+                        free(ws);
+                        free(gs);
+                        checked++;
+                }
+                json_decref(got);
+                for (int k = 0; k < n; k++)
+                        free(args[k]);
+        }
+        ck_assert_uint_gt(checked, 100);
+}
+END_TEST
+
+/* Readings that the reference says must not be reported. */
+START_TEST(absent_readings)
+{
+        char *legacy_temps[] = {"5017:30030a000300c800be00be00bef2b4"};
+        struct renogy_readings rd;
+        char err[256];
+        ck_assert_int_eq(frames_decode(&renogy_battery, legacy_temps, 1, &rd, err, sizeof err), 0);
+        ck_assert_ptr_nonnull(renogy_readings_get(&rd, "temperature_3"));
+        ck_assert_ptr_null(renogy_readings_get(&rd, "temperature_4"));
+
+        char *shunt[] = {"notify:4257011901001630a0240806a1230836a202137fa4ffddf1a60033e5a6100000a70003c5a7100000a80bc6b0a9000001aa04e800f8010000"};
+        ck_assert_int_eq(frames_decode(&renogy_shunt, shunt, 1, &rd, err, sizeof err), 0);
+        ck_assert_ptr_null(renogy_readings_get(&rd, "battery_temperature"));
+
+        /* Inverter without AC input reports 0xFFFF: unavailable, not 6553.5 V. */
+        char *inv[] = {"4000:200314ffffffff000000001770020000fa00000000ffffc59d"};
+        ck_assert_int_eq(frames_decode(&renogy_inverter, inv, 1, &rd, err, sizeof err), 0);
+        ck_assert_ptr_null(renogy_readings_get(&rd, "input_voltage"));
+        ck_assert_ptr_null(renogy_readings_get(&rd, "input_current"));
+        ck_assert_ptr_null(renogy_readings_get(&rd, "input_frequency"));
+        ck_assert_double_eq_tol(renogy_readings_get(&rd, "output_frequency")->number, 60.0, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&rd, "battery_voltage")->number, 51.2, 1e-9);
+}
+END_TEST
+
+START_TEST(requests_build_exactly)
+{
+        json_t *list = json_object_get(vectors, "requests"), *q;
+        size_t i;
+        json_array_foreach(list, i, q) {
+                uint8_t out[8], want[16];
+                int fn = (int)json_integer_value(json_object_get(q, "function"));
+                uint8_t id = (uint8_t)json_integer_value(json_object_get(q, "device_id"));
+                uint16_t reg = (uint16_t)json_integer_value(json_object_get(q, "register"));
+                if (fn == 3)
+                        modbus_build_read(out, id, reg, (uint16_t)json_integer_value(json_object_get(q, "count")));
+                else
+                        modbus_build_write(out, id, reg, (uint16_t)json_integer_value(json_object_get(q, "value")));
+                ck_assert_int_eq(hex_decode(json_string_value(json_object_get(q, "hex")), want, sizeof want), 8);
+                ck_assert_msg(memcmp(out, want, 8) == 0, "%s", json_string_value(json_object_get(q, "id")));
+        }
+        ck_assert_uint_gt(i, 20);
+}
+END_TEST
+
+START_TEST(exceptions_named)
+{
+        json_t *list = json_object_get(vectors, "exceptions"), *e;
+        size_t i;
+        json_array_foreach(list, i, e) {
+                uint8_t req_b[16], rep_b[16];
+                hex_decode(json_string_value(json_object_get(e, "request_hex")), req_b, sizeof req_b);
+                int n = hex_decode(json_string_value(json_object_get(e, "hex")), rep_b, sizeof rep_b);
+                struct modbus_request req = {.id = req_b[0], .function = req_b[1], .reg = be16(req_b + 2),
+                        .count = be16(req_b + 4)};
+                struct modbus_reply rep;
+                json_t *x = json_object_get(e, "expect");
+                ck_assert_int_eq(modbus_parse_reply(rep_b, (size_t)n, &req, &rep), -EREMOTEIO);
+                ck_assert_int_eq(rep.id, json_integer_value(json_object_get(x, "device_id")));
+                ck_assert_int_eq(rep.exception, json_integer_value(json_object_get(x, "exception_code")));
+                ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(x, "meaning")),
+                        modbus_exception_name(rep.exception)));
+        }
+}
+END_TEST
+
+START_TEST(reassembly_vectors)
+{
+        json_t *list = json_object_get(vectors, "reassembly"), *v;
+        size_t i;
+        json_array_foreach(list, i, v) {
+                const char *id = json_string_value(json_object_get(v, "id"));
+                json_t *chunks = json_object_get(v, "chunks"), *c;
+                uint8_t want[256];
+                int want_n = hex_decode(json_string_value(json_array_get(json_object_get(v, "frames"), 0)), want, sizeof want);
+                size_t j;
+                if (strncmp(id, "shunt", 5) == 0) {
+                        struct shunt_stream s;
+                        shunt_stream_reset(&s);
+                        uint8_t frame[SHUNT_LIVE_FRAME_LEN];
+                        size_t flen = 0;
+                        int found = 0;
+                        json_array_foreach(chunks, j, c) {
+                                uint8_t buf[256];
+                                int n = hex_decode(json_string_value(c), buf, sizeof buf);
+                                found |= shunt_stream_feed(&s, buf, (size_t)n, frame, &flen);
+                        }
+                        ck_assert_int_eq(found, 1);
+                        ck_assert_uint_eq(flen, (size_t)want_n);
+                        ck_assert_mem_eq(frame, want, flen);
+                        continue;
+                }
+                struct modbus_request req = {.id = (uint8_t)json_integer_value(json_object_get(v, "expect_device_id")),
+                        .function = want[1] & 0x7F, .count = want[2] / 2};
+                struct modbus_reasm r;
+                modbus_reasm_expect(&r, &req);
+                int ret = 0;
+                json_array_foreach(chunks, j, c) {
+                        uint8_t buf[256];
+                        int n = hex_decode(json_string_value(c), buf, sizeof buf);
+                        ret = modbus_reasm_feed(&r, buf, (size_t)n);
+                }
+                ck_assert_msg(ret == 1, "%s", id);
+                ck_assert_uint_eq(r.len, (size_t)want_n);
+                ck_assert_mem_eq(r.buf, want, r.len);
+        }
+}
+END_TEST
+
+START_TEST(bad_frames_rejected_with_reason)
+{
+        struct renogy_readings rd;
+        char err[256];
+        char *bad_crc[] = {"256:ff03020010905d"};
+        ck_assert_int_eq(frames_decode(&renogy_controller, bad_crc, 1, &rd, err, sizeof err), -EBADMSG);
+        ck_assert_ptr_nonnull(strstr(err, "bad CRC"));
+        char *trunc[] = {"256:ff030200"};
+        ck_assert_int_eq(frames_decode(&renogy_controller, trunc, 1, &rd, err, sizeof err), -EMSGSIZE);
+        char *nohex[] = {"256:zz"};
+        ck_assert_int_eq(frames_decode(&renogy_controller, nohex, 1, &rd, err, sizeof err), -EINVAL);
+        char *noreg[] = {"ff03020010905c"};
+        ck_assert_int_eq(frames_decode(&renogy_controller, noreg, 1, &rd, err, sizeof err), -EINVAL);
+        char *exc[] = {"0:308302913e"};
+        ck_assert_int_eq(frames_decode(&renogy_battery, exc, 1, &rd, err, sizeof err), -EREMOTEIO);
+        ck_assert_ptr_nonnull(strstr(err, "illegal data address"));
+        char *history[] = {"notify:4257010b000000000000000000000000000000000000000000000000000000000000"};
+        ck_assert_int_eq(frames_decode(&renogy_shunt, history, 1, &rd, err, sizeof err), -EBADMSG);
+}
+END_TEST
+
+/* The simulator encodes registers with the same tables: encode then decode is the identity. */
+START_TEST(encode_decode_roundtrip)
+{
+        size_t n_fam;
+        const struct renogy_family *const *fams = renogy_families(&n_fam);
+        for (size_t k = 0; k < n_fam; k++) {
+                const struct renogy_family *f = fams[k];
+                for (size_t i = 0; i < f->n_fields; i++) {
+                        const struct renogy_field *fd = &f->fields[i];
+                        if (fd->kind != KIND_NUMBER || fd->raw == RAW_NONE || fd->count_addr)
+                                continue;
+                        uint8_t bytes[4] = {0};
+                        double v = fd->sign ? -1.5 : 12.5;
+                        if (fd->decimals == 0)
+                                v = fd->sign ? -12 : 12;
+                        ck_assert_int_eq(renogy_encode_number(fd, v, bytes, sizeof bytes), 0);
+                        struct renogy_image img;
+                        renogy_image_init(&img);
+                        renogy_image_add_bytes(&img, renogy_field_byte_addr(f, fd), bytes, renogy_field_width(fd));
+                        struct renogy_readings rd;
+                        renogy_decode(f, &img, &rd);
+                        const struct renogy_reading *r = renogy_readings_get(&rd, fd->key);
+                        ck_assert_msg(r && fabs(r->number - v) < 1e-9, "%s.%s", f->name, fd->key);
+                }
+        }
+        uint8_t b[2] = {0};
+        ck_assert_int_eq(renogy_encode_number(renogy_field_find(&renogy_controller, "battery_voltage"), 7000, b, 2), -ERANGE);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("vectors");
+        TCase *tc = tcase_create("decode");
+        tcase_add_test(tc, decode_every_vector);
+        tcase_add_test(tc, absent_readings);
+        tcase_add_test(tc, requests_build_exactly);
+        tcase_add_test(tc, exceptions_named);
+        tcase_add_test(tc, reassembly_vectors);
+        tcase_add_test(tc, bad_frames_rejected_with_reason);
+        tcase_add_test(tc, encode_decode_roundtrip);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        load();
+        SRunner *sr = srunner_create(suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        json_decref(vectors);
+        return failed ? 1 : 0;
+}
