@@ -1,0 +1,1240 @@
+/* SPDX-License-Identifier: MIT */
+/* The BlueZ 5.66 D-Bus surface: Adapter1, Device1, GattService1 and GattCharacteristic1,
+ * with the reply semantics, error names and signal order of bluetoothd (BLUEZ.md §1). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "macro.h"
+#include "modbus.h"
+#include "sim.h"
+
+#define UUID(x) "0000" x "-0000-1000-8000-00805f9b34fb"
+#define ERR_FAILED "org.bluez.Error.Failed"
+#define ERR_NOT_READY "org.bluez.Error.NotReady"
+#define ERR_IN_PROGRESS "org.bluez.Error.InProgress"
+
+uint64_t sim_now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---- deferred work: a timer that does nothing once the module's link changed ---- */
+
+struct later {
+        struct sim_module *m;
+        unsigned generation;
+        bool any_generation;
+        void (*fn)(struct sim_module *m, void *data);
+        void *data;
+        sd_event_source *src;
+        struct later *next, *prev;
+};
+static struct later *laters;
+
+static int later_cb(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct later *l = userdata;
+        if (l->any_generation || l->m->generation == l->generation)
+                l->fn(l->m, l->data);
+        else
+                free(l->data);
+        if (l->prev)
+                l->prev->next = l->next;
+        else
+                laters = l->next;
+        if (l->next)
+                l->next->prev = l->prev;
+        sd_event_source_unref(l->src);
+        free(l);
+        return 0;
+}
+
+static void later_full(struct sim_module *m, unsigned ms, bool any_generation,
+        void (*fn)(struct sim_module *, void *), void *data)
+{
+        struct later *l = calloc(1, sizeof *l);
+        if (!l)
+                return;
+        *l = (struct later){.m = m, .generation = m->generation, .any_generation = any_generation, .fn = fn,
+                .data = data};
+        if (sd_event_add_time_relative(m->sim->event, &l->src, CLOCK_MONOTONIC, (uint64_t)ms * USEC_PER_MSEC, 1,
+                    later_cb, l) < 0) {
+                free(l);
+                free(data);
+                return;
+        }
+        l->next = laters;
+        if (laters)
+                laters->prev = l;
+        laters = l;
+}
+
+static void later(struct sim_module *m, unsigned ms, void (*fn)(struct sim_module *, void *), void *data)
+{
+        later_full(m, ms, false, fn, data);
+}
+
+void sim_laters_free(void);
+void sim_laters_free(void)
+{
+        while (laters) {
+                struct later *l = laters;
+                laters = l->next;
+                sd_event_source_unref(l->src);
+                free(l->data);
+                free(l);
+        }
+}
+
+/* ---- helpers ---- */
+
+static void emit(struct sim_module *m, const char *path, const char *iface, const char *prop)
+{
+        if (m->sim->name_owned)
+                sd_bus_emit_properties_changed(m->sim->bus, path, iface, prop, NULL);
+}
+
+static void emit_device(struct sim_module *m, const char *prop)
+{
+        if (m->exported)
+                emit(m, m->path, "org.bluez.Device1", prop);
+}
+
+static bool client_in(char **list, const char *name)
+{
+        for (int i = 0; i < SIM_MAX_CLIENTS; i++)
+                if (list[i] && streq(list[i], name))
+                        return true;
+        return false;
+}
+
+static int client_add(char **list, const char *name)
+{
+        for (int i = 0; i < SIM_MAX_CLIENTS; i++)
+                if (!list[i]) {
+                        list[i] = strdup(name);
+                        return list[i] ? 0 : -ENOMEM;
+                }
+        return -ENOSPC;
+}
+
+static bool client_remove(char **list, const char *name)
+{
+        for (int i = 0; i < SIM_MAX_CLIENTS; i++)
+                if (list[i] && (!name || streq(list[i], name))) {
+                        free(list[i]);
+                        list[i] = NULL;
+                        if (name)
+                                return true;
+                }
+        return false;
+}
+
+static bool list_empty(char **list)
+{
+        for (int i = 0; i < SIM_MAX_CLIENTS; i++)
+                if (list[i])
+                        return false;
+        return true;
+}
+
+struct sim_module *sim_module_by_address(struct sim *sim, const char *address)
+{
+        for (size_t i = 0; i < sim->n_modules; i++)
+                if (strcasecmp(sim->modules[i].address, address) == 0 || streq(sim->modules[i].path, address))
+                        return &sim->modules[i];
+        return NULL;
+}
+
+struct sim_adapter *sim_adapter_by_name(struct sim *sim, const char *name)
+{
+        for (size_t i = 0; i < sim->n_adapters; i++)
+                if (streq(sim->adapters[i].name, name))
+                        return &sim->adapters[i];
+        return NULL;
+}
+
+bool sim_module_advertising(const struct sim_module *m)
+{
+        return !m->connected && !m->faults[FAULT_ASLEEP] && !m->faults[FAULT_HELD] && m->adapter->present &&
+                m->adapter->powered;
+}
+
+static struct sim_gatt *notify_char(struct sim_module *m)
+{
+        for (size_t i = 0; i < m->n_gatt; i++)
+                if (m->gatt[i].notify)
+                        return &m->gatt[i];
+        return NULL;
+}
+
+/* ---- GATT objects ---- */
+
+static int prop_gatt_uuid(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        return sd_bus_message_append(reply, "s", g->uuid);
+}
+
+static int prop_gatt_primary(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "b", 1);
+}
+
+static int prop_gatt_device(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        return sd_bus_message_append(reply, "o", g->module->path);
+}
+
+static int prop_gatt_includes(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "ao", 0);
+}
+
+static int prop_char_service(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        return sd_bus_message_append(reply, "o", g->service->path);
+}
+
+static int prop_char_value(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        struct sim_module *m = g->module;
+        if (g->notify)
+                return sd_bus_message_append_array(reply, 'y', m->value, m->value_len);
+        return sd_bus_message_append_array(reply, 'y', m->write_value, m->write_value_len);
+}
+
+static int prop_char_notifying(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        return sd_bus_message_append(reply, "b", g->notify && g->module->notifying);
+}
+
+static int prop_char_flags(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        if (g->notify)
+                return sd_bus_message_append(reply, "as", 1, "notify");
+        return sd_bus_message_append(reply, "as", 2, "write-without-response", "write");
+}
+
+static int prop_char_mtu(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        return sd_bus_message_append(reply, "q", (uint16_t)(g->module->timing.chunk_size + 3));
+}
+
+static void deliver_request(struct sim_module *m, void *data);
+
+static int parse_write_options(sd_bus_message *msg, const char **type, sd_bus_error *error)
+{
+        int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key;
+                if ((r = sd_bus_message_read(msg, "s", &key)) < 0)
+                        return r;
+                const char *contents;
+                if ((r = sd_bus_message_peek_type(msg, NULL, &contents)) < 0)
+                        return r;
+                if (streq(key, "type")) {
+                        if (!streq(contents, "s"))
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                        if ((r = sd_bus_message_read(msg, "v", "s", type)) < 0)
+                                return r;
+                        if (!streq(*type, "command") && !streq(*type, "request") && !streq(*type, "reliable"))
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                } else if (streq(key, "offset")) {
+                        if (!streq(contents, "q"))
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                        uint16_t off;
+                        if ((r = sd_bus_message_read(msg, "v", "q", &off)) < 0)
+                                return r;
+                        if (off != 0)
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidOffset", "Invalid offset");
+                } else if ((r = sd_bus_message_skip(msg, "v")) < 0)
+                        return r; /* unknown keys are ignored, as by BlueZ */
+                if ((r = sd_bus_message_exit_container(msg)) < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(msg);
+}
+
+struct request_data {
+        size_t len;
+        uint8_t bytes[512];
+};
+
+static void write_reply(struct sim_module *m, void *data)
+{
+        if (m->pending_write) {
+                sd_bus_reply_method_return(m->pending_write, NULL);
+                m->pending_write = sd_bus_message_unref(m->pending_write);
+        }
+}
+
+static int method_write_value(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        struct sim_module *m = g->module;
+        const void *bytes;
+        size_t len;
+        int r = sd_bus_message_read_array(msg, 'y', &bytes, &len);
+        if (r < 0)
+                return r;
+        const char *type = NULL;
+        if ((r = parse_write_options(msg, &type, error)) < 0 || sd_bus_error_is_set(error))
+                return r;
+        if (!g->write)
+                return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
+        if (!m->connected)
+                return sd_bus_error_set(error, ERR_FAILED, "Not connected");
+        if (m->pending_write)
+                return sd_bus_error_set(error, ERR_IN_PROGRESS, "In Progress");
+        if (len > sizeof m->write_value)
+                return sd_bus_error_set(error, "org.bluez.Error.InvalidValueLength", "Invalid Length");
+        m->n_writes++;
+        memcpy(m->write_value, bytes, len);
+        m->write_value_len = len;
+
+        struct request_data *d = malloc(sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        d->len = len;
+        memcpy(d->bytes, bytes, len);
+        if (len == MODBUS_REQUEST_LEN && modbus_crc16(bytes, len) == 0) {
+                m->n_requests++;
+                m->outstanding++;
+                if (m->outstanding > m->max_outstanding)
+                        m->max_outstanding = m->outstanding;
+        }
+        later(m, m->timing.response_ms, deliver_request, d);
+
+        /* Write without response is answered once queued; with response after the ATT round
+         * trip, and a second write meanwhile gets InProgress. */
+        if (type && !streq(type, "command")) {
+                m->pending_write = sd_bus_message_ref(msg);
+                later(m, 15, write_reply, NULL);
+                return 1;
+        }
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_start_notify(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        struct sim_module *m = g->module;
+        if (!g->notify)
+                return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
+        const char *sender = sd_bus_message_get_sender(msg);
+        if (!sender)
+                return -EINVAL;
+        if (!client_in(m->notify_clients, sender) && client_add(m->notify_clients, sender) < 0)
+                return sd_bus_error_set(error, ERR_FAILED, "Too many notify sessions");
+        int r = sd_bus_reply_method_return(msg, NULL);
+        if (!m->notifying) {
+                m->notifying = true;
+                emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
+        }
+        return r;
+}
+
+static int method_stop_notify(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        struct sim_module *m = g->module;
+        const char *sender = sd_bus_message_get_sender(msg);
+        if (!sender || !client_remove(m->notify_clients, sender))
+                return sd_bus_error_set(error, ERR_FAILED, "No notify session started");
+        int r = sd_bus_reply_method_return(msg, NULL);
+        if (list_empty(m->notify_clients) && m->notifying) {
+                m->notifying = false;
+                emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
+        }
+        return r;
+}
+
+static int method_read_value(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        if (!g->module->connected)
+                return sd_bus_error_set(error, ERR_FAILED, "Not connected");
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        if (g->notify)
+                r = sd_bus_message_append_array(reply, 'y', g->module->value, g->module->value_len);
+        else
+                r = sd_bus_message_append_array(reply, 'y', g->module->write_value, g->module->write_value_len);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static const sd_bus_vtable service_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("UUID", "s", prop_gatt_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Device", "o", prop_gatt_device, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Primary", "b", prop_gatt_primary, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Includes", "ao", prop_gatt_includes, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_VTABLE_END,
+};
+
+static const sd_bus_vtable char_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("ReadValue", "a{sv}", "ay", method_read_value, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("WriteValue", "aya{sv}", "", method_write_value, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("StartNotify", "", "", method_start_notify, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("StopNotify", "", "", method_stop_notify, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("UUID", "s", prop_gatt_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Service", "o", prop_char_service, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Value", "ay", prop_char_value, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Notifying", "b", prop_char_notifying, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Flags", "as", prop_char_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MTU", "q", prop_char_mtu, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_VTABLE_END,
+};
+
+static void gatt_layout(struct sim_module *m)
+{
+        struct sim_gatt *g = m->gatt;
+        memset(m->gatt, 0, sizeof m->gatt);
+        if (m->shunt) {
+                g[0] = (struct sim_gatt){.module = m, .uuid = UUID("c011")};
+                g[1] = (struct sim_gatt){.module = m, .service = &g[0], .uuid = UUID("c411"), .notify = true};
+                snprintf(g[0].path, sizeof g[0].path, "%s/service000c", m->path);
+                snprintf(g[1].path, sizeof g[1].path, "%s/service000c/char000d", m->path);
+                m->n_gatt = 2;
+                return;
+        }
+        g[0] = (struct sim_gatt){.module = m, .uuid = UUID("ffd0")};
+        g[1] = (struct sim_gatt){.module = m, .service = &g[0], .uuid = UUID("ffd1"), .write = true};
+        g[2] = (struct sim_gatt){.module = m, .uuid = UUID("fff0")};
+        g[3] = (struct sim_gatt){.module = m, .service = &g[2], .uuid = UUID("fff1"), .notify = true};
+        snprintf(g[0].path, sizeof g[0].path, "%s/service000c", m->path);
+        snprintf(g[1].path, sizeof g[1].path, "%s/service000c/char000d", m->path);
+        snprintf(g[2].path, sizeof g[2].path, "%s/service0010", m->path);
+        snprintf(g[3].path, sizeof g[3].path, "%s/service0010/char0011", m->path);
+        m->n_gatt = 4;
+}
+
+static void gatt_export(struct sim_module *m)
+{
+        if (m->gatt_exported)
+                return;
+        gatt_layout(m);
+        for (size_t i = 0; i < m->n_gatt; i++) {
+                struct sim_gatt *g = &m->gatt[i];
+                const char *iface = g->service ? "org.bluez.GattCharacteristic1" : "org.bluez.GattService1";
+                if (sd_bus_add_object_vtable(m->sim->bus, &m->gatt_slots[i], g->path, iface,
+                            g->service ? char_vtable : service_vtable, g) < 0)
+                        continue;
+                if (m->sim->name_owned)
+                        sd_bus_emit_interfaces_added(m->sim->bus, g->path, iface, NULL);
+        }
+        m->gatt_exported = true;
+}
+
+static void gatt_unexport(struct sim_module *m, bool signal)
+{
+        if (!m->gatt_exported)
+                return;
+        for (size_t i = m->n_gatt; i-- > 0;) {
+                struct sim_gatt *g = &m->gatt[i];
+                if (signal && m->sim->name_owned)
+                        sd_bus_emit_interfaces_removed(m->sim->bus, g->path,
+                                g->service ? "org.bluez.GattCharacteristic1" : "org.bluez.GattService1", NULL);
+                m->gatt_slots[i] = sd_bus_slot_unref(m->gatt_slots[i]);
+        }
+        m->gatt_exported = false;
+}
+
+/* ---- notifications ---- */
+
+struct chunk_data {
+        size_t len;
+        bool last;
+        bool drop_after;
+        uint8_t bytes[512];
+};
+
+static void send_chunk(struct sim_module *m, void *data)
+{
+        struct chunk_data *c = data;
+        struct sim_gatt *g = notify_char(m);
+        if (m->connected && m->notifying && g && m->gatt_exported) {
+                memcpy(m->value, c->bytes, c->len);
+                m->value_len = c->len;
+                /* BlueZ emits Value on every notification, even with the same bytes. */
+                emit(m, g->path, "org.bluez.GattCharacteristic1", "Value");
+        }
+        if (c->last && m->outstanding > 0)
+                m->outstanding--;
+        bool drop = c->drop_after;
+        free(c);
+        if (drop)
+                sim_module_drop_link(m);
+}
+
+static void send_in_chunks(struct sim_module *m, const uint8_t *bytes, size_t len, bool count_outstanding)
+{
+        size_t size = m->timing.chunk_size;
+        bool drop = false;
+        if (count_outstanding && m->faults[FAULT_DROP_MID_RESPONSE]) {
+                if (m->faults[FAULT_DROP_MID_RESPONSE] > 0)
+                        m->faults[FAULT_DROP_MID_RESPONSE]--;
+                drop = true;
+        }
+        unsigned delay = 0;
+        for (size_t at = 0; at < len; at += size) {
+                struct chunk_data *c = malloc(sizeof *c);
+                if (!c)
+                        return;
+                c->len = MIN(size, len - at);
+                memcpy(c->bytes, bytes + at, c->len);
+                c->last = count_outstanding && at + size >= len;
+                c->drop_after = drop;
+                if (c->drop_after) {
+                        c->last = count_outstanding;
+                        later(m, delay, send_chunk, c);
+                        return;
+                }
+                later(m, delay, send_chunk, c);
+                delay += m->timing.chunk_interval_ms;
+        }
+}
+
+static void deliver_request(struct sim_module *m, void *data)
+{
+        struct request_data *d = data;
+        uint8_t reply[MODBUS_MAX_FRAME];
+        size_t n = sim_unit_respond(m, d->bytes, d->len, reply, sizeof reply);
+        bool modbus = d->len == MODBUS_REQUEST_LEN && modbus_crc16(d->bytes, d->len) == 0;
+        free(d);
+        if (n == 0) {
+                if (modbus && m->outstanding > 0)
+                        m->outstanding--;
+                return;
+        }
+        if (m->faults[FAULT_CORRUPT]) {
+                if (m->faults[FAULT_CORRUPT] > 0)
+                        m->faults[FAULT_CORRUPT]--;
+                reply[n / 2] ^= 0x5A;
+        }
+        send_in_chunks(m, reply, n, true);
+}
+
+void sim_shunt_push(struct sim_module *m);
+void sim_shunt_push(struct sim_module *m)
+{
+        if (!m->shunt || !m->connected || !m->notifying)
+                return;
+        send_in_chunks(m, m->units[0].shunt_frame, SHUNT_LIVE_FRAME_LEN, false);
+}
+
+/* ---- Device1 ---- */
+
+static int prop_dev_str(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        if (streq(prop, "Address"))
+                return sd_bus_message_append(reply, "s", m->address);
+        if (streq(prop, "AddressType"))
+                return sd_bus_message_append(reply, "s", "public");
+        return sd_bus_message_append(reply, "s", m->name); /* Name, Alias */
+}
+
+static int prop_dev_bool(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        int v = 0;
+        if (streq(prop, "Connected"))
+                v = m->connected;
+        else if (streq(prop, "ServicesResolved"))
+                v = m->resolved;
+        return sd_bus_message_append(reply, "b", v);
+}
+
+static int prop_dev_rssi(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        return sd_bus_message_append(reply, "n", m->rssi);
+}
+
+static int prop_dev_adapter(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        return sd_bus_message_append(reply, "o", m->adapter->path);
+}
+
+static int prop_dev_uuids(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        if (m->shunt)
+                return sd_bus_message_append(reply, "as", 1, UUID("c011"));
+        if (m->gatt_exported)
+                return sd_bus_message_append(reply, "as", 2, UUID("ffd0"), UUID("fff0"));
+        return sd_bus_message_append(reply, "as", 1, UUID("ffd0"));
+}
+
+/* Renogy modules echo their MAC: the first two bytes read as a little-endian company id,
+ * the other four as the payload (RENOGY_BLE.md §1.2). */
+static int prop_dev_mfr(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        unsigned b[6];
+        if (sscanf(m->address, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+                return -EINVAL;
+        uint8_t payload[4] = {(uint8_t)b[2], (uint8_t)b[3], (uint8_t)b[4], (uint8_t)b[5]};
+        int r = sd_bus_message_open_container(reply, 'a', "{qv}");
+        if (r < 0)
+                return r;
+        if ((r = sd_bus_message_open_container(reply, 'e', "qv")) < 0 ||
+                (r = sd_bus_message_append(reply, "q", (uint16_t)(b[1] << 8 | b[0]))) < 0 ||
+                (r = sd_bus_message_open_container(reply, 'v', "ay")) < 0 ||
+                (r = sd_bus_message_append_array(reply, 'y', payload, sizeof payload)) < 0 ||
+                (r = sd_bus_message_close_container(reply)) < 0 || (r = sd_bus_message_close_container(reply)) < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
+static void connect_resolved(struct sim_module *m, void *data);
+
+static void gatt_export_late(struct sim_module *m, void *data)
+{
+        gatt_export(m);
+}
+
+static void connect_done(struct sim_module *m, void *data)
+{
+        m->connected = true;
+        m->temporary = false;
+        emit_device(m, "Connected");
+        if (m->pending_connect) {
+                sd_bus_reply_method_return(m->pending_connect, NULL);
+                m->pending_connect = sd_bus_message_unref(m->pending_connect);
+        }
+        if (m->faults[FAULT_RESOLVED_EARLY])
+                gatt_unexport(m, true);
+        else
+                gatt_export(m);
+        later(m, m->timing.resolve_ms, connect_resolved, NULL);
+}
+
+static void connect_resolved(struct sim_module *m, void *data)
+{
+        m->resolved = true;
+        emit_device(m, "UUIDs");
+        emit_device(m, "ServicesResolved");
+        if (m->faults[FAULT_RESOLVED_EARLY]) {
+                if (m->faults[FAULT_RESOLVED_EARLY] > 0)
+                        m->faults[FAULT_RESOLVED_EARLY]--;
+                later(m, 300, gatt_export_late, NULL); /* bluez#1489 */
+        }
+        if (m->shunt)
+                sim_shunt_push(m);
+}
+
+static void connected_false(struct sim_module *m, void *data)
+{
+        if (!m->connected)
+                return;
+        m->connected = false;
+        emit_device(m, "Connected");
+}
+
+static void connect_aborted(struct sim_module *m, void *data)
+{
+        /* The link comes up for a moment, the Connect fails, then Connected=false follows. */
+        m->connected = true;
+        emit_device(m, "Connected");
+        if (m->pending_connect) {
+                sd_bus_reply_method_errorf(m->pending_connect, ERR_FAILED, "le-connection-abort-by-local");
+                m->pending_connect = sd_bus_message_unref(m->pending_connect);
+        }
+        later(m, 100, connected_false, NULL);
+}
+
+static void connect_timed_out(struct sim_module *m, void *data)
+{
+        if (m->pending_connect) {
+                sd_bus_reply_method_errorf(m->pending_connect, ERR_FAILED, "le-connection-abort-by-local");
+                m->pending_connect = sd_bus_message_unref(m->pending_connect);
+        }
+}
+
+static int method_connect(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        if (!m->adapter->powered)
+                return sd_bus_error_set(error, ERR_NOT_READY, "Resource Not Ready");
+        if (m->connected)
+                return sd_bus_reply_method_return(msg, NULL); /* LE: already connected is success */
+        if (m->pending_connect)
+                return sd_bus_error_set(error, ERR_FAILED, "Operation already in progress");
+        m->n_connects++;
+        if (m->adapter->discovering)
+                m->connects_while_discovering++;
+        m->pending_connect = sd_bus_message_ref(msg);
+        if (m->faults[FAULT_CONNECT_HANG]) {
+                if (m->faults[FAULT_CONNECT_HANG] > 0)
+                        m->faults[FAULT_CONNECT_HANG]--;
+                return 1;
+        }
+        if (m->faults[FAULT_ASLEEP]) {
+                later(m, m->sim->le_connect_timeout_ms, connect_timed_out, NULL);
+                return 1;
+        }
+        if (m->faults[FAULT_HELD] || m->faults[FAULT_CONNECT_ABORT]) {
+                if (!m->faults[FAULT_HELD] && m->faults[FAULT_CONNECT_ABORT] > 0)
+                        m->faults[FAULT_CONNECT_ABORT]--;
+                later(m, m->timing.connect_ms, connect_aborted, NULL);
+                return 1;
+        }
+        later(m, m->timing.connect_ms, connect_done, NULL);
+        return 1;
+}
+
+void sim_module_drop_link(struct sim_module *m)
+{
+        m->generation++;
+        if (m->pending_connect) {
+                sd_bus_reply_method_errorf(m->pending_connect, ERR_FAILED, "br-connection-canceled");
+                m->pending_connect = sd_bus_message_unref(m->pending_connect);
+        }
+        if (m->pending_write) {
+                sd_bus_reply_method_errorf(m->pending_write, ERR_FAILED, "Not connected");
+                m->pending_write = sd_bus_message_unref(m->pending_write);
+        }
+        m->outstanding = 0;
+        if (m->resolved) {
+                m->resolved = false;
+                emit_device(m, "ServicesResolved");
+        }
+        if (m->notifying) {
+                m->notifying = false;
+                client_remove(m->notify_clients, NULL);
+                struct sim_gatt *g = notify_char(m);
+                if (g && m->gatt_exported)
+                        emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
+        }
+        if (m->connected) {
+                m->connected = false;
+                emit_device(m, "Connected");
+        }
+}
+
+static int method_disconnect(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        if (m->pending_connect) {
+                sd_bus_reply_method_errorf(m->pending_connect, ERR_FAILED, "br-connection-canceled");
+                m->pending_connect = sd_bus_message_unref(m->pending_connect);
+                m->generation++;
+                return sd_bus_reply_method_return(msg, NULL);
+        }
+        if (!m->connected)
+                return sd_bus_reply_method_return(msg, NULL);
+        m->n_disconnects++;
+        m->generation++;
+        if (m->resolved) {
+                m->resolved = false;
+                emit_device(m, "ServicesResolved");
+        }
+        /* Answered first; Connected=false follows (bleak depends on this order). */
+        int r = sd_bus_reply_method_return(msg, NULL);
+        sim_module_drop_link(m);
+        return r;
+}
+
+static int method_not_needed(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
+}
+
+static const sd_bus_vtable device_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("Connect", "", "", method_connect, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Disconnect", "", "", method_disconnect, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("ConnectProfile", "s", "", method_not_needed, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("DisconnectProfile", "s", "", method_not_needed, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Pair", "", "", method_not_needed, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("CancelPairing", "", "", method_not_needed, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("Address", "s", prop_dev_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("AddressType", "s", prop_dev_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Name", "s", prop_dev_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Alias", "s", prop_dev_str, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Paired", "b", prop_dev_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Bonded", "b", prop_dev_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Trusted", "b", prop_dev_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Blocked", "b", prop_dev_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LegacyPairing", "b", prop_dev_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Connected", "b", prop_dev_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("UUIDs", "as", prop_dev_uuids, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Adapter", "o", prop_dev_adapter, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ManufacturerData", "a{qv}", prop_dev_mfr, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ServicesResolved", "b", prop_dev_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};
+
+/* RSSI exists only while the device is being discovered: a vtable of its own that comes
+ * and goes, so that GetAll and InterfacesAdded omit it as BlueZ does. */
+static const sd_bus_vtable rssi_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("RSSI", "n", prop_dev_rssi, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};
+
+static int emit_invalidated(struct sim_module *m, const char *prop)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *sig = NULL;
+        int r = sd_bus_message_new_signal(m->sim->bus, &sig, m->path, "org.freedesktop.DBus.Properties",
+                "PropertiesChanged");
+        if (r < 0)
+                return r;
+        if ((r = sd_bus_message_append(sig, "sa{sv}", "org.bluez.Device1", 0)) < 0 ||
+                (r = sd_bus_message_append_strv(sig, (char *[]){(char *)prop, NULL})) < 0)
+                return r;
+        return sd_bus_send(m->sim->bus, sig, NULL);
+}
+
+static void module_export(struct sim_module *m, bool with_rssi)
+{
+        if (m->exported)
+                return;
+        if (sd_bus_add_object_vtable(m->sim->bus, &m->dev_slot, m->path, "org.bluez.Device1", device_vtable, m) < 0)
+                return;
+        if (with_rssi) {
+                sd_bus_add_object_vtable(m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
+                m->seen = true;
+        }
+        m->exported = true;
+        if (m->sim->name_owned)
+                sd_bus_emit_interfaces_added(m->sim->bus, m->path, "org.bluez.Device1", NULL);
+}
+
+void sim_module_unexport(struct sim_module *m)
+{
+        if (!m->exported)
+                return;
+        sim_module_drop_link(m);
+        gatt_unexport(m, true);
+        if (m->sim->name_owned)
+                sd_bus_emit_interfaces_removed(m->sim->bus, m->path, "org.bluez.Device1", NULL);
+        m->rssi_slot = sd_bus_slot_unref(m->rssi_slot);
+        m->dev_slot = sd_bus_slot_unref(m->dev_slot);
+        m->exported = m->seen = false;
+}
+
+static void module_lost(struct sim_module *m)
+{
+        if (!m->seen)
+                return;
+        m->seen = false;
+        m->rssi_slot = sd_bus_slot_unref(m->rssi_slot);
+        m->lost_usec = sim_now();
+        if (m->exported && m->sim->name_owned)
+                emit_invalidated(m, "RSSI");
+}
+
+static void module_advertised(struct sim_module *m)
+{
+        m->last_adv_usec = sim_now();
+        if (!m->exported) {
+                m->temporary = true;
+                module_export(m, true);
+                return;
+        }
+        /* RSSI varies a little from one advertisement to the next. */
+        static const int8_t jitter[] = {0, 2, -1, 3, -2, 1, -3, 0};
+        int base = m->rssi - jitter[(m->n_connects + m->last_adv_usec / 1000) % 8];
+        m->rssi = (int16_t)(base + jitter[(m->last_adv_usec / 1000) % 8]);
+        if (!m->seen) {
+                sd_bus_add_object_vtable(m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
+                m->seen = true;
+        }
+        emit_device(m, "RSSI");
+        emit_device(m, "ManufacturerData");
+}
+
+/* ---- Adapter1 ---- */
+
+static int adv_tick(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct sim_adapter *a = userdata;
+        uint64_t now = sim_now();
+        for (size_t i = 0; i < a->sim->n_modules; i++) {
+                struct sim_module *m = &a->sim->modules[i];
+                if (m->adapter != a || !sim_module_advertising(m))
+                        continue;
+                if (now - m->last_adv_usec >= (uint64_t)m->timing.advertising_interval_ms * USEC_PER_MSEC)
+                        module_advertised(m);
+        }
+        sd_event_source_set_time_relative(s, 20 * USEC_PER_MSEC);
+        return 0;
+}
+
+static void discovery_update(struct sim_adapter *a)
+{
+        bool on = a->powered && a->present && !list_empty(a->discovery_clients);
+        if (on == a->discovering)
+                return;
+        a->discovering = on;
+        if (a->sim->name_owned)
+                sd_bus_emit_properties_changed(a->sim->bus, a->path, "org.bluez.Adapter1", "Discovering", NULL);
+        if (on) {
+                if (!a->adv_timer)
+                        sd_event_add_time_relative(a->sim->event, &a->adv_timer, CLOCK_MONOTONIC, 0, 1, adv_tick, a);
+                sd_event_source_set_enabled(a->adv_timer, SD_EVENT_ON);
+                for (size_t i = 0; i < a->sim->n_modules; i++)
+                        a->sim->modules[i].last_adv_usec = 0;
+        } else {
+                sd_event_source_set_enabled(a->adv_timer, SD_EVENT_OFF);
+                for (size_t i = 0; i < a->sim->n_modules; i++)
+                        if (a->sim->modules[i].adapter == a)
+                                module_lost(&a->sim->modules[i]);
+        }
+}
+
+static int method_start_discovery(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_adapter *a = userdata;
+        const char *sender = sd_bus_message_get_sender(msg);
+        if (!a->powered)
+                return sd_bus_error_set(error, ERR_NOT_READY, "Resource Not Ready");
+        if (!sender || client_in(a->discovery_clients, sender))
+                return sd_bus_error_set(error, ERR_IN_PROGRESS, "Operation already in progress");
+        if (client_add(a->discovery_clients, sender) < 0)
+                return sd_bus_error_set(error, ERR_FAILED, "Too many discovery sessions");
+        int r = sd_bus_reply_method_return(msg, NULL);
+        discovery_update(a);
+        return r;
+}
+
+static int method_stop_discovery(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_adapter *a = userdata;
+        const char *sender = sd_bus_message_get_sender(msg);
+        if (!a->powered)
+                return sd_bus_error_set(error, ERR_NOT_READY, "Resource Not Ready");
+        if (!sender || !client_remove(a->discovery_clients, sender))
+                return sd_bus_error_set(error, ERR_FAILED, "No discovery started");
+        int r = sd_bus_reply_method_return(msg, NULL);
+        discovery_update(a);
+        return r;
+}
+
+static int method_set_discovery_filter(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_adapter *a = userdata;
+        static const struct {
+                const char *key, *sig;
+        } keys[] = {
+                {"UUIDs", "as"}, {"RSSI", "n"}, {"Pathloss", "q"}, {"Transport", "s"},
+                {"DuplicateData", "b"}, {"Discoverable", "b"}, {"Pattern", "s"},
+        };
+        if (!a->powered)
+                return sd_bus_error_set(error, ERR_NOT_READY, "Resource Not Ready");
+        int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key, *contents;
+                if ((r = sd_bus_message_read(msg, "s", &key)) < 0 ||
+                        (r = sd_bus_message_peek_type(msg, NULL, &contents)) < 0)
+                        return r;
+                bool ok = false;
+                for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                        if (streq(key, keys[i].key) && streq(contents, keys[i].sig))
+                                ok = true;
+                if (!ok)
+                        return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                if (streq(key, "Transport")) {
+                        const char *t;
+                        if ((r = sd_bus_message_read(msg, "v", "s", &t)) < 0)
+                                return r;
+                        if (!streq(t, "auto") && !streq(t, "le") && !streq(t, "bredr"))
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                } else if ((r = sd_bus_message_skip(msg, "v")) < 0)
+                        return r;
+                if ((r = sd_bus_message_exit_container(msg)) < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_remove_device(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_adapter *a = userdata;
+        const char *path;
+        int r = sd_bus_message_read(msg, "o", &path);
+        if (r < 0)
+                return r;
+        if (!a->powered)
+                return sd_bus_error_set(error, ERR_NOT_READY, "Resource Not Ready");
+        struct sim_module *m = sim_module_by_address(a->sim, path);
+        if (!m || !m->exported || m->adapter != a)
+                return sd_bus_error_set(error, "org.bluez.Error.DoesNotExist", "Does Not Exist");
+        r = sd_bus_reply_method_return(msg, NULL);
+        sim_module_unexport(m);
+        return r;
+}
+
+static int method_get_discovery_filters(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_reply_method_return(msg, "as", 7, "UUIDs", "RSSI", "Pathloss", "Transport", "DuplicateData",
+                "Discoverable", "Pattern");
+}
+
+static int prop_adapter_str(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_adapter *a = userdata;
+        if (streq(prop, "Address"))
+                return sd_bus_message_append(reply, "s", a->address);
+        if (streq(prop, "AddressType"))
+                return sd_bus_message_append(reply, "s", "public");
+        if (streq(prop, "Modalias"))
+                return sd_bus_message_append(reply, "s", "usb:v1D6Bp0246d0542");
+        return sd_bus_message_append(reply, "s", "blupow-sim"); /* Name, Alias */
+}
+
+static int prop_adapter_bool(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_adapter *a = userdata;
+        int v = streq(prop, "Powered") ? a->powered : streq(prop, "Discovering") ? a->discovering : 0;
+        return sd_bus_message_append(reply, "b", v);
+}
+
+static int prop_adapter_u32(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "u", streq(prop, "DiscoverableTimeout") ? 180 : 0);
+}
+
+static int prop_adapter_roles(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        if (streq(prop, "UUIDs"))
+                return sd_bus_message_append(reply, "as", 2, UUID("1800"), UUID("1801"));
+        return sd_bus_message_append(reply, "as", 2, "central", "peripheral");
+}
+
+static int set_powered(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *value, void *userdata, sd_bus_error *error)
+{
+        struct sim_adapter *a = userdata;
+        int on;
+        int r = sd_bus_message_read(value, "b", &on);
+        if (r < 0)
+                return r;
+        sim_adapter_set_powered(a, on);
+        return 0;
+}
+
+static const sd_bus_vtable adapter_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("StartDiscovery", "", "", method_start_discovery, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("StopDiscovery", "", "", method_stop_discovery, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("SetDiscoveryFilter", "a{sv}", "", method_set_discovery_filter, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("RemoveDevice", "o", "", method_remove_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("GetDiscoveryFilters", "", "as", method_get_discovery_filters, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("Address", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("AddressType", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Name", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Alias", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Class", "u", prop_adapter_u32, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_WRITABLE_PROPERTY("Powered", "b", prop_adapter_bool, set_powered, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Discoverable", "b", prop_adapter_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("DiscoverableTimeout", "u", prop_adapter_u32, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Pairable", "b", prop_adapter_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PairableTimeout", "u", prop_adapter_u32, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Discovering", "b", prop_adapter_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("UUIDs", "as", prop_adapter_roles, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Modalias", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Roles", "as", prop_adapter_roles, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_VTABLE_END,
+};
+
+void sim_adapter_set_powered(struct sim_adapter *a, bool powered)
+{
+        if (a->powered == powered)
+                return;
+        a->powered = powered;
+        if (!powered) {
+                for (size_t i = 0; i < a->sim->n_modules; i++)
+                        if (a->sim->modules[i].adapter == a)
+                                sim_module_drop_link(&a->sim->modules[i]);
+                client_remove(a->discovery_clients, NULL);
+                discovery_update(a);
+        }
+        if (a->slot && a->sim->name_owned)
+                sd_bus_emit_properties_changed(a->sim->bus, a->path, "org.bluez.Adapter1", "Powered", NULL);
+}
+
+void sim_adapter_add(struct sim_adapter *a)
+{
+        if (a->slot)
+                return;
+        a->present = true;
+        if (sd_bus_add_object_vtable(a->sim->bus, &a->slot, a->path, "org.bluez.Adapter1", adapter_vtable, a) < 0)
+                return;
+        if (a->sim->name_owned)
+                sd_bus_emit_interfaces_added(a->sim->bus, a->path, "org.bluez.Adapter1", NULL);
+}
+
+/* An unplugged adapter: its devices go first, then the adapter itself. */
+void sim_adapter_remove(struct sim_adapter *a)
+{
+        if (!a->slot)
+                return;
+        client_remove(a->discovery_clients, NULL);
+        a->discovering = false;
+        if (a->adv_timer)
+                sd_event_source_set_enabled(a->adv_timer, SD_EVENT_OFF);
+        for (size_t i = 0; i < a->sim->n_modules; i++)
+                if (a->sim->modules[i].adapter == a)
+                        sim_module_unexport(&a->sim->modules[i]);
+        if (a->sim->name_owned)
+                sd_bus_emit_interfaces_removed(a->sim->bus, a->path, "org.bluez.Adapter1", NULL);
+        a->slot = sd_bus_slot_unref(a->slot);
+        a->present = false;
+}
+
+/* ---- clients leaving the bus, bluetoothd restart ---- */
+
+static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim *sim = userdata;
+        const char *name, *old, *new;
+        if (sd_bus_message_read(msg, "sss", &name, &old, &new) < 0 || name[0] != ':' || *new)
+                return 0;
+        /* BlueZ drops the discovery and notify sessions of a client that left the bus. */
+        for (size_t i = 0; i < sim->n_adapters; i++)
+                if (client_remove(sim->adapters[i].discovery_clients, name))
+                        discovery_update(&sim->adapters[i]);
+        for (size_t i = 0; i < sim->n_modules; i++) {
+                struct sim_module *m = &sim->modules[i];
+                if (client_remove(m->notify_clients, name) && list_empty(m->notify_clients) && m->notifying) {
+                        m->notifying = false;
+                        struct sim_gatt *g = notify_char(m);
+                        if (g && m->gatt_exported)
+                                emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
+                }
+        }
+        return 0;
+}
+
+static void restart_done(struct sim_module *m, void *data)
+{
+        struct sim *sim = m->sim;
+        for (size_t i = 0; i < sim->n_adapters; i++)
+                if (sim->adapters[i].present)
+                        sim_adapter_add(&sim->adapters[i]);
+        /* Devices BlueZ keeps in /var/lib/bluetooth come back, with their GATT cache. */
+        for (size_t i = 0; i < sim->n_modules; i++) {
+                struct sim_module *mm = &sim->modules[i];
+                if (mm->temporary || !mm->adapter->present || !mm->n_connects)
+                        continue;
+                module_export(mm, false);
+                gatt_export(mm);
+        }
+        sd_bus_request_name(sim->bus, "org.bluez", 0);
+        sim->name_owned = true;
+}
+
+void sim_bluez_restart(struct sim *sim, unsigned down_ms)
+{
+        if (!sim->name_owned || sim->n_modules == 0)
+                return;
+        sd_bus_release_name(sim->bus, "org.bluez");
+        sim->name_owned = false;
+        /* Every object vanishes with the process: no per-object InterfacesRemoved. */
+        for (size_t i = 0; i < sim->n_modules; i++) {
+                struct sim_module *m = &sim->modules[i];
+                sim_module_drop_link(m);
+                client_remove(m->notify_clients, NULL);
+                gatt_unexport(m, false);
+                m->rssi_slot = sd_bus_slot_unref(m->rssi_slot);
+                m->dev_slot = sd_bus_slot_unref(m->dev_slot);
+                m->exported = m->seen = false;
+        }
+        for (size_t i = 0; i < sim->n_adapters; i++) {
+                struct sim_adapter *a = &sim->adapters[i];
+                client_remove(a->discovery_clients, NULL);
+                a->discovering = false;
+                if (a->adv_timer)
+                        sd_event_source_set_enabled(a->adv_timer, SD_EVENT_OFF);
+                a->slot = sd_bus_slot_unref(a->slot);
+        }
+        later_full(&sim->modules[0], down_ms, true, restart_done, NULL);
+}
+
+static int tick(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct sim *sim = userdata;
+        uint64_t now = sim_now();
+        double t = (double)(now - sim->start_usec) / 1e6;
+        for (size_t i = 0; i < sim->n_modules; i++) {
+                struct sim_module *m = &sim->modules[i];
+                for (size_t j = 0; j < m->n_units; j++)
+                        sim_unit_tick(&m->units[j], t);
+                if (m->shunt)
+                        sim_shunt_push(m);
+                /* Temporary devices go away TemporaryTimeout after they were last seen. */
+                if (m->exported && m->temporary && !m->seen && !m->connected && !m->pending_connect &&
+                        now - m->lost_usec >= (uint64_t)sim->temporary_timeout_s * USEC_PER_SEC)
+                        sim_module_unexport(m);
+        }
+        sd_event_source_set_time_relative(s, USEC_PER_SEC);
+        return 0;
+}
+
+int sim_bluez_start(struct sim *sim)
+{
+        int r = sd_bus_add_object_manager(sim->bus, NULL, "/");
+        if (r < 0)
+                return r;
+        r = sd_bus_match_signal(sim->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, sim);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < sim->n_adapters; i++)
+                if (sim->adapters[i].present)
+                        sim_adapter_add(&sim->adapters[i]);
+        sim->start_usec = sim_now();
+        r = sd_event_add_time_relative(sim->event, &sim->tick, CLOCK_MONOTONIC, 0, 1, tick, sim);
+        if (r < 0)
+                return r;
+        sd_event_source_set_enabled(sim->tick, SD_EVENT_ON);
+        return 0;
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* blupow-sim: BlueZ 5.66 on D-Bus with simulated Renogy modules. The domain objects here
+ * (adapters, modules, units) are kept apart from their D-Bus glue (sim-bluez.c). */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "renogy/family.h"
+#include "renogy/shunt.h"
+
+#define SIM_MAX_UNITS 8
+#define SIM_MAX_CLIENTS 8
+
+struct sim;
+
+struct sim_adapter {
+        struct sim *sim;
+        char name[16];
+        char path[64];
+        char address[18];
+        bool present;
+        bool powered;
+        bool discovering;
+        char *discovery_clients[SIM_MAX_CLIENTS]; /* unique names with a discovery session */
+        sd_bus_slot *slot;
+        sd_event_source *adv_timer;
+};
+
+struct sim_timing {
+        unsigned connect_ms;
+        unsigned resolve_ms;
+        unsigned response_ms;
+        unsigned chunk_interval_ms;
+        unsigned chunk_size;
+        unsigned advertising_interval_ms;
+};
+
+enum sim_fault {
+        FAULT_CONNECT_ABORT,      /* Connect fails with le-connection-abort-by-local */
+        FAULT_CONNECT_HANG,       /* Connect never replies */
+        FAULT_DROP_MID_RESPONSE,  /* link drops after the first chunk of a reply */
+        FAULT_RESOLVED_EARLY,     /* ServicesResolved before the characteristics exist */
+        FAULT_CORRUPT,            /* a reply with a bad CRC */
+        FAULT_EXCEPTION,          /* a Modbus exception reply (device failure) */
+        FAULT_ASLEEP,             /* not advertising, connects time out */
+        FAULT_HELD,               /* another central holds it: not advertising, connects abort */
+        _FAULT_MAX,
+};
+
+struct sim_unit {
+        uint8_t id;
+        const struct renogy_family *family;
+        uint16_t *regs;     /* 65536 words */
+        uint8_t *defined;   /* 8192-byte bitmap: registers that exist on this model */
+        double base[RENOGY_MAX_READINGS]; /* scenario values per field index, NaN if none */
+        bool animate;
+        uint8_t shunt_frame[SHUNT_LIVE_FRAME_LEN];
+};
+
+struct sim_gatt {
+        struct sim_module *module;
+        struct sim_gatt *service; /* NULL for a service */
+        char path[160];
+        const char *uuid;
+        bool notify, write;
+};
+
+struct sim_module {
+        struct sim *sim;
+        struct sim_adapter *adapter;
+        char name[64];
+        char address[18];
+        char path[128];
+        int16_t rssi;
+        struct sim_timing timing;
+        struct sim_unit units[SIM_MAX_UNITS];
+        size_t n_units;
+        bool shunt;
+
+        /* BlueZ-side state */
+        bool exported;       /* Device1 object exists */
+        bool temporary;      /* only ever discovered: removed after the temporary timeout */
+        bool seen;           /* RSSI present (discovered in this discovery session) */
+        bool connected;
+        bool resolved;
+        bool gatt_exported;
+        bool notifying;
+        char *notify_clients[SIM_MAX_CLIENTS];
+        uint64_t last_adv_usec;
+        uint64_t lost_usec;   /* when it stopped being seen */
+        sd_bus_message *pending_connect;
+        sd_bus_message *pending_write;
+        unsigned generation;  /* bumped on every link change: stale timers do nothing */
+        sd_bus_slot *dev_slot, *rssi_slot;
+        struct sim_gatt gatt[4];
+        size_t n_gatt;
+        sd_bus_slot *gatt_slots[4];
+        uint8_t value[512];   /* notify characteristic Value */
+        size_t value_len;
+        uint8_t write_value[512];
+        size_t write_value_len;
+
+        /* Faults: remaining count (-1 = until cleared) */
+        int faults[_FAULT_MAX];
+
+        /* Statistics the tests assert on */
+        unsigned n_connects, n_disconnects, n_writes, n_requests;
+        unsigned outstanding, max_outstanding, connects_while_discovering;
+};
+
+struct sim_call {
+        uint64_t usec;
+        char *sender;
+        char *path;
+        char *member;
+        char *detail;
+};
+
+struct sim {
+        sd_event *event;
+        sd_bus *bus;
+        bool name_owned;
+        struct sim_adapter adapters[4];
+        size_t n_adapters;
+        struct sim_module *modules;
+        size_t n_modules;
+        unsigned temporary_timeout_s;
+        unsigned le_connect_timeout_ms;
+        uint64_t start_usec;
+        struct sim_call *calls;
+        size_t n_calls, calls_cap;
+        sd_event_source *tick;
+};
+
+/* sim-scenario.c */
+int sim_scenario_load(struct sim *sim, const char *name_or_path, char *err, size_t err_size);
+int sim_scenario_parse(struct sim *sim, const char *json_text, char *err, size_t err_size);
+void sim_free(struct sim *sim);
+const char *sim_fault_name(enum sim_fault f);
+int sim_fault_from_name(const char *s);
+
+/* sim-device.c: the Renogy side */
+int sim_unit_init(struct sim_unit *u, const struct renogy_family *fam, uint8_t id);
+int sim_unit_set_value(struct sim_unit *u, const char *key, double value);
+int sim_unit_set_text(struct sim_unit *u, const char *key, const char *text);
+void sim_unit_tick(struct sim_unit *u, double t_sec);
+/* Answers one request frame; reply written to out. Returns its length, 0 for no reply. */
+size_t sim_unit_respond(struct sim_module *m, const uint8_t *req, size_t len, uint8_t *out, size_t out_size);
+void sim_unit_shunt_frame(struct sim_unit *u);
+void sim_unit_rebase(struct sim_unit *u, const char *key, double value);
+
+/* sim-bluez.c: D-Bus objects */
+int sim_bluez_start(struct sim *sim);
+int sim_bluez_export_all(struct sim *sim);
+void sim_bluez_restart(struct sim *sim, unsigned down_ms);
+void sim_adapter_set_powered(struct sim_adapter *a, bool powered);
+void sim_adapter_remove(struct sim_adapter *a);
+void sim_adapter_add(struct sim_adapter *a);
+void sim_module_drop_link(struct sim_module *m);
+void sim_module_unexport(struct sim_module *m);
+struct sim_module *sim_module_by_address(struct sim *sim, const char *address);
+struct sim_adapter *sim_adapter_by_name(struct sim *sim, const char *name);
+bool sim_module_advertising(const struct sim_module *m);
+
+/* sim-control.c: org.blupow.Sim1 and the call record */
+int sim_control_start(struct sim *sim);
+void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail);
+
+uint64_t sim_now(void);
