@@ -1,0 +1,1109 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <systemd/sd-bus.h>
+#include <time.h>
+
+#include "bluez.h"
+#include "log.h"
+#include "macro.h"
+
+#define BLUEZ "org.bluez"
+#define DEFAULT_CALL_TIMEOUT (10 * USEC_PER_SEC)
+
+struct bluez {
+        sd_event *event;
+        sd_bus *bus;
+        struct bluez_handlers h;
+        void *userdata;
+        bool up;
+        bool broken;
+        sd_bus_slot *sync_slot;
+        struct bluez_adapter **adapters;
+        size_t n_adapters;
+        struct bluez_device **devices;
+        size_t n_devices;
+        struct bluez_service **services;
+        size_t n_services;
+        struct bluez_char **chars;
+        size_t n_chars;
+        struct bluez_call *calls; /* in flight, freed with the bluez object */
+};
+
+struct bluez_call {
+        struct bluez *b;
+        sd_bus_slot *slot;
+        bluez_done_t cb;
+        void *userdata;
+        struct bluez_call *next, *prev;
+};
+
+/* ---- errors ---- */
+
+static const char *const error_names[_BLUEZ_ERR_MAX] = {
+        [BLUEZ_OK] = "ok",
+        [BLUEZ_ERR_ABORT_BY_LOCAL] = "le-connection-abort-by-local",
+        [BLUEZ_ERR_CANCELED] = "connection-canceled",
+        [BLUEZ_ERR_CONNECTION] = "connection-failed",
+        [BLUEZ_ERR_CONNECT_PENDING] = "connect-already-in-progress",
+        [BLUEZ_ERR_NOT_CONNECTED] = "not-connected",
+        [BLUEZ_ERR_IN_PROGRESS] = "in-progress",
+        [BLUEZ_ERR_NOT_READY] = "not-ready",
+        [BLUEZ_ERR_NOT_SUPPORTED] = "not-supported",
+        [BLUEZ_ERR_NOT_PERMITTED] = "not-permitted",
+        [BLUEZ_ERR_DOES_NOT_EXIST] = "does-not-exist",
+        [BLUEZ_ERR_INVALID_ARGUMENTS] = "invalid-arguments",
+        [BLUEZ_ERR_UNKNOWN_OBJECT] = "unknown-object",
+        [BLUEZ_ERR_NO_OWNER] = "bluez-not-running",
+        [BLUEZ_ERR_ACCESS_DENIED] = "access-denied",
+        [BLUEZ_ERR_TIMEOUT] = "timeout",
+        [BLUEZ_ERR_DISCONNECTED] = "bus-disconnected",
+        [BLUEZ_ERR_FAILED] = "failed",
+};
+
+const char *bluez_error_to_string(enum bluez_error e)
+{
+        return e < _BLUEZ_ERR_MAX ? error_names[e] : "failed";
+}
+
+bool bluez_error_is_transient(enum bluez_error e)
+{
+        return e == BLUEZ_ERR_ABORT_BY_LOCAL || e == BLUEZ_ERR_CANCELED || e == BLUEZ_ERR_CONNECTION ||
+                e == BLUEZ_ERR_IN_PROGRESS || e == BLUEZ_ERR_TIMEOUT;
+}
+
+/* One place maps BlueZ's error names and, for Failed, its messages (BLUEZ.md §1.6). */
+enum bluez_error bluez_error_from_dbus(const char *name, const char *message)
+{
+        static const struct {
+                const char *name;
+                enum bluez_error e;
+        } by_name[] = {
+                {"org.bluez.Error.InProgress", BLUEZ_ERR_IN_PROGRESS},
+                {"org.bluez.Error.NotReady", BLUEZ_ERR_NOT_READY},
+                {"org.bluez.Error.NotSupported", BLUEZ_ERR_NOT_SUPPORTED},
+                {"org.bluez.Error.NotPermitted", BLUEZ_ERR_NOT_PERMITTED},
+                {"org.bluez.Error.NotAuthorized", BLUEZ_ERR_NOT_PERMITTED},
+                {"org.bluez.Error.NotConnected", BLUEZ_ERR_NOT_CONNECTED},
+                {"org.bluez.Error.DoesNotExist", BLUEZ_ERR_DOES_NOT_EXIST},
+                {"org.bluez.Error.InvalidArguments", BLUEZ_ERR_INVALID_ARGUMENTS},
+                {"org.bluez.Error.AlreadyConnected", BLUEZ_OK},
+                {"org.freedesktop.DBus.Error.UnknownObject", BLUEZ_ERR_UNKNOWN_OBJECT},
+                {"org.freedesktop.DBus.Error.UnknownMethod", BLUEZ_ERR_UNKNOWN_OBJECT},
+                {"org.freedesktop.DBus.Error.UnknownInterface", BLUEZ_ERR_UNKNOWN_OBJECT},
+                {"org.freedesktop.DBus.Error.ServiceUnknown", BLUEZ_ERR_NO_OWNER},
+                {"org.freedesktop.DBus.Error.NameHasNoOwner", BLUEZ_ERR_NO_OWNER},
+                {"org.freedesktop.DBus.Error.AccessDenied", BLUEZ_ERR_ACCESS_DENIED},
+                {"org.freedesktop.DBus.Error.NoReply", BLUEZ_ERR_TIMEOUT},
+                {"org.freedesktop.DBus.Error.Timeout", BLUEZ_ERR_TIMEOUT},
+                {"org.freedesktop.DBus.Error.TimedOut", BLUEZ_ERR_TIMEOUT},
+                {"org.freedesktop.DBus.Error.Disconnected", BLUEZ_ERR_DISCONNECTED},
+        };
+        if (!name)
+                return BLUEZ_OK;
+        for (size_t i = 0; i < ELEMENTSOF(by_name); i++)
+                if (streq(name, by_name[i].name))
+                        return by_name[i].e;
+        if (!streq(name, "org.bluez.Error.Failed"))
+                return BLUEZ_ERR_FAILED;
+        if (!message)
+                return BLUEZ_ERR_FAILED;
+        if (streq(message, "le-connection-abort-by-local") || streq(message, "Software caused connection abort"))
+                return BLUEZ_ERR_ABORT_BY_LOCAL;
+        if (streq(message, "br-connection-canceled") || streq(message, "le-connection-canceled"))
+                return BLUEZ_ERR_CANCELED;
+        if (streq(message, "Operation already in progress"))
+                return BLUEZ_ERR_CONNECT_PENDING;
+        if (streq(message, "Not connected"))
+                return BLUEZ_ERR_NOT_CONNECTED;
+        if (startswith(message, "le-connection-") || startswith(message, "br-connection-"))
+                return BLUEZ_ERR_CONNECTION;
+        return BLUEZ_ERR_FAILED;
+}
+
+static enum bluez_error error_from_reply(sd_bus_message *m, const char **message)
+{
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        *message = e ? e->message : NULL;
+        if (!e)
+                return BLUEZ_OK;
+        return bluez_error_from_dbus(e->name, e->message);
+}
+
+/* ---- object tables ---- */
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+#define FIND(arr, n, p)                                                                           \
+        ({                                                                                        \
+                __typeof__((arr)[0]) _found = NULL;                                               \
+                for (size_t _i = 0; _i < (n); _i++)                                               \
+                        if (streq((arr)[_i]->path, (p))) {                                        \
+                                _found = (arr)[_i];                                               \
+                                break;                                                            \
+                        }                                                                         \
+                _found;                                                                           \
+        })
+
+static int push(void *arr_p, size_t *n, void *item)
+{
+        void ***arr = arr_p;
+        void **a = realloc(*arr, (*n + 1) * sizeof(void *));
+        if (!a)
+                return -ENOMEM;
+        a[(*n)++] = item;
+        *arr = a;
+        return 0;
+}
+
+static void remove_at(void *arr_p, size_t *n, size_t i)
+{
+        void ***arr = arr_p;
+        memmove(*arr + i, *arr + i + 1, (*n - i - 1) * sizeof(void *));
+        (*n)--;
+}
+
+static void device_free(struct bluez_device *d)
+{
+        if (!d)
+                return;
+        free(d->path);
+        free(d->adapter_path);
+        free(d);
+}
+
+static void char_free(struct bluez_char *c)
+{
+        if (!c)
+                return;
+        free(c->path);
+        free(c->service_path);
+        free(c);
+}
+
+static void service_free(struct bluez_service *s)
+{
+        if (!s)
+                return;
+        free(s->path);
+        free(s->device_path);
+        free(s);
+}
+
+static void adapter_free(struct bluez_adapter *a)
+{
+        if (!a)
+                return;
+        free(a->path);
+        free(a);
+}
+
+static void clear_objects(struct bluez *b)
+{
+        for (size_t i = 0; i < b->n_chars; i++)
+                char_free(b->chars[i]);
+        for (size_t i = 0; i < b->n_services; i++)
+                service_free(b->services[i]);
+        for (size_t i = 0; i < b->n_devices; i++)
+                device_free(b->devices[i]);
+        for (size_t i = 0; i < b->n_adapters; i++)
+                adapter_free(b->adapters[i]);
+        b->n_chars = b->n_services = b->n_devices = b->n_adapters = 0;
+}
+
+/* Device that a GATT object belongs to: the device whose path prefixes it. */
+static struct bluez_device *device_of_path(struct bluez *b, const char *path)
+{
+        for (size_t i = 0; i < b->n_devices; i++) {
+                size_t n = strlen(b->devices[i]->path);
+                if (strncmp(path, b->devices[i]->path, n) == 0 && path[n] == '/')
+                        return b->devices[i];
+        }
+        return NULL;
+}
+
+/* ---- property parsing (a property map, as systemd's bus_map_all_properties) ---- */
+
+struct prop_map {
+        const char *name;
+        const char *sig;
+        int (*set)(sd_bus_message *m, void *obj, unsigned *changed);
+};
+
+static int read_string_into(sd_bus_message *m, char *buf, size_t size)
+{
+        const char *s;
+        int r = sd_bus_message_read(m, "s", &s);
+        if (r < 0)
+                return r;
+        snprintf(buf, size, "%s", s);
+        return 0;
+}
+
+static int set_dev_address(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_device *d = obj;
+        return read_string_into(m, d->address, sizeof d->address);
+}
+
+static int set_dev_name(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_device *d = obj;
+        return read_string_into(m, d->name, sizeof d->name);
+}
+
+static int set_dev_adapter(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_device *d = obj;
+        const char *p;
+        int r = sd_bus_message_read(m, "o", &p);
+        if (r < 0)
+                return r;
+        char *dup = strdup(p);
+        if (!dup)
+                return -ENOMEM;
+        free(d->adapter_path);
+        d->adapter_path = dup;
+        return 0;
+}
+
+static int set_dev_rssi(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_device *d = obj;
+        int r = sd_bus_message_read(m, "n", &d->rssi);
+        if (r < 0)
+                return r;
+        d->has_rssi = true;
+        d->last_seen_usec = now_usec();
+        *changed |= BLUEZ_DEV_ADVERTISED;
+        return 0;
+}
+
+static int set_dev_mfr(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        /* Only its arrival matters: every advertisement refreshes it. */
+        struct bluez_device *d = obj;
+        int r = sd_bus_message_skip(m, "a{qv}");
+        if (r < 0)
+                return r;
+        if (d->has_rssi) {
+                d->last_seen_usec = now_usec();
+                *changed |= BLUEZ_DEV_ADVERTISED;
+        }
+        return 0;
+}
+
+static int set_dev_connected(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_device *d = obj;
+        int v;
+        int r = sd_bus_message_read(m, "b", &v);
+        if (r < 0)
+                return r;
+        d->connected = v;
+        *changed |= BLUEZ_DEV_CONNECTED;
+        return 0;
+}
+
+static int set_dev_resolved(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_device *d = obj;
+        int v;
+        int r = sd_bus_message_read(m, "b", &v);
+        if (r < 0)
+                return r;
+        d->services_resolved = v;
+        *changed |= BLUEZ_DEV_RESOLVED;
+        return 0;
+}
+
+static const struct prop_map device_props[] = {
+        {"Address", "s", set_dev_address},
+        {"Alias", "s", set_dev_name},
+        {"Adapter", "o", set_dev_adapter},
+        {"RSSI", "n", set_dev_rssi},
+        {"ManufacturerData", "a{qv}", set_dev_mfr},
+        {"Connected", "b", set_dev_connected},
+        {"ServicesResolved", "b", set_dev_resolved},
+        {},
+};
+
+static int set_adapter_address(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_adapter *a = obj;
+        return read_string_into(m, a->address, sizeof a->address);
+}
+
+static int set_adapter_powered(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_adapter *a = obj;
+        int v;
+        int r = sd_bus_message_read(m, "b", &v);
+        if (r >= 0)
+                a->powered = v;
+        *changed |= 1;
+        return r;
+}
+
+static int set_adapter_discovering(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_adapter *a = obj;
+        int v;
+        int r = sd_bus_message_read(m, "b", &v);
+        if (r >= 0)
+                a->discovering = v;
+        *changed |= 1;
+        return r;
+}
+
+static const struct prop_map adapter_props[] = {
+        {"Address", "s", set_adapter_address},
+        {"Powered", "b", set_adapter_powered},
+        {"Discovering", "b", set_adapter_discovering},
+        {},
+};
+
+static int set_uuid(sd_bus_message *m, char *buf, size_t size)
+{
+        int r = read_string_into(m, buf, size);
+        for (char *p = buf; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                        *p = (char)(*p - 'A' + 'a');
+        return r;
+}
+
+static int set_service_uuid(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_service *s = obj;
+        return set_uuid(m, s->uuid, sizeof s->uuid);
+}
+
+static int set_service_device(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_service *s = obj;
+        const char *p;
+        int r = sd_bus_message_read(m, "o", &p);
+        if (r < 0)
+                return r;
+        free(s->device_path);
+        s->device_path = strdup(p);
+        return s->device_path ? 0 : -ENOMEM;
+}
+
+static const struct prop_map service_props[] = {
+        {"UUID", "s", set_service_uuid},
+        {"Device", "o", set_service_device},
+        {},
+};
+
+static int set_char_uuid(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_char *c = obj;
+        return set_uuid(m, c->uuid, sizeof c->uuid);
+}
+
+static int set_char_service(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_char *c = obj;
+        const char *p;
+        int r = sd_bus_message_read(m, "o", &p);
+        if (r < 0)
+                return r;
+        free(c->service_path);
+        c->service_path = strdup(p);
+        return c->service_path ? 0 : -ENOMEM;
+}
+
+static int set_char_flags(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        static const struct {
+                const char *name;
+                unsigned flag;
+        } map[] = {
+                {"read", BLUEZ_CHAR_READ}, {"write", BLUEZ_CHAR_WRITE},
+                {"write-without-response", BLUEZ_CHAR_WRITE_NO_RESPONSE},
+                {"notify", BLUEZ_CHAR_NOTIFY}, {"indicate", BLUEZ_CHAR_INDICATE},
+        };
+        struct bluez_char *c = obj;
+        int r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        c->flags = 0;
+        const char *s;
+        while ((r = sd_bus_message_read(m, "s", &s)) > 0)
+                for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                        if (streq(s, map[i].name))
+                                c->flags |= map[i].flag;
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int set_char_notifying(sd_bus_message *m, void *obj, unsigned *changed)
+{
+        struct bluez_char *c = obj;
+        int v;
+        int r = sd_bus_message_read(m, "b", &v);
+        if (r >= 0)
+                c->notifying = v;
+        return r;
+}
+
+static const struct prop_map char_props[] = {
+        {"UUID", "s", set_char_uuid},
+        {"Service", "o", set_char_service},
+        {"Flags", "as", set_char_flags},
+        {"Notifying", "b", set_char_notifying},
+        {},
+};
+
+/* Reads an a{sv} dict into obj through map; unknown keys and keys of another type are skipped
+ * (a newer BlueZ may add properties). Returns a negative errno on a malformed message. */
+static int parse_props(sd_bus_message *m, const struct prop_map *map, void *obj, unsigned *changed)
+{
+        int r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key, *contents;
+                if ((r = sd_bus_message_read(m, "s", &key)) < 0)
+                        return r;
+                if ((r = sd_bus_message_peek_type(m, NULL, &contents)) < 0)
+                        return r;
+                const struct prop_map *p = map;
+                while (p->name && !(streq(p->name, key) && streq(p->sig, contents)))
+                        p++;
+                if (p->name) {
+                        if ((r = sd_bus_message_enter_container(m, 'v', contents)) < 0 ||
+                                (r = p->set(m, obj, changed)) < 0 || (r = sd_bus_message_exit_container(m)) < 0)
+                                return r;
+                } else if ((r = sd_bus_message_skip(m, "v")) < 0)
+                        return r;
+                if ((r = sd_bus_message_exit_container(m)) < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+int bluez_parse_device_props(sd_bus_message *m, struct bluez_device *d, unsigned *changed)
+{
+        return parse_props(m, device_props, d, changed);
+}
+
+/* The invalidated list of PropertiesChanged: RSSI going away means "no longer discovered". */
+static int parse_invalidated(sd_bus_message *m, struct bluez_device *d, unsigned *changed)
+{
+        int r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        const char *s;
+        while ((r = sd_bus_message_read(m, "s", &s)) > 0)
+                if (d && streq(s, "RSSI")) {
+                        d->has_rssi = false;
+                        *changed |= BLUEZ_DEV_LOST;
+                }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+/* ---- interfaces added / removed ---- */
+
+static int add_interfaces(struct bluez *b, const char *path, sd_bus_message *m)
+{
+        int r = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sa{sv}")) > 0) {
+                const char *iface;
+                if ((r = sd_bus_message_read(m, "s", &iface)) < 0)
+                        return r;
+                unsigned changed = 0;
+                if (streq(iface, "org.bluez.Adapter1")) {
+                        struct bluez_adapter *a = FIND(b->adapters, b->n_adapters, path);
+                        bool is_new = !a;
+                        if (is_new) {
+                                a = calloc(1, sizeof *a);
+                                if (!a || !(a->path = strdup(path)) || push(&b->adapters, &b->n_adapters, a) < 0) {
+                                        adapter_free(a);
+                                        return -ENOMEM;
+                                }
+                                const char *slash = strrchr(path, '/');
+                                snprintf(a->name, sizeof a->name, "%s", slash ? slash + 1 : path);
+                        }
+                        if ((r = parse_props(m, adapter_props, a, &changed)) < 0)
+                                return r;
+                        if (b->h.adapter)
+                                b->h.adapter(b->userdata, a, false);
+                } else if (streq(iface, "org.bluez.Device1")) {
+                        struct bluez_device *d = FIND(b->devices, b->n_devices, path);
+                        if (!d) {
+                                d = calloc(1, sizeof *d);
+                                if (!d || !(d->path = strdup(path)) || push(&b->devices, &b->n_devices, d) < 0) {
+                                        device_free(d);
+                                        return -ENOMEM;
+                                }
+                        }
+                        if ((r = parse_props(m, device_props, d, &changed)) < 0)
+                                return r;
+                        if (b->h.device)
+                                b->h.device(b->userdata, d, changed | BLUEZ_DEV_ADDED);
+                } else if (streq(iface, "org.bluez.GattService1")) {
+                        struct bluez_service *s = FIND(b->services, b->n_services, path);
+                        if (!s) {
+                                s = calloc(1, sizeof *s);
+                                if (!s || !(s->path = strdup(path)) || push(&b->services, &b->n_services, s) < 0) {
+                                        service_free(s);
+                                        return -ENOMEM;
+                                }
+                        }
+                        if ((r = parse_props(m, service_props, s, &changed)) < 0)
+                                return r;
+                        struct bluez_device *d = device_of_path(b, path);
+                        if (d && b->h.device)
+                                b->h.device(b->userdata, d, BLUEZ_DEV_GATT);
+                } else if (streq(iface, "org.bluez.GattCharacteristic1")) {
+                        struct bluez_char *c = FIND(b->chars, b->n_chars, path);
+                        if (!c) {
+                                c = calloc(1, sizeof *c);
+                                if (!c || !(c->path = strdup(path)) || push(&b->chars, &b->n_chars, c) < 0) {
+                                        char_free(c);
+                                        return -ENOMEM;
+                                }
+                        }
+                        if ((r = parse_props(m, char_props, c, &changed)) < 0)
+                                return r;
+                        struct bluez_device *d = device_of_path(b, path);
+                        if (d && b->h.device)
+                                b->h.device(b->userdata, d, BLUEZ_DEV_GATT);
+                } else if ((r = sd_bus_message_skip(m, "a{sv}")) < 0)
+                        return r;
+                if ((r = sd_bus_message_exit_container(m)) < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static void remove_path(struct bluez *b, const char *path, const char *iface)
+{
+        if (streq(iface, "org.bluez.GattCharacteristic1") || streq(iface, "org.bluez.GattService1")) {
+                bool is_char = iface[15] == 'C';
+                for (size_t i = 0; i < (is_char ? b->n_chars : b->n_services); i++) {
+                        const char *p = is_char ? b->chars[i]->path : b->services[i]->path;
+                        if (!streq(p, path))
+                                continue;
+                        if (is_char) {
+                                char_free(b->chars[i]);
+                                remove_at(&b->chars, &b->n_chars, i);
+                        } else {
+                                service_free(b->services[i]);
+                                remove_at(&b->services, &b->n_services, i);
+                        }
+                        struct bluez_device *d = device_of_path(b, path);
+                        if (d && b->h.device)
+                                b->h.device(b->userdata, d, BLUEZ_DEV_GATT);
+                        return;
+                }
+        } else if (streq(iface, "org.bluez.Device1")) {
+                for (size_t i = 0; i < b->n_devices; i++)
+                        if (streq(b->devices[i]->path, path)) {
+                                struct bluez_device *d = b->devices[i];
+                                remove_at(&b->devices, &b->n_devices, i);
+                                d->connected = d->services_resolved = d->has_rssi = false;
+                                if (b->h.device)
+                                        b->h.device(b->userdata, d, BLUEZ_DEV_REMOVED);
+                                device_free(d);
+                                return;
+                        }
+        } else if (streq(iface, "org.bluez.Adapter1")) {
+                for (size_t i = 0; i < b->n_adapters; i++)
+                        if (streq(b->adapters[i]->path, path)) {
+                                struct bluez_adapter *a = b->adapters[i];
+                                remove_at(&b->adapters, &b->n_adapters, i);
+                                a->powered = a->discovering = false;
+                                if (b->h.adapter)
+                                        b->h.adapter(b->userdata, a, true);
+                                adapter_free(a);
+                                return;
+                        }
+        }
+}
+
+static int on_interfaces_added(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bluez *b = userdata;
+        const char *path;
+        int r = sd_bus_message_read(m, "o", &path);
+        if (r >= 0)
+                r = add_interfaces(b, path, m);
+        if (r < 0)
+                log_warning_errno(r, "Ignoring malformed InterfacesAdded from BlueZ: %m");
+        return 0;
+}
+
+static int on_interfaces_removed(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bluez *b = userdata;
+        const char *path, *iface;
+        int r = sd_bus_message_read(m, "o", &path);
+        if (r < 0 || (r = sd_bus_message_enter_container(m, 'a', "s")) < 0)
+                return log_warning_errno(r, "Ignoring malformed InterfacesRemoved from BlueZ: %m"), 0;
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return 0;
+        while ((r = sd_bus_message_read(m, "s", &iface)) > 0)
+                remove_path(b, p, iface);
+        return 0;
+}
+
+static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bluez *b = userdata;
+        const char *iface, *path = sd_bus_message_get_path(m);
+        int r = sd_bus_message_read(m, "s", &iface);
+        if (r < 0 || !path)
+                return 0;
+        unsigned changed = 0;
+        if (streq(iface, "org.bluez.Device1")) {
+                struct bluez_device *d = FIND(b->devices, b->n_devices, path);
+                if (!d)
+                        return 0;
+                if ((r = parse_props(m, device_props, d, &changed)) < 0 ||
+                        (r = parse_invalidated(m, d, &changed)) < 0)
+                        return log_warning_errno(r, "Ignoring malformed PropertiesChanged on %s: %m", path), 0;
+                if (changed && b->h.device)
+                        b->h.device(b->userdata, d, changed);
+        } else if (streq(iface, "org.bluez.Adapter1")) {
+                struct bluez_adapter *a = FIND(b->adapters, b->n_adapters, path);
+                if (!a)
+                        return 0;
+                if ((r = parse_props(m, adapter_props, a, &changed)) < 0)
+                        return log_warning_errno(r, "Ignoring malformed PropertiesChanged on %s: %m", path), 0;
+                if (b->h.adapter)
+                        b->h.adapter(b->userdata, a, false);
+        } else if (streq(iface, "org.bluez.GattCharacteristic1")) {
+                /* Value: a notification. Read it straight from the message, no copy kept. */
+                if ((r = sd_bus_message_enter_container(m, 'a', "{sv}")) < 0)
+                        return 0;
+                while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                        const char *key, *contents;
+                        if (sd_bus_message_read(m, "s", &key) < 0 || sd_bus_message_peek_type(m, NULL, &contents) < 0)
+                                return 0;
+                        if (streq(key, "Value") && streq(contents, "ay")) {
+                                const void *data;
+                                size_t len;
+                                if (sd_bus_message_enter_container(m, 'v', "ay") < 0 ||
+                                        sd_bus_message_read_array(m, 'y', &data, &len) < 0 ||
+                                        sd_bus_message_exit_container(m) < 0)
+                                        return 0;
+                                if (b->h.notification)
+                                        b->h.notification(b->userdata, path, data, len);
+                        } else if (streq(key, "Notifying") && streq(contents, "b")) {
+                                struct bluez_char *c = FIND(b->chars, b->n_chars, path);
+                                int v;
+                                if (sd_bus_message_read(m, "v", "b", &v) < 0)
+                                        return 0;
+                                if (c)
+                                        c->notifying = v;
+                        } else if (sd_bus_message_skip(m, "v") < 0)
+                                return 0;
+                        if (sd_bus_message_exit_container(m) < 0)
+                                return 0;
+                }
+        }
+        return 0;
+}
+
+/* ---- sync with GetManagedObjects ---- */
+
+static int on_managed_objects(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct bluez *b = userdata;
+        b->sync_slot = sd_bus_slot_unref(b->sync_slot);
+        const char *msg;
+        enum bluez_error e = error_from_reply(m, &msg);
+        if (e != BLUEZ_OK) {
+                log_warning("GetManagedObjects on org.bluez failed: %s (%s)", msg ? msg : "", bluez_error_to_string(e));
+                if (b->h.synced)
+                        b->h.synced(b->userdata, e, msg);
+                return 0;
+        }
+        int r = sd_bus_message_enter_container(m, 'a', "{oa{sa{sv}}}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'e', "oa{sa{sv}}")) > 0) {
+                const char *path;
+                if ((r = sd_bus_message_read(m, "o", &path)) < 0)
+                        break;
+                _cleanup_free_ char *p = strdup(path);
+                if (!p || (r = add_interfaces(b, p, m)) < 0)
+                        break;
+                r = sd_bus_message_exit_container(m);
+        }
+        if (r < 0) {
+                log_warning_errno(r, "Malformed GetManagedObjects reply from BlueZ: %m");
+                if (b->h.synced)
+                        b->h.synced(b->userdata, BLUEZ_ERR_FAILED, "malformed GetManagedObjects reply");
+                return 0;
+        }
+        b->up = true;
+        log_debug("BlueZ: %zu adapter(s), %zu device(s)", b->n_adapters, b->n_devices);
+        if (b->h.service)
+                b->h.service(b->userdata, true);
+        if (b->h.synced)
+                b->h.synced(b->userdata, BLUEZ_OK, NULL);
+        return 0;
+}
+
+static int resync(struct bluez *b)
+{
+        b->sync_slot = sd_bus_slot_unref(b->sync_slot);
+        return sd_bus_call_method_async(b->bus, &b->sync_slot, BLUEZ, "/", "org.freedesktop.DBus.ObjectManager",
+                "GetManagedObjects", on_managed_objects, b, "");
+}
+
+static void service_down(struct bluez *b)
+{
+        bool was_up = b->up;
+        b->up = false;
+        /* Everything vanished with bluetoothd: tell the layers above, as removals. */
+        while (b->n_devices > 0)
+                remove_path(b, b->devices[b->n_devices - 1]->path, "org.bluez.Device1");
+        while (b->n_adapters > 0)
+                remove_path(b, b->adapters[b->n_adapters - 1]->path, "org.bluez.Adapter1");
+        clear_objects(b);
+        if (was_up && b->h.service)
+                b->h.service(b->userdata, false);
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bluez *b = userdata;
+        const char *name, *old_owner, *new_owner;
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || !streq(name, BLUEZ))
+                return 0;
+        if (*old_owner) {
+                log_warning("BlueZ left the bus (bluetoothd stopped or restarting)");
+                service_down(b);
+        }
+        if (*new_owner) {
+                log_info("BlueZ is on the bus: resynchronising");
+                resync(b);
+        }
+        return 0;
+}
+
+static int on_bus_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bluez *b = userdata;
+        log_error("Lost the connection to the system bus");
+        b->broken = true;
+        service_down(b);
+        return 0;
+}
+
+int bluez_new(struct bluez **ret, sd_event *event, const struct bluez_handlers *h, void *userdata)
+{
+        struct bluez *b = calloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        b->event = sd_event_ref(event);
+        b->h = *h;
+        b->userdata = userdata;
+        int r = sd_bus_open_system_with_description(&b->bus, "blupowd");
+        if (r < 0) {
+                bluez_free(b);
+                return r;
+        }
+        if ((r = sd_bus_attach_event(b->bus, event, SD_EVENT_PRIORITY_NORMAL)) < 0)
+                goto fail;
+        /* Matches first, then the snapshot: no change can fall between the two. */
+        r = sd_bus_match_signal_async(b->bus, NULL, BLUEZ, "/", "org.freedesktop.DBus.ObjectManager",
+                "InterfacesAdded", on_interfaces_added, NULL, b);
+        if (r >= 0)
+                r = sd_bus_match_signal_async(b->bus, NULL, BLUEZ, "/", "org.freedesktop.DBus.ObjectManager",
+                        "InterfacesRemoved", on_interfaces_removed, NULL, b);
+        if (r >= 0)
+                r = sd_bus_add_match_async(b->bus, NULL,
+                        "type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
+                        "member='PropertiesChanged',path_namespace='/org/bluez'",
+                        on_properties_changed, NULL, b);
+        if (r >= 0)
+                r = sd_bus_add_match_async(b->bus, NULL,
+                        "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                        "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'",
+                        on_name_owner_changed, NULL, b);
+        if (r >= 0)
+                r = sd_bus_match_signal(b->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                        "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, b);
+        if (r < 0)
+                goto fail;
+        if ((r = resync(b)) < 0)
+                goto fail;
+        *ret = b;
+        return 0;
+fail:
+        bluez_free(b);
+        return r;
+}
+
+struct bluez *bluez_free(struct bluez *b)
+{
+        if (!b)
+                return NULL;
+        while (b->calls)
+                bluez_call_cancel(b->calls);
+        sd_bus_slot_unref(b->sync_slot);
+        clear_objects(b);
+        free(b->adapters);
+        free(b->devices);
+        free(b->services);
+        free(b->chars);
+        sd_bus_flush_close_unref(b->bus);
+        sd_event_unref(b->event);
+        free(b);
+        return NULL;
+}
+
+bool bluez_service_up(const struct bluez *b)
+{
+        return b && b->up;
+}
+
+bool bluez_bus_broken(const struct bluez *b)
+{
+        return !b || b->broken;
+}
+
+const struct bluez_adapter *bluez_adapter_find(const struct bluez *b, const char *name)
+{
+        for (size_t i = 0; i < b->n_adapters; i++)
+                if (streq(b->adapters[i]->name, name))
+                        return b->adapters[i];
+        return NULL;
+}
+
+const struct bluez_adapter *bluez_adapter_first(const struct bluez *b)
+{
+        return b->n_adapters ? b->adapters[0] : NULL;
+}
+
+size_t bluez_adapters(const struct bluez *b, const struct bluez_adapter *const **ret)
+{
+        *ret = (const struct bluez_adapter *const *)b->adapters;
+        return b->n_adapters;
+}
+
+const struct bluez_device *bluez_device_find(const struct bluez *b, const char *adapter_path, const char *address)
+{
+        for (size_t i = 0; i < b->n_devices; i++) {
+                const struct bluez_device *d = b->devices[i];
+                if (strcasecmp(d->address, address) == 0 &&
+                        (!adapter_path || (d->adapter_path && streq(d->adapter_path, adapter_path))))
+                        return d;
+        }
+        return NULL;
+}
+
+size_t bluez_devices(const struct bluez *b, const struct bluez_device *const **ret)
+{
+        *ret = (const struct bluez_device *const *)b->devices;
+        return b->n_devices;
+}
+
+static bool uuid_eq(const char *a, const char *b)
+{
+        return strcasecmp(a, b) == 0;
+}
+
+const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path, const char *service_uuid,
+        const char *char_uuid, unsigned flags)
+{
+        for (size_t i = 0; i < b->n_chars; i++) {
+                const struct bluez_char *c = b->chars[i];
+                if (!c->service_path || !uuid_eq(c->uuid, char_uuid) || (flags && !(c->flags & flags)))
+                        continue;
+                const struct bluez_service *s = FIND(b->services, b->n_services, c->service_path);
+                if (!s || !uuid_eq(s->uuid, service_uuid))
+                        continue;
+                /* Under our device: by the service's Device property, or by path. */
+                if ((s->device_path && streq(s->device_path, device_path)) ||
+                        (strncmp(c->path, device_path, strlen(device_path)) == 0 && c->path[strlen(device_path)] == '/'))
+                        return c;
+        }
+        return NULL;
+}
+
+/* ---- calls ---- */
+
+static void call_unlink(struct bluez_call *c)
+{
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                c->b->calls = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+}
+
+static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct bluez_call *c = userdata;
+        const char *msg;
+        enum bluez_error e = error_from_reply(m, &msg);
+        _cleanup_free_ char *msg_copy = msg ? strdup(msg) : NULL;
+        bluez_done_t cb = c->cb;
+        void *ud = c->userdata;
+        call_unlink(c);
+        sd_bus_slot_unref(c->slot);
+        free(c);
+        if (cb)
+                cb(ud, e, msg_copy);
+        return 0;
+}
+
+void bluez_call_cancel(struct bluez_call *c)
+{
+        if (!c)
+                return;
+        call_unlink(c);
+        sd_bus_slot_unref(c->slot); /* the callback will not run */
+        free(c);
+}
+
+static int call_send(struct bluez *b, sd_bus_message *m, uint64_t timeout, bluez_done_t cb, void *userdata,
+        struct bluez_call **ret)
+{
+        struct bluez_call *c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        *c = (struct bluez_call){.b = b, .cb = cb, .userdata = userdata};
+        int r = sd_bus_call_async(b->bus, &c->slot, m, on_reply, c, timeout);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        c->next = b->calls;
+        if (b->calls)
+                b->calls->prev = c;
+        b->calls = c;
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+static int simple_call(struct bluez *b, const char *path, const char *iface, const char *member, uint64_t timeout,
+        bluez_done_t cb, void *userdata, struct bluez_call **ret)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, path, iface, member);
+        if (r < 0)
+                return r;
+        return call_send(b, m, timeout, cb, userdata, ret);
+}
+
+struct discovery_ctx {
+        struct bluez *b;
+        char *adapter_path;
+        bluez_done_t cb;
+        void *userdata;
+};
+
+static void discovery_filter_done(void *userdata, enum bluez_error e, const char *message)
+{
+        struct discovery_ctx *ctx = userdata;
+        /* A filter refused is not fatal: discovery works without it. */
+        if (e != BLUEZ_OK)
+                log_debug("SetDiscoveryFilter: %s", message ? message : bluez_error_to_string(e));
+        int r = simple_call(ctx->b, ctx->adapter_path, "org.bluez.Adapter1", "StartDiscovery", DEFAULT_CALL_TIMEOUT,
+                ctx->cb, ctx->userdata, NULL);
+        if (r < 0 && ctx->cb)
+                ctx->cb(ctx->userdata, BLUEZ_ERR_DISCONNECTED, strerror(-r));
+        free(ctx->adapter_path);
+        free(ctx);
+}
+
+int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, adapter_path, "org.bluez.Adapter1",
+                "SetDiscoveryFilter");
+        if (r < 0)
+                return r;
+        /* LE only, and no duplicate reports: fewer signals while we scan. */
+        r = sd_bus_message_append(m, "a{sv}", 2, "Transport", "s", "le", "DuplicateData", "b", 0);
+        if (r < 0)
+                return r;
+        struct discovery_ctx *ctx = calloc(1, sizeof *ctx);
+        if (!ctx || !(ctx->adapter_path = strdup(adapter_path))) {
+                free(ctx);
+                return -ENOMEM;
+        }
+        *ctx = (struct discovery_ctx){.b = b, .adapter_path = ctx->adapter_path, .cb = cb, .userdata = userdata};
+        r = call_send(b, m, DEFAULT_CALL_TIMEOUT, discovery_filter_done, ctx, NULL);
+        if (r < 0) {
+                free(ctx->adapter_path);
+                free(ctx);
+        }
+        return r;
+}
+
+int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata)
+{
+        return simple_call(b, adapter_path, "org.bluez.Adapter1", "StopDiscovery", DEFAULT_CALL_TIMEOUT, cb,
+                userdata, NULL);
+}
+
+int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb, void *userdata,
+        struct bluez_call **ret)
+{
+        return simple_call(b, device_path, "org.bluez.Device1", "Connect", timeout_usec, cb, userdata, ret);
+}
+
+int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata)
+{
+        return simple_call(b, device_path, "org.bluez.Device1", "Disconnect", DEFAULT_CALL_TIMEOUT, cb, userdata,
+                NULL);
+}
+
+int bluez_start_notify(struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret)
+{
+        return simple_call(b, char_path, "org.bluez.GattCharacteristic1", "StartNotify", DEFAULT_CALL_TIMEOUT, cb,
+                userdata, ret);
+}
+
+int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len, bluez_done_t cb,
+        void *userdata, struct bluez_call **ret)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, char_path, "org.bluez.GattCharacteristic1",
+                "WriteValue");
+        if (r < 0)
+                return r;
+        if ((r = sd_bus_message_append_array(m, 'y', data, len)) < 0)
+                return r;
+        /* Write without response: Renogy packs reject writes with response (RENOGY_BLE.md §1.4). */
+        if ((r = sd_bus_message_append(m, "a{sv}", 1, "type", "s", "command")) < 0)
+                return r;
+        return call_send(b, m, DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
+}
+
+int bluez_set_powered(struct bluez *b, const char *adapter_path, bool on, bluez_done_t cb, void *userdata)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, adapter_path, "org.freedesktop.DBus.Properties", "Set");
+        if (r < 0)
+                return r;
+        if ((r = sd_bus_message_append(m, "ssv", "org.bluez.Adapter1", "Powered", "b", (int)on)) < 0)
+                return r;
+        return call_send(b, m, DEFAULT_CALL_TIMEOUT, cb, userdata, NULL);
+}

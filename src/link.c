@@ -1,0 +1,895 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "link.h"
+#include "log.h"
+#include "macro.h"
+
+#define UUID(x) "0000" x "-0000-1000-8000-00805f9b34fb"
+#define CONNECT_TIMEOUT (35 * USEC_PER_SEC)
+#define RESOLVE_TIMEOUT (20 * USEC_PER_SEC)
+#define CHARS_GRACE (3 * USEC_PER_SEC)
+#define NOT_CONNECTED_WAIT (3 * USEC_PER_SEC)
+#define DISCONNECT_WAIT (5 * USEC_PER_SEC)
+#define SHUNT_FRAME_TIMEOUT (5 * USEC_PER_SEC)
+#define PROBE_TIMEOUT (1500 * USEC_PER_MSEC)
+#define MAX_CONNECT_ATTEMPTS 3
+
+enum phase {
+        PHASE_IDLE,
+        PHASE_DISCOVER,
+        PHASE_STOP_DISCOVERY,
+        PHASE_CONNECT,
+        PHASE_WAIT_NOT_CONNECTED, /* between connect attempts: Connected=false first */
+        PHASE_BACKOFF,
+        PHASE_RESOLVE,
+        PHASE_NOTIFY,
+        PHASE_REQUEST,
+        PHASE_SHUNT_FRAME,
+        PHASE_PROBE,
+        PHASE_DISCONNECT,
+};
+
+struct link {
+        struct link_config cfg;
+        enum phase phase;
+        sd_event_source *timer;
+        struct bluez_call *call;
+        char *device_path;
+        char *notify_path;
+        char *write_path;
+        bool discovering;
+        bool connected_by_us;
+        struct link_report report;
+        struct link_unit units[LINK_MAX_UNITS];
+        size_t n_units;
+        size_t cur_unit;
+        size_t cur_block;
+        unsigned block_attempts;
+        struct modbus_request req;
+        struct modbus_reasm reasm;
+        uint64_t phase_start;
+        uint64_t connect_start;
+        /* probing */
+        size_t probe_idx;
+        /* a single write session (load switch) */
+        bool write_mode;
+        uint16_t write_reg, write_value;
+        struct shunt_stream shunt;
+};
+
+static const char *const stage_names[] = {
+        [LINK_STAGE_ADAPTER] = "adapter", [LINK_STAGE_FIND] = "advertisement", [LINK_STAGE_CONNECT] = "connect",
+        [LINK_STAGE_SERVICES] = "services", [LINK_STAGE_NOTIFY] = "notify", [LINK_STAGE_EXCHANGE] = "exchange",
+        [LINK_STAGE_DONE] = "done",
+};
+
+const char *link_stage_name(enum link_stage s)
+{
+        return s <= LINK_STAGE_DONE ? stage_names[s] : "?";
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void set_str(char **p, const char *s)
+{
+        free(*p);
+        *p = s ? strdup(s) : NULL;
+}
+
+static void step(struct link *l, const char *name, bool ok, const char *fmt, ...) _printf_(4, 5);
+static void step(struct link *l, const char *name, bool ok, const char *fmt, ...)
+{
+        struct link_step s = {.name = name, .ok = ok, .usec = now_usec() - l->phase_start};
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s.detail, sizeof s.detail, fmt, ap);
+        va_end(ap);
+        log_debug("%s: %s %s (%s)", l->cfg.address, name, ok ? "ok" : "failed", s.detail);
+        if (l->cfg.step)
+                l->cfg.step(l->cfg.userdata, &s);
+        l->phase_start = now_usec();
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void arm(struct link *l, uint64_t usec)
+{
+        if (!l->timer) {
+                if (sd_event_add_time_relative(l->cfg.event, &l->timer, CLOCK_MONOTONIC, usec, 1, on_timer, l) < 0)
+                        return;
+        } else
+                sd_event_source_set_time_relative(l->timer, usec);
+        sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+}
+
+static void disarm(struct link *l)
+{
+        if (l->timer)
+                sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+}
+
+static const struct bluez_device *device(struct link *l)
+{
+        const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
+        return a ? bluez_device_find(l->cfg.bluez, a->path, l->cfg.address) : NULL;
+}
+
+static bool is_shunt(const struct link *l)
+{
+        return l->n_units > 0 && l->units[0].family->byte_addressed;
+}
+
+static void finish(struct link *l);
+static void start_connect(struct link *l);
+static void start_disconnect(struct link *l);
+static void send_next(struct link *l);
+
+/* The session ends here; the link goes down cleanly unless it is kept. */
+static void fail(struct link *l, enum link_stage stage, enum bluez_error e, const char *fmt, ...) _printf_(4, 5);
+static void fail(struct link *l, enum link_stage stage, enum bluez_error e, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(l->report.message, sizeof l->report.message, fmt, ap);
+        va_end(ap);
+        l->report.reached = stage;
+        l->report.error = e;
+        step(l, link_stage_name(stage), false, "%s", l->report.message);
+        for (size_t i = 0; i < l->n_units; i++)
+                if (l->units[i].status == 0 && l->units[i].blocks_ok == 0)
+                        l->units[i].status = -ECANCELED;
+        start_disconnect(l);
+}
+
+/* ---- discovery ---- */
+
+static void on_stop_discovery(void *userdata, enum bluez_error e, const char *message)
+{
+        struct link *l = userdata;
+        l->discovering = false;
+        if (l->phase != PHASE_STOP_DISCOVERY)
+                return;
+        start_connect(l);
+}
+
+static void stop_discovery_then_connect(struct link *l)
+{
+        const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
+        l->phase = PHASE_STOP_DISCOVERY;
+        disarm(l);
+        /* Connecting while scanning is a known cause of aborts: stop first. */
+        if (!l->discovering || !a || bluez_stop_discovery(l->cfg.bluez, a->path, on_stop_discovery, l) < 0) {
+                l->discovering = false;
+                start_connect(l);
+        }
+}
+
+static void found(struct link *l, const struct bluez_device *d)
+{
+        set_str(&l->device_path, d->path);
+        l->report.found = true;
+        l->report.rssi = d->rssi;
+        l->report.has_rssi = d->has_rssi;
+        step(l, "advertisement", true, "%s seen, RSSI %d dBm", d->name[0] ? d->name : d->address, d->rssi);
+        stop_discovery_then_connect(l);
+}
+
+static void on_start_discovery(void *userdata, enum bluez_error e, const char *message)
+{
+        struct link *l = userdata;
+        if (l->phase != PHASE_DISCOVER)
+                return;
+        if (e == BLUEZ_ERR_IN_PROGRESS) {
+                /* Someone else (Home Assistant's Bluetooth integration) scans: share its scan. */
+                l->report.discovery_shared = true;
+                return;
+        }
+        if (e != BLUEZ_OK) {
+                fail(l, e == BLUEZ_ERR_NOT_READY ? LINK_STAGE_ADAPTER : LINK_STAGE_FIND, e, "StartDiscovery: %s",
+                        message ? message : bluez_error_to_string(e));
+                return;
+        }
+        l->discovering = true;
+}
+
+static void start_find(struct link *l)
+{
+        const struct bluez_device *d = device(l);
+        uint64_t now = now_usec();
+        if (d) {
+                l->report.found = true;
+                l->report.advertising = d->has_rssi && now - d->last_seen_usec < l->cfg.fresh_adv_usec;
+        }
+        if (d && (d->connected || l->report.advertising)) {
+                set_str(&l->device_path, d->path);
+                l->report.rssi = d->rssi;
+                l->report.has_rssi = d->has_rssi;
+                step(l, "advertisement", true, d->connected ? "already connected" : "seen %llu s ago, RSSI %d dBm",
+                        (unsigned long long)((now - d->last_seen_usec) / USEC_PER_SEC), d->rssi);
+                start_connect(l);
+                return;
+        }
+        const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
+        l->phase = PHASE_DISCOVER;
+        arm(l, l->cfg.find_timeout_usec);
+        if (a->discovering)
+                l->report.discovery_shared = true;
+        int r = bluez_start_discovery(l->cfg.bluez, a->path, on_start_discovery, l);
+        if (r < 0)
+                fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DISCONNECTED, "StartDiscovery: %s", strerror(-r));
+}
+
+/* ---- connect ---- */
+
+static void on_connect(void *userdata, enum bluez_error e, const char *message);
+
+static void start_connect(struct link *l)
+{
+        if (!l->device_path) {
+                const struct bluez_device *d = device(l);
+                if (!d) {
+                        fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DOES_NOT_EXIST, "%s not seen within %llu s", l->cfg.address,
+                                (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
+                        return;
+                }
+                set_str(&l->device_path, d->path);
+        }
+        l->phase = PHASE_CONNECT;
+        l->report.connect_attempts++;
+        l->connected_by_us = true;
+        if (!l->connect_start)
+                l->connect_start = now_usec();
+        int r = bluez_connect(l->cfg.bluez, l->device_path, CONNECT_TIMEOUT, on_connect, l, &l->call);
+        if (r < 0)
+                fail(l, LINK_STAGE_CONNECT, BLUEZ_ERR_DISCONNECTED, "Connect: %s", strerror(-r));
+}
+
+static bool chars_ready(struct link *l)
+{
+        const struct bluez_char *n, *w = NULL;
+        if (is_shunt(l))
+                n = bluez_char_find(l->cfg.bluez, l->device_path, UUID("c011"), UUID("c411"), BLUEZ_CHAR_NOTIFY);
+        else {
+                /* Pro batteries expose two characteristics per UUID: pick by service and flags. */
+                n = bluez_char_find(l->cfg.bluez, l->device_path, UUID("fff0"), UUID("fff1"), BLUEZ_CHAR_NOTIFY);
+                w = bluez_char_find(l->cfg.bluez, l->device_path, UUID("ffd0"), UUID("ffd1"),
+                        BLUEZ_CHAR_WRITE_NO_RESPONSE | BLUEZ_CHAR_WRITE);
+                if (!w)
+                        return false;
+        }
+        if (!n)
+                return false;
+        set_str(&l->notify_path, n->path);
+        set_str(&l->write_path, w ? w->path : NULL);
+        return true;
+}
+
+static void on_start_notify(void *userdata, enum bluez_error e, const char *message);
+
+static void check_resolved(struct link *l)
+{
+        const struct bluez_device *d = device(l);
+        if (l->phase != PHASE_RESOLVE || !d || !d->services_resolved)
+                return;
+        if (!chars_ready(l)) {
+                /* ServicesResolved can come before the objects are exported (bluez#1489). */
+                arm(l, CHARS_GRACE);
+                return;
+        }
+        step(l, "services", true, "Renogy characteristics found");
+        l->phase = PHASE_NOTIFY;
+        disarm(l);
+        int r = bluez_start_notify(l->cfg.bluez, l->notify_path, on_start_notify, l, &l->call);
+        if (r < 0)
+                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "StartNotify: %s", strerror(-r));
+}
+
+static void on_connect(void *userdata, enum bluez_error e, const char *message)
+{
+        struct link *l = userdata;
+        l->call = NULL;
+        if (e == BLUEZ_OK) {
+                step(l, "connect", true, "connected (attempt %u)", l->report.connect_attempts);
+                l->phase = PHASE_RESOLVE;
+                arm(l, RESOLVE_TIMEOUT);
+                check_resolved(l);
+                return;
+        }
+        if (e == BLUEZ_ERR_TIMEOUT) {
+                l->report.timeouts++;
+                /* Cancel the pending LE connection: a Disconnect does. */
+                fail(l, LINK_STAGE_CONNECT, e, "Connect got no answer in %llu s",
+                        (unsigned long long)(CONNECT_TIMEOUT / USEC_PER_SEC));
+                return;
+        }
+        if (e == BLUEZ_ERR_ABORT_BY_LOCAL || e == BLUEZ_ERR_CANCELED || e == BLUEZ_ERR_CONNECTION)
+                l->report.aborts++;
+        if (bluez_error_is_transient(e) && l->report.connect_attempts < MAX_CONNECT_ATTEMPTS) {
+                step(l, "connect", false, "attempt %u: %s; retrying", l->report.connect_attempts,
+                        message ? message : bluez_error_to_string(e));
+                const struct bluez_device *d = device(l);
+                if (d && d->connected) {
+                        l->phase = PHASE_WAIT_NOT_CONNECTED;
+                        arm(l, NOT_CONNECTED_WAIT);
+                } else {
+                        l->phase = PHASE_BACKOFF;
+                        arm(l, 250 * USEC_PER_MSEC << (l->report.connect_attempts - 1));
+                }
+                return;
+        }
+        if (e == BLUEZ_ERR_UNKNOWN_OBJECT || e == BLUEZ_ERR_DOES_NOT_EXIST) {
+                fail(l, LINK_STAGE_FIND, e, "the device object vanished: %s", message ? message : "");
+                return;
+        }
+        fail(l, e == BLUEZ_ERR_NOT_READY ? LINK_STAGE_ADAPTER : LINK_STAGE_CONNECT, e, "Connect: %s",
+                message ? message : bluez_error_to_string(e));
+}
+
+static void on_start_notify(void *userdata, enum bluez_error e, const char *message)
+{
+        struct link *l = userdata;
+        l->call = NULL;
+        if (e != BLUEZ_OK) {
+                fail(l, LINK_STAGE_NOTIFY, e, "StartNotify: %s", message ? message : bluez_error_to_string(e));
+                return;
+        }
+        step(l, "notify", true, "subscribed");
+        l->report.connect_usec = now_usec() - l->connect_start;
+        if (is_shunt(l)) {
+                l->phase = PHASE_SHUNT_FRAME;
+                shunt_stream_reset(&l->shunt);
+                arm(l, SHUNT_FRAME_TIMEOUT);
+                return;
+        }
+        l->phase = PHASE_REQUEST;
+        l->cur_unit = 0;
+        l->cur_block = 0;
+        l->block_attempts = 0;
+        send_next(l);
+}
+
+/* ---- request / response ---- */
+
+static const struct renogy_block *cur_block(struct link *l)
+{
+        struct link_unit *u = &l->units[l->cur_unit];
+        return &u->family->blocks[l->cur_block];
+}
+
+static void on_write(void *userdata, enum bluez_error e, const char *message)
+{
+        struct link *l = userdata;
+        l->call = NULL;
+        if (e != BLUEZ_OK && (l->phase == PHASE_REQUEST || l->phase == PHASE_PROBE))
+                fail(l, LINK_STAGE_EXCHANGE, e, "WriteValue: %s", message ? message : bluez_error_to_string(e));
+}
+
+static void send_request(struct link *l, uint8_t fn, uint8_t id, uint16_t reg, uint16_t arg, uint64_t timeout)
+{
+        uint8_t frame[MODBUS_REQUEST_LEN];
+        l->req = (struct modbus_request){.id = id, .function = fn, .reg = reg};
+        if (fn == MODBUS_FN_WRITE_SINGLE) {
+                modbus_build_write(frame, id, reg, arg);
+                l->req.value = arg;
+        } else {
+                modbus_build_read(frame, id, reg, arg);
+                l->req.count = arg;
+        }
+        modbus_reasm_expect(&l->reasm, &l->req);
+        arm(l, timeout);
+        int r = bluez_write_command(l->cfg.bluez, l->write_path, frame, sizeof frame, on_write, l, &l->call);
+        if (r < 0)
+                fail(l, LINK_STAGE_EXCHANGE, BLUEZ_ERR_DISCONNECTED, "WriteValue: %s", strerror(-r));
+}
+
+static void unit_done(struct link *l)
+{
+        l->cur_unit++;
+        l->cur_block = 0;
+        l->block_attempts = 0;
+}
+
+/* Next block of the current unit, or the next unit; the session ends after the last. */
+static void send_next(struct link *l)
+{
+        if (l->write_mode) {
+                if (l->cur_unit > 0) {
+                        l->report.reached = LINK_STAGE_DONE;
+                        start_disconnect(l);
+                        return;
+                }
+                send_request(l, MODBUS_FN_WRITE_SINGLE, l->units[0].modbus_id, l->write_reg, l->write_value,
+                        l->cfg.request_timeout_usec);
+                return;
+        }
+        while (l->cur_unit < l->n_units) {
+                struct link_unit *u = &l->units[l->cur_unit];
+                while (l->cur_block < u->family->n_blocks && (u->unsupported & (1u << l->cur_block)))
+                        l->cur_block++;
+                if (l->cur_block < u->family->n_blocks)
+                        break;
+                if (u->blocks_ok == 0 && u->status == 0)
+                        u->status = u->exceptions ? -EREMOTEIO : -ENODATA;
+                unit_done(l);
+        }
+        if (l->cur_unit >= l->n_units) {
+                l->report.reached = LINK_STAGE_DONE;
+                start_disconnect(l);
+                return;
+        }
+        const struct renogy_block *b = cur_block(l);
+        send_request(l, MODBUS_FN_READ_HOLDING, l->units[l->cur_unit].modbus_id, b->reg, b->count,
+                l->cfg.request_timeout_usec);
+}
+
+/* Ids Renogy devices answer to (RENOGY_BLE.md §2.1), 0xFF last: it matches any reply. */
+static const uint8_t probe_ids[] = {0x10, 0x11, 0x60, 0x61, 0x30, 0x31, 0x32, 0x21, 0x22, 0x23, 0x20, 0x01, 0xFF};
+
+static uint16_t address_register(const struct renogy_family *f)
+{
+        const struct renogy_field *fd = renogy_field_find(f, "device_address");
+        return fd ? fd->addr : 0x001A;
+}
+
+static void probe_next(struct link *l)
+{
+        struct link_unit *u = &l->units[l->cur_unit];
+        while (l->probe_idx < ELEMENTSOF(probe_ids) && probe_ids[l->probe_idx] == u->modbus_id)
+                l->probe_idx++;
+        if (l->probe_idx >= ELEMENTSOF(probe_ids)) {
+                step(l, "probe", false, "no Modbus id answered (tried %s)", u->probed);
+                unit_done(l);
+                /* After silence, late replies could be taken for the next request: end here. */
+                for (size_t i = l->cur_unit; i < l->n_units; i++)
+                        l->units[i].status = -ECANCELED;
+                l->report.reached = LINK_STAGE_DONE;
+                start_disconnect(l);
+                return;
+        }
+        uint8_t id = probe_ids[l->probe_idx++];
+        size_t n = strlen(u->probed);
+        snprintf(u->probed + n, sizeof u->probed - n, "%s%u", n ? "," : "", id);
+        l->phase = PHASE_PROBE;
+        send_request(l, MODBUS_FN_READ_HOLDING, id, address_register(u->family), 1, PROBE_TIMEOUT);
+}
+
+static void on_timeout_in_exchange(struct link *l)
+{
+        struct link_unit *u = &l->units[l->cur_unit];
+        const struct renogy_block *b = cur_block(l);
+        if (l->reasm.len > 0) {
+                u->bad_frames++; /* a reply began but never completed: truncated */
+        }
+        l->report.timeouts++;
+        if (u->blocks_ok == 0) {
+                u->status = -ETIMEDOUT;
+                step(l, "reply", false, "no reply from id %u to 0x%04X x%u", u->modbus_id, b->reg, b->count);
+                if (l->cfg.probe_ids && !l->write_mode) {
+                        l->probe_idx = 0;
+                        probe_next(l);
+                        return;
+                }
+        } else {
+                step(l, "reply", false, "id %u stopped answering at 0x%04X x%u", u->modbus_id, b->reg, b->count);
+                u->status = -ETIMEDOUT;
+        }
+        /* A reply carries no register address: after a timeout the session is dropped so a late
+         * reply can never be taken for the next request (RENOGY_BLE.md §1.6). */
+        for (size_t i = l->cur_unit + 1; i < l->n_units; i++)
+                l->units[i].status = -ECANCELED;
+        l->report.reached = LINK_STAGE_DONE;
+        start_disconnect(l);
+}
+
+static void on_frame(struct link *l)
+{
+        struct link_unit *u = &l->units[l->cur_unit];
+        struct modbus_reply rep;
+        int r = modbus_parse_reply(l->reasm.buf, l->reasm.len, &l->req, &rep);
+        disarm(l);
+        if (l->phase == PHASE_PROBE) {
+                if (r == 0 || r == -EREMOTEIO) {
+                        u->probe_id = rep.id == 0xFF ? probe_ids[l->probe_idx - 1] : rep.id;
+                        if (r == 0 && rep.count == 1)
+                                u->probe_id = rep.id != 0xFF ? rep.id : (be16(rep.data) & 0xFF) ?: 0xFF;
+                        step(l, "probe", true, "Modbus id %d answered", u->probe_id);
+                        for (size_t i = l->cur_unit + 1; i < l->n_units; i++)
+                                l->units[i].status = -ECANCELED;
+                        l->report.reached = LINK_STAGE_DONE;
+                        start_disconnect(l);
+                        return;
+                }
+                probe_next(l);
+                return;
+        }
+        if (l->write_mode) {
+                if (r == 0) {
+                        step(l, "write", true, "0x%04X = %u acknowledged", l->write_reg, l->write_value);
+                        l->units[0].blocks_ok = 1;
+                        l->report.reached = LINK_STAGE_DONE;
+                } else {
+                        l->report.reached = LINK_STAGE_EXCHANGE;
+                        l->report.error = BLUEZ_ERR_FAILED;
+                        snprintf(l->report.message, sizeof l->report.message, "write refused: %s%s%s",
+                                modbus_strerror(r), r == -EREMOTEIO ? " " : "",
+                                r == -EREMOTEIO ? modbus_exception_name(rep.exception) : "");
+                        step(l, "write", false, "%s", l->report.message);
+                        u->status = r;
+                }
+                start_disconnect(l);
+                return;
+        }
+        const struct renogy_block *b = cur_block(l);
+        if (r == 0) {
+                renogy_image_add_words(&u->image, b->reg, rep.data, rep.count);
+                u->blocks_ok++;
+                step(l, "block", true, "id %u 0x%04X x%u", u->modbus_id, b->reg, b->count);
+        } else if (r == -EREMOTEIO) {
+                u->exceptions++;
+                if (rep.exception == 1 || rep.exception == 2) {
+                        /* This model lacks the block: skip it from now on, not a failure. */
+                        u->unsupported |= 1u << l->cur_block;
+                }
+                step(l, "block", rep.exception == 1 || rep.exception == 2, "id %u 0x%04X x%u: exception %u (%s)",
+                        u->modbus_id, b->reg, b->count, rep.exception, modbus_exception_name(rep.exception));
+        } else {
+                u->bad_frames++;
+                step(l, "block", false, "id %u 0x%04X x%u: %s", u->modbus_id, b->reg, b->count, modbus_strerror(r));
+                if (++l->block_attempts < 2) {
+                        send_next(l); /* the same block once more */
+                        return;
+                }
+                if (u->status == 0)
+                        u->status = -EBADMSG;
+        }
+        l->cur_block++;
+        l->block_attempts = 0;
+        send_next(l);
+}
+
+void link_on_notification(struct link *l, const char *char_path, const uint8_t *data, size_t len)
+{
+        if (!l->notify_path || !streq(char_path, l->notify_path))
+                return;
+        if (l->phase == PHASE_SHUNT_FRAME) {
+                uint8_t frame[SHUNT_LIVE_FRAME_LEN];
+                size_t flen;
+                if (shunt_stream_feed(&l->shunt, data, len, frame, &flen) <= 0)
+                        return;
+                struct link_unit *u = &l->units[0];
+                struct renogy_readings rd;
+                int r = shunt_decode_frame(frame, flen, &rd);
+                if (r < 0) {
+                        u->bad_frames++;
+                        return; /* wait for the next frame */
+                }
+                renogy_image_init(&u->image);
+                renogy_image_add_bytes(&u->image, 0, frame, flen);
+                u->blocks_ok = 1;
+                step(l, "frame", true, "live frame, %zu bytes", flen);
+                disarm(l);
+                l->report.reached = LINK_STAGE_DONE;
+                start_disconnect(l);
+                return;
+        }
+        if (l->phase != PHASE_REQUEST && l->phase != PHASE_PROBE)
+                return;
+        int r = modbus_reasm_feed(&l->reasm, data, len);
+        if (r == 1)
+                on_frame(l);
+        else if (r < 0) {
+                /* Complete frame with a bad CRC: a weak link or interference. */
+                struct link_unit *u = &l->units[l->cur_unit];
+                u->bad_frames++;
+                disarm(l);
+                if (l->phase == PHASE_PROBE) {
+                        probe_next(l);
+                        return;
+                }
+                step(l, "block", false, "bad CRC from id %u", u->modbus_id);
+                if (++l->block_attempts < 2) {
+                        send_next(l);
+                        return;
+                }
+                if (u->status == 0)
+                        u->status = -EBADMSG;
+                l->cur_block++;
+                l->block_attempts = 0;
+                send_next(l);
+        }
+}
+
+/* ---- disconnect ---- */
+
+static void on_disconnect(void *userdata, enum bluez_error e, const char *message)
+{
+        struct link *l = userdata;
+        if (l->phase != PHASE_DISCONNECT)
+                return;
+        finish(l);
+}
+
+static void start_disconnect(struct link *l)
+{
+        bluez_call_cancel(l->call);
+        l->call = NULL;
+        disarm(l);
+        const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
+        if (l->discovering && a) {
+                bluez_stop_discovery(l->cfg.bluez, a->path, NULL, NULL);
+                l->discovering = false;
+        }
+        const struct bluez_device *d = device(l);
+        bool keep = l->cfg.keep_connected && l->report.reached == LINK_STAGE_DONE;
+        /* Disconnect also cancels a pending LE connection (a Connect that timed out). */
+        bool need = l->device_path && d && (d->connected || l->phase == PHASE_CONNECT || l->report.timeouts);
+        if (keep || !need || !l->connected_by_us) {
+                finish(l);
+                return;
+        }
+        l->phase = PHASE_DISCONNECT;
+        arm(l, DISCONNECT_WAIT);
+        if (bluez_disconnect(l->cfg.bluez, l->device_path, on_disconnect, l) < 0)
+                finish(l);
+}
+
+static void finish(struct link *l)
+{
+        disarm(l);
+        bluez_call_cancel(l->call);
+        l->call = NULL;
+        l->phase = PHASE_IDLE;
+        l->report.duration_usec = now_usec() - l->report.started_usec;
+        if (l->cfg.done)
+                l->cfg.done(l, l->cfg.userdata);
+}
+
+/* ---- timers and events ---- */
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct link *l = userdata;
+        switch (l->phase) {
+        case PHASE_DISCOVER: {
+                const struct bluez_device *d = device(l);
+                if (d) {
+                        /* Not advertising now, but BlueZ knows it: try anyway. */
+                        step(l, "advertisement", false, "no advertisement in %llu s; trying the known device",
+                                (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
+                        set_str(&l->device_path, d->path);
+                        stop_discovery_then_connect(l);
+                } else
+                        fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DOES_NOT_EXIST, "%s not seen within %llu s",
+                                l->cfg.address, (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
+                break;
+        }
+        case PHASE_WAIT_NOT_CONNECTED:
+        case PHASE_BACKOFF:
+                start_connect(l);
+                break;
+        case PHASE_RESOLVE: {
+                const struct bluez_device *d = device(l);
+                fail(l, LINK_STAGE_SERVICES, BLUEZ_ERR_TIMEOUT,
+                        d && d->services_resolved ? "services resolved but the Renogy characteristics are missing"
+                                                  : "services not resolved in time");
+                break;
+        }
+        case PHASE_SHUNT_FRAME:
+                fail(l, LINK_STAGE_EXCHANGE, BLUEZ_ERR_TIMEOUT, "no live frame from the shunt in %llu s",
+                        (unsigned long long)(SHUNT_FRAME_TIMEOUT / USEC_PER_SEC));
+                break;
+        case PHASE_REQUEST:
+                on_timeout_in_exchange(l);
+                break;
+        case PHASE_PROBE:
+                probe_next(l);
+                break;
+        case PHASE_DISCONNECT:
+                finish(l);
+                break;
+        default:
+                break;
+        }
+        return 0;
+}
+
+void link_on_device(struct link *l, const struct bluez_device *d, unsigned what)
+{
+        if (strcasecmp(d->address, l->cfg.address) != 0)
+                return;
+        if (what & BLUEZ_DEV_ADVERTISED) {
+                l->report.rssi = d->rssi;
+                l->report.has_rssi = true;
+        }
+        switch (l->phase) {
+        case PHASE_DISCOVER:
+                if (what & (BLUEZ_DEV_ADVERTISED | BLUEZ_DEV_ADDED) && d->has_rssi)
+                        found(l, d);
+                break;
+        case PHASE_WAIT_NOT_CONNECTED:
+                if (!d->connected) {
+                        l->phase = PHASE_BACKOFF;
+                        arm(l, 250 * USEC_PER_MSEC << (l->report.connect_attempts - 1));
+                }
+                break;
+        case PHASE_RESOLVE:
+                if (what & BLUEZ_DEV_REMOVED || ((what & BLUEZ_DEV_CONNECTED) && !d->connected)) {
+                        l->report.link_dropped = true;
+                        fail(l, LINK_STAGE_SERVICES, BLUEZ_ERR_NOT_CONNECTED, "the link dropped");
+                } else
+                        check_resolved(l);
+                break;
+        case PHASE_NOTIFY:
+        case PHASE_REQUEST:
+        case PHASE_PROBE:
+        case PHASE_SHUNT_FRAME:
+                if (what & BLUEZ_DEV_REMOVED || ((what & BLUEZ_DEV_CONNECTED) && !d->connected)) {
+                        l->report.link_dropped = true;
+                        for (size_t i = 0; i < l->n_units; i++)
+                                if (i >= l->cur_unit && l->units[i].status == 0 && !l->units[i].blocks_ok)
+                                        l->units[i].status = -ECANCELED;
+                        fail(l, l->phase == PHASE_NOTIFY ? LINK_STAGE_NOTIFY : LINK_STAGE_EXCHANGE,
+                                BLUEZ_ERR_NOT_CONNECTED, "the link dropped in the middle of the exchange");
+                }
+                break;
+        case PHASE_DISCONNECT:
+                if (!d->connected || (what & BLUEZ_DEV_REMOVED))
+                        finish(l);
+                break;
+        default:
+                break;
+        }
+}
+
+void link_on_adapter_gone(struct link *l)
+{
+        if (l->phase == PHASE_IDLE)
+                return;
+        bluez_call_cancel(l->call);
+        l->call = NULL;
+        l->report.reached = LINK_STAGE_ADAPTER;
+        l->report.error = BLUEZ_ERR_NOT_READY;
+        snprintf(l->report.message, sizeof l->report.message, "the adapter went away");
+        l->connected_by_us = false;
+        finish(l);
+}
+
+/* ---- public ---- */
+
+int link_new(struct link **ret, const struct link_config *cfg)
+{
+        struct link *l = calloc(1, sizeof *l);
+        if (!l)
+                return -ENOMEM;
+        l->cfg = *cfg;
+        if (!l->cfg.fresh_adv_usec)
+                l->cfg.fresh_adv_usec = 60 * USEC_PER_SEC;
+        if (!l->cfg.find_timeout_usec)
+                l->cfg.find_timeout_usec = 10 * USEC_PER_SEC;
+        if (!l->cfg.request_timeout_usec)
+                l->cfg.request_timeout_usec = 3 * USEC_PER_SEC;
+        *ret = l;
+        return 0;
+}
+
+struct link *link_free(struct link *l)
+{
+        if (!l)
+                return NULL;
+        bluez_call_cancel(l->call);
+        sd_event_source_unref(l->timer);
+        free(l->device_path);
+        free(l->notify_path);
+        free(l->write_path);
+        free(l);
+        return NULL;
+}
+
+static int begin(struct link *l)
+{
+        if (l->phase != PHASE_IDLE)
+                return -EBUSY;
+        l->report = (struct link_report){.started_usec = now_usec()};
+        l->phase_start = l->report.started_usec;
+        l->connect_start = 0;
+        l->connected_by_us = false;
+        set_str(&l->device_path, NULL);
+        set_str(&l->notify_path, NULL);
+        set_str(&l->write_path, NULL);
+        if (!bluez_service_up(l->cfg.bluez)) {
+                l->report.reached = LINK_STAGE_ADAPTER;
+                l->report.error = BLUEZ_ERR_NO_OWNER;
+                snprintf(l->report.message, sizeof l->report.message, "BlueZ is not available");
+                finish(l);
+                return 0;
+        }
+        const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
+        if (!a || !a->powered) {
+                l->report.reached = LINK_STAGE_ADAPTER;
+                l->report.error = a ? BLUEZ_ERR_NOT_READY : BLUEZ_ERR_DOES_NOT_EXIST;
+                snprintf(l->report.message, sizeof l->report.message, "adapter %s %s", l->cfg.adapter,
+                        a ? "is powered off" : "does not exist");
+                step(l, "adapter", false, "%s", l->report.message);
+                finish(l);
+                return 0;
+        }
+        step(l, "adapter", true, "%s powered", l->cfg.adapter);
+        start_find(l);
+        return 0;
+}
+
+int link_start(struct link *l, const struct link_unit *units, size_t n_units)
+{
+        if (n_units == 0 || n_units > LINK_MAX_UNITS)
+                return -EINVAL;
+        if (l->phase != PHASE_IDLE)
+                return -EBUSY;
+        l->write_mode = false;
+        l->n_units = n_units;
+        for (size_t i = 0; i < n_units; i++) {
+                l->units[i] = units[i];
+                l->units[i].status = 0;
+                l->units[i].blocks_ok = l->units[i].exceptions = l->units[i].bad_frames = 0;
+                l->units[i].probe_id = -1;
+                l->units[i].probed[0] = 0;
+                renogy_image_init(&l->units[i].image);
+        }
+        return begin(l);
+}
+
+int link_start_write(struct link *l, const struct link_unit *unit, uint16_t reg, uint16_t value)
+{
+        if (l->phase != PHASE_IDLE)
+                return -EBUSY;
+        l->write_mode = true;
+        l->write_reg = reg;
+        l->write_value = value;
+        l->n_units = 1;
+        l->units[0] = *unit;
+        l->units[0].status = 0;
+        l->units[0].blocks_ok = 0;
+        l->units[0].probe_id = -1;
+        renogy_image_init(&l->units[0].image);
+        return begin(l);
+}
+
+bool link_busy(const struct link *l)
+{
+        return l->phase != PHASE_IDLE;
+}
+
+const struct link_report *link_report(const struct link *l)
+{
+        return &l->report;
+}
+
+struct link_unit *link_units(struct link *l, size_t *n)
+{
+        *n = l->n_units;
+        return l->units;
+}
+
+const char *link_address(const struct link *l)
+{
+        return l->cfg.address;
+}
+
+void link_abort(struct link *l)
+{
+        if (l->phase == PHASE_IDLE || l->phase == PHASE_DISCONNECT)
+                return;
+        snprintf(l->report.message, sizeof l->report.message, "aborted");
+        l->report.error = BLUEZ_ERR_FAILED;
+        start_disconnect(l);
+}
