@@ -55,6 +55,7 @@ struct link {
         struct modbus_reasm reasm;
         uint64_t phase_start;
         uint64_t connect_start;
+        void *step_userdata;
         /* probing */
         size_t probe_idx;
         /* a single write session (load switch) */
@@ -97,7 +98,7 @@ static void step(struct link *l, const char *name, bool ok, const char *fmt, ...
         va_end(ap);
         log_debug("%s: %s %s (%s)", l->cfg.address, name, ok ? "ok" : "failed", s.detail);
         if (l->cfg.step)
-                l->cfg.step(l->cfg.userdata, &s);
+                l->cfg.step(l->step_userdata, &s);
         l->phase_start = now_usec();
 }
 
@@ -862,6 +863,15 @@ int link_start_write(struct link *l, const struct link_unit *unit, uint16_t reg,
         l->units[0].probe_id = -1;
         renogy_image_init(&l->units[0].image);
         return begin(l);
+}
+
+void link_set_session(struct link *l, struct bluez *b, bool probe,
+        void (*step_cb)(void *userdata, const struct link_step *s), void *userdata)
+{
+        l->cfg.bluez = b;
+        l->cfg.probe_ids = probe;
+        l->cfg.step = step_cb;
+        l->step_userdata = userdata;
 }
 
 bool link_busy(const struct link *l)

@@ -88,6 +88,11 @@ struct link_config {
 int link_new(struct link **ret, const struct link_config *cfg);
 struct link *link_free(struct link *l);
 
+/* What the next session uses: the current BlueZ connection, whether a silent unit gets its
+ * Modbus id probed, and an optional step trace. */
+void link_set_session(struct link *l, struct bluez *b, bool probe_ids,
+        void (*step)(void *userdata, const struct link_step *s), void *userdata);
+
 /* Starts a session reading units (copied in; results read back with link_units()). */
 int link_start(struct link *l, const struct link_unit *units, size_t n_units);
 bool link_busy(const struct link *l);

@@ -36,6 +36,7 @@ int main(int argc, char **argv)
                 int (*run)(int argc, char **argv);
         } commands[] = {
                 {"decode", cmd_decode},
+                {"serve", cmd_serve},
         };
         if (argc >= 2 && argv[1][0] != '-') {
                 for (size_t i = 0; i < ELEMENTSOF(commands); i++)
@@ -45,6 +46,6 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return EXIT_USAGE;
         }
-        usage(stderr);
-        return EXIT_USAGE;
+        /* No command: serve, with the options given. */
+        return cmd_serve(argc, argv);
 }

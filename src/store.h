@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* SQLite store: devices added through the API, every numeric sample, and the last readings
+ * for a restart. Written for SD cards: one small append per poll (page size 512, WAL,
+ * synchronous=NORMAL), compacted hourly into per-key chunks of delta-encoded samples. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "options.h"
+
+struct device;
+struct store;
+
+struct store_health {
+        bool ok;               /* the database works */
+        bool memory_only;      /* writes fail (disk full, read-only): serving from memory */
+        bool recreated;        /* a damaged file was moved aside at start */
+        char moved_to[512];
+        char message[256];
+        int64_t samples_written;
+        int64_t bytes;         /* database + WAL size */
+};
+
+struct history_point {
+        int64_t t;             /* bucket start, realtime µs */
+        double min, avg, max;
+        unsigned n;
+};
+
+int store_open(struct store **ret, const char *path, unsigned history_days);
+struct store *store_close(struct store *s);
+const struct store_health *store_health(struct store *s);
+
+/* One transaction: every reading of the device's last poll. */
+int store_record(struct store *s, const struct device *dev);
+/* Puts the last stored readings back into dev (marked by their time). */
+int store_restore_device(struct store *s, struct device *dev);
+
+int store_save_device(struct store *s, const struct device_config *cfg);
+int store_delete_device(struct store *s, const char *id);
+int store_load_devices(struct store *s, struct device_config **ret, size_t *n);
+
+/* Samples of one key in [since, until), downsampled to at most max_points buckets (min, avg,
+ * max per bucket). Returns the number of points (≥ 0) or a negative errno. */
+int store_history(struct store *s, const char *dev_id, const char *key, int64_t since, int64_t until,
+        unsigned max_points, struct history_point **ret);
+
+/* Compaction and retention in small steps; returns 1 if there is more to do, 0 when idle. */
+int store_maintenance_step(struct store *s, int64_t now);
+/* Writes everything to the main file (backups, shutdown). */
+int store_checkpoint(struct store *s);
