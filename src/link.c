@@ -19,6 +19,7 @@
 #define SHUNT_FRAME_TIMEOUT (5 * USEC_PER_SEC)
 #define PROBE_TIMEOUT (1500 * USEC_PER_MSEC)
 #define MAX_CONNECT_ATTEMPTS 3
+#define SILENT_ABORT (2 * USEC_PER_SEC)
 
 enum phase {
         PHASE_IDLE,
@@ -55,6 +56,7 @@ struct link {
         struct modbus_reasm reasm;
         uint64_t phase_start;
         uint64_t connect_start;
+        uint64_t attempt_start;
         void *step_userdata;
         /* probing */
         size_t probe_idx;
@@ -248,6 +250,7 @@ static void start_connect(struct link *l)
         }
         l->phase = PHASE_CONNECT;
         l->report.connect_attempts++;
+        l->attempt_start = now_usec();
         l->connected_by_us = true;
         if (!l->connect_start)
                 l->connect_start = now_usec();
@@ -312,6 +315,15 @@ static void on_connect(void *userdata, enum bluez_error e, const char *message)
                 /* Cancel the pending LE connection: a Disconnect does. */
                 fail(l, LINK_STAGE_CONNECT, e, "Connect got no answer in %llu s",
                         (unsigned long long)(CONNECT_TIMEOUT / USEC_PER_SEC));
+                return;
+        }
+        /* BlueZ reports every LE connect failure as an abort; one that took seconds means nobody
+         * answered (the kernel's connect attempt ran out), not a refusal. */
+        bool silent = now_usec() - l->attempt_start >= SILENT_ABORT;
+        if (silent && (e == BLUEZ_ERR_ABORT_BY_LOCAL || e == BLUEZ_ERR_CONNECTION)) {
+                l->report.timeouts++;
+                fail(l, LINK_STAGE_CONNECT, e, "Connect failed after %.1f s with nobody answering (%s)",
+                        (double)(now_usec() - l->attempt_start) / 1e6, message ? message : bluez_error_to_string(e));
                 return;
         }
         if (e == BLUEZ_ERR_ABORT_BY_LOCAL || e == BLUEZ_ERR_CANCELED || e == BLUEZ_ERR_CONNECTION)
