@@ -513,9 +513,9 @@ static void on_frame(struct link *l)
         disarm(l);
         if (l->phase == PHASE_PROBE) {
                 if (r == 0 || r == -EREMOTEIO) {
-                        u->probe_id = rep.id == 0xFF ? probe_ids[l->probe_idx - 1] : rep.id;
-                        if (r == 0 && rep.count == 1)
-                                u->probe_id = rep.id != 0xFF ? rep.id : (be16(rep.data) & 0xFF) ?: 0xFF;
+                        /* The id that answered is the one to configure (a module at 0xFF may
+                         * still report another address in its register). */
+                        u->probe_id = probe_ids[l->probe_idx - 1];
                         step(l, "probe", true, "Modbus id %d answered", u->probe_id);
                         for (size_t i = l->cur_unit + 1; i < l->n_units; i++)
                                 l->units[i].status = -ECANCELED;

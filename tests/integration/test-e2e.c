@@ -44,6 +44,8 @@ static json_t *must_wait(const char *id, bool (*pred)(json_t *, const void *), c
                 snprintf(path, sizeof path, "/api/v1/devices/%s", id);
                 json_t *now = http_json(&env, "GET", path, NULL, NULL);
                 char *s = now ? json_dumps(now, JSON_COMPACT) : strdup("(no answer)");
+                if (s && strlen(s) > 600)
+                        s[600] = 0;
                 ck_abort_msg("%s: condition not reached in %.0f s; now %s", id, seconds, s);
         }
         return d;
@@ -276,7 +278,7 @@ START_TEST(bluetoothd_restart_and_adapter_unplug)
         json_decref(must_wait("rover", dev_online_polled_after, t0, 20));
 
         ck_assert_int_ge(sim_simple(&env, "RemoveAdapter", "s", "hci0"), 0);
-        dev = must_wait("rover", dev_diag_is, "adapter_missing", 15);
+        dev = must_wait("rover", dev_diag_is, "no_adapter", 15); /* its only adapter */
         json_decref(dev);
         ck_assert_int_ge(sim_simple(&env, "AddAdapter", "s", "hci0"), 0);
         dev = must_wait("rover", dev_state_is, "online", 20);

@@ -1,0 +1,161 @@
+// BluPow status page. Relative URLs only: it works under Home Assistant's ingress prefix.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const api = (path, opts) => fetch(path.replace(/^\//, ""), opts).then(async (r) => {
+  const text = await r.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
+  if (!r.ok) throw new Error((body && body.error && body.error.message) || r.statusText);
+  return body;
+});
+
+const GROUPS = [
+  ["Battery", /^(battery|cell_|remaining|full_cap|cycle|temperature|charge_|discharge_|heater|shunt)/],
+  ["Solar", /^(pv_|solar_)/],
+  ["AC / load", /^(load_|input_|output_|line_)/],
+  ["Alternator", /^alternator_/],
+  ["Energy", /(amp_hours|power_generation|power_consumption|operating_days)/],
+];
+const CHART_KEYS = ["battery_voltage", "pv_power", "solar_power", "load_active_power", "shunt_current", "battery_current"];
+
+function fmt(r) {
+  if (Array.isArray(r.value)) return r.value.length ? r.value.join(", ") : "none";
+  return r.unit ? `${r.value} ${r.unit}` : String(r.value);
+}
+
+function esc(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+function readingsHtml(readings) {
+  const keys = Object.keys(readings);
+  const used = new Set();
+  let html = "";
+  for (const [name, re] of GROUPS) {
+    const ks = keys.filter((k) => !used.has(k) && re.test(k));
+    if (!ks.length) continue;
+    html += `<div class="group">${name}</div>`;
+    for (const k of ks) { used.add(k); html += `<span>${esc(readings[k].label)}</span><span class="v" data-key="${k}">${esc(fmt(readings[k]))}</span>`; }
+  }
+  const rest = keys.filter((k) => !used.has(k));
+  if (rest.length) html += `<div class="group">Other</div>`;
+  for (const k of rest) html += `<span>${esc(readings[k].label)}</span><span class="v" data-key="${k}">${esc(fmt(readings[k]))}</span>`;
+  return html;
+}
+
+function diagHtml(d) {
+  if (!d) return "";
+  return `<div class="diag-box ${d.severity}" data-code="${esc(d.code)}"><strong>${esc(d.message)}</strong><br>${esc(d.remedy)}</div>`;
+}
+
+const charts = {};
+async function chart(dev) {
+  const key = CHART_KEYS.find((k) => dev.readings[k] && typeof dev.readings[k].value === "number");
+  if (!key) return "";
+  const now = Date.now() / 1000;
+  const cacheKey = dev.id + key;
+  if (!charts[cacheKey] || now - charts[cacheKey].t > 30) {
+    try {
+      const h = await api(`/api/v1/devices/${dev.id}/history?key=${key}&since=${now - 6 * 3600}&points=120`);
+      const pts = h.data;
+      let svg = "";
+      if (pts.length > 1) {
+        const t0 = pts[0][0], t1 = pts[pts.length - 1][0] || t0 + 1;
+        const lo = Math.min(...pts.map((p) => p[2])), hi = Math.max(...pts.map((p) => p[2]));
+        const line = pts.map((p) => `${((p[0] - t0) / (t1 - t0 || 1) * 300).toFixed(1)},${(38 - (p[2] - lo) / ((hi - lo) || 1) * 36).toFixed(1)}`).join(" ");
+        svg = `<div class="meta">${esc(dev.readings[key].label)}, last 6 h</div><svg class="spark" viewBox="0 0 300 40" preserveAspectRatio="none"><polyline points="${line}"/></svg>`;
+      }
+      charts[cacheKey] = { t: now, svg };
+    } catch (e) { charts[cacheKey] = { t: now, svg: "" }; }
+  }
+  return charts[cacheKey].svg;
+}
+
+async function render() {
+  let devs, health;
+  try {
+    [devs, health] = await Promise.all([api("/api/v1/devices"), api("/api/v1/health")]);
+  } catch (e) {
+    $("system").textContent = "unreachable"; $("system").className = "pill error";
+    return;
+  }
+  $("system").textContent = health.status;
+  $("system").className = `pill ${health.status}`;
+  const sd = health.system.diagnosis;
+  $("system-diag").hidden = !sd;
+  $("system-diag").innerHTML = sd ? diagHtml(sd) : "";
+  const cards = [];
+  for (const d of devs.devices) {
+    const age = d.age_s == null ? "no data yet" : `${Math.round(d.age_s)} s old`;
+    cards.push(`<article class="card" data-id="${esc(d.id)}" data-state="${esc(d.state)}">
+      <h2>${esc(d.name)} <span class="pill ${esc(d.state)}">${esc(d.state)}</span></h2>
+      <div class="meta">${esc(d.family_label)}${d.model ? " · " + esc(d.model) : ""} · ${esc(d.address)}${d.rssi != null ? " · " + d.rssi + " dBm" : ""} · ${age}</div>
+      ${diagHtml(d.diagnosis)}
+      <div class="readings">${readingsHtml(d.readings)}</div>
+      ${await chart(d)}
+      <div class="actions"><button data-act="poll">Poll now</button><button class="secondary" data-act="verify">Verify</button>
+      ${d.source === "api" ? '<button class="secondary" data-act="remove">Remove</button>' : ""}
+      ${sd && sd.code === "adapter_off" ? '<button data-act="power">Power the adapter on</button>' : ""}</div>
+    </article>`);
+  }
+  $("devices").innerHTML = cards.join("") || "<p>No devices yet: scan for modules and add one.</p>";
+}
+
+async function act(id, what) {
+  try {
+    if (what === "poll") await api(`/api/v1/devices/${id}/poll`, { method: "POST" });
+    if (what === "remove") await api(`/api/v1/devices/${id}`, { method: "DELETE" });
+    if (what === "power") await api(`/api/v1/adapter/power`, { method: "POST" });
+    if (what === "verify") {
+      $("verify").hidden = false;
+      $("verify-title").textContent = `Verify ${id}: running…`;
+      $("verify-steps").innerHTML = "";
+      $("verify-verdict").textContent = "";
+      const v = await api(`/api/v1/devices/${id}/verify`, { method: "POST" });
+      $("verify-title").textContent = `Verify ${id}: ${v.ok ? "✓ reads end to end" : "✗ failed"}`;
+      $("verify-steps").innerHTML = v.steps.map((s) => `<li class="${s.ok ? "ok" : "fail"}">${esc(s.step)} (${s.seconds.toFixed(2)} s): ${esc(s.detail)}</li>`).join("");
+      $("verify-verdict").innerHTML = v.verdict ? diagHtml(v.verdict) : "Everything works.";
+    }
+  } catch (e) { alert(e.message); }
+  render();
+}
+
+async function scan() {
+  $("scan").hidden = false;
+  $("scan-rows").innerHTML = "<tr><td colspan=5>Scanning for 10 s…</td></tr>";
+  try { await api("/api/v1/scan", { method: "POST", body: JSON.stringify({ seconds: 10 }) }); } catch (e) { /* a scan may already run */ }
+  for (let i = 0; i < 12; i++) {
+    const s = await api("/api/v1/scan");
+    $("scan-rows").innerHTML = s.modules.map((m) => `<tr data-address="${esc(m.address)}"><td>${esc(m.name)}</td><td>${esc(m.address)}</td><td>${m.rssi ?? ""}</td>
+      <td>${esc(m.family || "?")}</td><td>${m.configured ? "configured" : `<button data-add="${esc(m.address)}" data-family="${esc(m.family || "")}" data-name="${esc(m.name)}">Add</button>`}</td></tr>`).join("");
+    if (!s.scanning && i > 0) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+async function add(address, family, name) {
+  const type = family || prompt("Device type (controller, dcc, battery, inverter, shunt):", "controller");
+  if (!type) return;
+  const label = prompt("Name for this device:", name);
+  if (!label) return;
+  try { await api("/api/v1/devices", { method: "POST", body: JSON.stringify({ name: label, address, type }) }); }
+  catch (e) { alert(e.message); }
+  render();
+}
+
+document.addEventListener("click", (ev) => {
+  const b = ev.target.closest("button");
+  if (!b) return;
+  if (b.dataset.act) act(b.closest("[data-id]").dataset.id, b.dataset.act);
+  if (b.dataset.add) add(b.dataset.add, b.dataset.family, b.dataset.name);
+});
+$("scan-btn").onclick = scan;
+$("ha-btn").onclick = async () => {
+  $("ha").hidden = !$("ha").hidden;
+  $("ha-yaml").textContent = await fetch("api/v1/homeassistant/package.yaml").then((r) => r.text());
+};
+$("copy-btn").onclick = () => navigator.clipboard && navigator.clipboard.writeText($("ha-yaml").textContent);
+
+render();
+setInterval(render, 5000);
