@@ -37,6 +37,8 @@ int main(int argc, char **argv)
         } commands[] = {
                 {"decode", cmd_decode},
                 {"serve", cmd_serve},
+                {"verify", cmd_verify},
+                {"scan", cmd_scan},
         };
         if (argc >= 2 && argv[1][0] != '-') {
                 for (size_t i = 0; i < ELEMENTSOF(commands); i++)
