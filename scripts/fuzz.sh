@@ -7,7 +7,7 @@ seconds=${2:-20}
 shift 2 || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 for target in "$build"/tests/fuzz-*; do
-	[ -f "$target" ] && [ -x "$target" ] || continue
+	if [ ! -f "$target" ] || [ ! -x "$target" ]; then continue; fi
 	name=$(basename "$target" | sed 's/^fuzz-//')
 	work=$(mktemp -d)
 	cp -r "$root/tests/fuzz/corpus/$name/." "$work/" 2>/dev/null || true

@@ -7,7 +7,7 @@ packages=(
 	build-essential meson ninja-build pkg-config clang lld
 	libsystemd-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev check
 	dbus python3-bleak python3-jinja2 python3-yaml yamllint shellcheck
-	sqlite3 curl
+	sqlite3 curl python3-jsonschema
 )
 if [ "${BLUPOW_DEPS:-}" = "full" ]; then
 	packages+=(libclang-rt-14-dev valgrind wrk nginx-light chromium)

@@ -163,6 +163,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+/* MHD hands us its own format strings. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
         char buf[256];
@@ -172,6 +175,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
                 buf[--n] = 0;
         log_debug("http: %s", buf);
 }
+#pragma GCC diagnostic pop
 
 int http_server_new(struct http_server **ret, sd_event *event, const char *bind_address, uint16_t port,
         http_handler_t handler, void *userdata)
