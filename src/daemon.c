@@ -170,6 +170,8 @@ enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail
                 snprintf(detail, size, "%s", d->sync_message);
                 return DIAG_DBUS_ACCESS_DENIED;
         }
+        if (d->sync_pending)
+                return DIAG_NONE; /* no verdict before BlueZ (or the bus) answered */
         if (!bluez_service_up(d->bluez))
                 return DIAG_BLUEZ_NOT_RUNNING;
         const struct bluez_adapter *const *as;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -47,6 +48,7 @@ static pid_t spawn(char *const argv[], const char *log, const char *bus_address)
         pid_t pid = fork();
         if (pid != 0)
                 return pid;
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a test that died */
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd >= 0) {
                 dup2(fd, 1);
@@ -72,6 +74,7 @@ static int start_bus(struct env *e, bool deny)
                 return -errno;
         pid_t pid = fork();
         if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
                 dup2(p[1], 1);
                 close(p[0]);
                 execlp("dbus-daemon", "dbus-daemon", conf_arg, addr_arg, "--nofork", "--print-address=1", (char *)NULL);
@@ -162,6 +165,8 @@ int env_start_daemon(struct env *e, const struct env_config *cfg)
 
 int env_start(struct env *e, const struct env_config *cfg)
 {
+        if (e->bus_pid || e->sim_pid || e->daemon_pid)
+                env_stop(e); /* a failed test in no-fork mode skips its teardown */
         memset(e, 0, sizeof *e);
         snprintf(e->dir, sizeof e->dir, "/tmp/blupow-test.XXXXXX");
         if (!mkdtemp(e->dir))

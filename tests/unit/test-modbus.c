@@ -45,7 +45,8 @@ END_TEST
 
 static int parse_hex(const char *hex, struct modbus_request req, struct modbus_reply *rep)
 {
-        uint8_t f[MODBUS_MAX_FRAME];
+        /* rep->data points into the frame: it must outlive this call. */
+        static uint8_t f[MODBUS_MAX_FRAME];
         size_t n = unhex(hex, f);
         return modbus_parse_reply(f, n, &req, rep);
 }
