@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/* Options, access rules, routing, BlueZ error mapping, diagnosis messages. */
+#include <check.h>
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "bluez.h"
+#include "diagnosis.h"
+#include "options.h"
+
+static int parse(const char *text, struct options *o, char *err, size_t n)
+{
+        options_init(o);
+        return options_parse(o, text, err, n);
+}
+
+START_TEST(options_valid_and_defaults)
+{
+        struct options o;
+        char err[512];
+        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"Rover 1\",\"address\":\"60:98:66:ed:fc:11\",\"type\":\"controller\"},"
+                               "{\"name\":\"Bat\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\",\"modbus_id\":49}],"
+                               "\"poll_interval\":15}", &o, err, sizeof err), 0);
+        ck_assert_uint_eq(o.n_devices, 2);
+        ck_assert_str_eq(o.devices[0].id, "rover-1");
+        ck_assert_str_eq(o.devices[0].address, "60:98:66:ED:FC:11");
+        ck_assert_uint_eq(o.devices[0].modbus_id, 255);
+        ck_assert_uint_eq(o.devices[1].modbus_id, 49);
+        ck_assert_uint_eq(o.poll_interval, 15);
+        ck_assert_str_eq(o.adapter, "hci0");
+        ck_assert_uint_eq(o.port, 8099);
+        ck_assert(!o.keep_connected);
+        options_done(&o);
+}
+END_TEST
+
+START_TEST(options_rejected_with_the_option_named)
+{
+        static const struct {
+                const char *text, *needle;
+        } bad[] = {
+                {"[", "not valid JSON"},
+                {"{\"poll_interval\": 1}", "'poll_interval'"},
+                {"{\"poll_interval\": \"10\"}", "'poll_interval'"},
+                {"{\"adapter\": \"wlan0\"}", "'adapter'"},
+                {"{\"keep_connected\": 1}", "'keep_connected'"},
+                {"{\"log_level\": \"loud\"}", "'log_level'"},
+                {"{\"api_token\": \"short\"}", "'api_token'"},
+                {"{\"devices\": {}}", "'devices'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"zz\",\"type\":\"controller\"}]}", "'devices[0].address'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"fridge\"}]}", "'devices[0].type'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\",\"modbus_id\":300}]}", "'devices[0].modbus_id'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\",\"colour\":1}]}", "'devices[0].colour'"},
+                {"{\"devices\": [{\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\"}]}", "'devices[0].name'"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                struct options o;
+                char err[512] = "";
+                ck_assert_int_eq(parse(bad[i].text, &o, err, sizeof err), -EINVAL);
+                ck_assert_msg(strstr(err, bad[i].needle), "%s: message '%s' does not name %s", bad[i].text, err, bad[i].needle);
+                ck_assert_ptr_null(strchr(err, '\n'));
+                options_done(&o);
+        }
+}
+END_TEST
+
+START_TEST(options_duplicates_name_both_entries)
+{
+        struct options o;
+        char err[512];
+        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\"},"
+                               "{\"name\":\"Rover B\",\"address\":\"60:98:66:ed:fc:11\",\"type\":\"controller\",\"modbus_id\":255}]}",
+                &o, err, sizeof err), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err, "devices[1] ('Rover B')"));
+        ck_assert_ptr_nonnull(strstr(err, "devices[0] ('Rover')"));
+        ck_assert_ptr_nonnull(strstr(err, "same device"));
+        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\"},"
+                               "{\"name\":\"rover\",\"address\":\"11:98:66:ED:FC:11\",\"type\":\"controller\"}]}",
+                &o, err, sizeof err), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err, "same name"));
+        /* Same module, different ids: a hub, allowed. */
+        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"B1\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\",\"modbus_id\":48},"
+                               "{\"name\":\"B2\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\",\"modbus_id\":49}]}",
+                &o, err, sizeof err), 0);
+        options_done(&o);
+}
+END_TEST
+
+START_TEST(access_rules)
+{
+        /* Ingress is trusted; loopback only outside the Supervisor. */
+        ck_assert_int_eq(api_check_change("172.30.32.2", NULL, NULL, true), 0);
+        ck_assert_int_eq(api_check_change("127.0.0.1", NULL, NULL, false), 0);
+        ck_assert_int_eq(api_check_change("::1", NULL, NULL, false), 0);
+        ck_assert_int_eq(api_check_change("127.0.0.1", NULL, NULL, true), -EPERM);
+        ck_assert_int_eq(api_check_change("192.0.2.7", NULL, NULL, false), -EPERM);
+        const char *tok = "0123456789abcdef0123";
+        ck_assert_int_eq(api_check_change("192.0.2.7", NULL, tok, false), -EACCES);
+        ck_assert_int_eq(api_check_change("192.0.2.7", "Bearer nope", tok, false), -EACCES);
+        ck_assert_int_eq(api_check_change("192.0.2.7", "Basic 0123456789abcdef0123", tok, false), -EACCES);
+        ck_assert_int_eq(api_check_change("192.0.2.7", "Bearer 0123456789abcdef012", tok, false), -EACCES);
+        ck_assert_int_eq(api_check_change("192.0.2.7", "Bearer 0123456789abcdef0123", tok, false), 0);
+        ck_assert_int_eq(api_check_change("192.0.2.7", "bearer 0123456789abcdef0123", tok, false), 0);
+}
+END_TEST
+
+START_TEST(routing)
+{
+        struct api_match m;
+        ck_assert_int_eq(api_route_match("GET", "/api/v1/health", &m), 0);
+        ck_assert(m.route == ROUTE_HEALTH && m.method_ok);
+        ck_assert_int_eq(api_route_match("POST", "/api/v1/health", &m), 0);
+        ck_assert(!m.method_ok);
+        ck_assert_str_eq(m.allow, "GET, HEAD");
+        ck_assert_int_eq(api_route_match("GET", "/api/v1/devices/rover-1/history", &m), 0);
+        ck_assert(m.route == ROUTE_DEVICE_HISTORY && m.method_ok);
+        ck_assert_str_eq(m.id, "rover-1");
+        ck_assert_int_eq(api_route_match("DELETE", "/api/v1/devices/rover", &m), 0);
+        ck_assert(m.route == ROUTE_DEVICE && m.method_ok);
+        ck_assert_int_eq(api_route_match("GET", "/api/v1/devices/rover/poll", &m), 0);
+        ck_assert(m.route == ROUTE_DEVICE_POLL && !m.method_ok);
+        ck_assert_int_eq(api_route_match("POST", "/api/v1/devices/Rover", &m), -ENOENT);
+        ck_assert_int_eq(api_route_match("GET", "/api/v1/devices/../../etc", &m), -ENOENT);
+        ck_assert_int_eq(api_route_match("GET", "/api/v1/nothing", &m), -ENOENT);
+        ck_assert_int_eq(api_route_match("GET", "/api/v1/devices/x/y/z", &m), -ENOENT);
+        ck_assert_int_eq(api_route_match("GET", "/app.js", &m), 0);
+        ck_assert(m.route == ROUTE_STATIC && m.method_ok);
+        ck_assert_int_eq(api_route_match("GETX", "/metrics", &m), 0);
+        ck_assert(!m.method_ok);
+}
+END_TEST
+
+START_TEST(bluez_errors_mapped_once)
+{
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "le-connection-abort-by-local"), BLUEZ_ERR_ABORT_BY_LOCAL);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Software caused connection abort"), BLUEZ_ERR_ABORT_BY_LOCAL);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "br-connection-canceled"), BLUEZ_ERR_CANCELED);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Operation already in progress"), BLUEZ_ERR_CONNECT_PENDING);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "le-connection-timeout"), BLUEZ_ERR_CONNECTION);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Not connected"), BLUEZ_ERR_NOT_CONNECTED);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.InProgress", "Operation already in progress"), BLUEZ_ERR_IN_PROGRESS);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.NotReady", "Resource Not Ready"), BLUEZ_ERR_NOT_READY);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.AlreadyConnected", NULL), BLUEZ_OK);
+        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.AccessDenied", "x"), BLUEZ_ERR_ACCESS_DENIED);
+        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.ServiceUnknown", "x"), BLUEZ_ERR_NO_OWNER);
+        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.NoReply", "x"), BLUEZ_ERR_TIMEOUT);
+        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.UnknownObject", "x"), BLUEZ_ERR_UNKNOWN_OBJECT);
+        ck_assert_int_eq(bluez_error_from_dbus("com.example.Weird", "x"), BLUEZ_ERR_FAILED);
+        ck_assert(bluez_error_is_transient(BLUEZ_ERR_ABORT_BY_LOCAL));
+        ck_assert(!bluez_error_is_transient(BLUEZ_ERR_NOT_READY));
+}
+END_TEST
+
+START_TEST(every_diagnosis_has_text)
+{
+        for (int c = 1; c < _DIAG_MAX; c++) {
+                const struct diagnosis_info *i = diagnosis_info(c);
+                ck_assert(i->code && *i->code && i->message && *i->message && i->remedy && *i->remedy);
+                ck_assert_int_eq(diagnosis_from_string(i->code), c);
+                char buf[400];
+                diagnosis_message(c, "DETAIL", buf, sizeof buf);
+                ck_assert_ptr_null(strstr(buf, "%s"));
+        }
+        ck_assert_ptr_nonnull(strstr(diagnosis_info(DIAG_INVERTER_ASLEEP)->remedy, "wait 60 seconds"));
+        ck_assert_ptr_nonnull(strstr(diagnosis_info(DIAG_DBUS_ACCESS_DENIED)->remedy, "last resort"));
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("daemon-units");
+        TCase *tc = tcase_create("core");
+        tcase_add_test(tc, options_valid_and_defaults);
+        tcase_add_test(tc, options_rejected_with_the_option_named);
+        tcase_add_test(tc, options_duplicates_name_both_entries);
+        tcase_add_test(tc, access_rules);
+        tcase_add_test(tc, routing);
+        tcase_add_test(tc, bluez_errors_mapped_once);
+        tcase_add_test(tc, every_diagnosis_has_text);
+        suite_add_tcase(s, tc);
+        SRunner *sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? 1 : 0;
+}
