@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/* The SQLite store: restart, compaction and history, damaged files, read-only disks. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "frame-decode.h"
+#include "store.h"
+
+static char dir[64], path[128];
+
+static void setup(void)
+{
+        snprintf(dir, sizeof dir, "/tmp/blupow-store.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/blupow.db", dir);
+}
+
+static void teardown(void)
+{
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", dir, dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "cleanup failed\n");
+}
+
+static struct device *rover(void)
+{
+        static struct device dev;
+        memset(&dev, 0, sizeof dev);
+        char err[256];
+        ck_assert_int_eq(device_config_from_fields(&dev.cfg, "Rover", "60:98:66:ED:FC:11", "controller", -1, "t", err,
+                sizeof err), 0);
+        char *frames[] = {
+                "12:ff03102020524e472d4354524c2d52565234303724",
+                "256:ff03440064009000040e1900000000000000e8000400010000008f009100110000000100000000000000000000022b000100000000137c00000000000101900000000000040000a3d2",
+        };
+        ck_assert_int_eq(frames_decode(&renogy_controller, frames, 2, &dev.readings, err, sizeof err), 0);
+        dev.have_readings = true;
+        snprintf(dev.model, sizeof dev.model, "RNG-CTRL-RVR40");
+        return &dev;
+}
+
+START_TEST(restart_serves_the_last_readings)
+{
+        struct store *s;
+        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        ck_assert(store_health(s)->ok);
+        struct device *dev = rover();
+        dev->readings_at = now_realtime() - 5000000;
+        ck_assert_int_eq(store_record(s, dev), 0);
+        struct renogy_readings before = dev->readings;
+        store_close(s);
+
+        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        struct device fresh = {.cfg = dev->cfg};
+        ck_assert_int_eq(store_restore_device(s, &fresh), 1);
+        ck_assert(fresh.have_readings);
+        ck_assert_int_eq(fresh.readings_at, dev->readings_at);
+        ck_assert_int_eq(fresh.state, DEVICE_STALE);
+        ck_assert_str_eq(fresh.model, "RNG-CTRL-RVR40");
+        size_t compared = 0;
+        for (size_t i = 0; i < before.n; i++) {
+                const struct renogy_reading *a = &before.r[i];
+                if (a->field->kind == KIND_TEXT)
+                        continue;
+                const struct renogy_reading *b = renogy_readings_get(&fresh.readings, a->field->key);
+                ck_assert_msg(b, "%s not restored", a->field->key);
+                if (a->type == RV_NUMBER)
+                        ck_assert_double_eq_tol(a->number, b->number, 1e-9);
+                else if (a->type == RV_BITS)
+                        ck_assert_uint_eq(a->bits, b->bits);
+                else
+                        ck_assert_str_eq(a->text, b->text);
+                compared++;
+        }
+        ck_assert_uint_gt(compared, 30);
+        store_close(s);
+}
+END_TEST
+
+START_TEST(history_across_compaction)
+{
+        struct store *s;
+        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        struct device *dev = rover();
+        int64_t now = now_realtime();
+        /* Three hours of 10-second samples with a known voltage ramp. */
+        for (int i = 0; i < 3 * 360; i++) {
+                dev->readings_at = now - 3LL * 3600 * 1000000 + (int64_t)i * 10 * 1000000;
+                for (size_t k = 0; k < dev->readings.n; k++)
+                        if (strcmp(dev->readings.r[k].field->key, "battery_voltage") == 0)
+                                dev->readings.r[k].number = 12.0 + (i % 20) * 0.1;
+                ck_assert_int_eq(store_record(s, dev), 0);
+        }
+        int steps = 0;
+        while (store_maintenance_step(s, now) > 0 && steps < 100)
+                steps++;
+        ck_assert_int_ge(steps, 2); /* at least two device-hours were compacted */
+        struct history_point *p;
+        int n = store_history(s, dev->cfg.id, "battery_voltage", now - 4LL * 3600 * 1000000, now + 1, 90, &p);
+        ck_assert_int_gt(n, 60);
+        ck_assert_int_le(n, 90);
+        unsigned total = 0;
+        for (int i = 0; i < n; i++) {
+                ck_assert(p[i].min <= p[i].avg + 1e-9 && p[i].avg <= p[i].max + 1e-9);
+                ck_assert(p[i].min >= 12.0 - 1e-9 && p[i].max <= 13.9 + 1e-9);
+                total += p[i].n;
+        }
+        ck_assert_uint_eq(total, 3 * 360);
+        free(p);
+        ck_assert_int_eq(store_history(s, dev->cfg.id, "no_such_key", now - 1000000, now, 10, &p), 0);
+        free(p);
+        /* Retention: with one day kept, samples older than a day are purged. */
+        store_close(s);
+        ck_assert_int_eq(store_open(&s, path, 1), 0);
+        while (store_maintenance_step(s, now + 2LL * 86400 * 1000000) > 0)
+                ;
+        n = store_history(s, dev->cfg.id, "battery_voltage", now - 4LL * 3600 * 1000000, now + 1, 90, &p);
+        ck_assert_int_le(n, 1); /* only the newest poll row stays, for a restart */
+        free(p);
+        store_close(s);
+}
+END_TEST
+
+START_TEST(damaged_file_moved_aside)
+{
+        int fd = open(path, O_WRONLY | O_CREAT, 0644);
+        ck_assert_int_ge(fd, 0);
+        const char junk[] = "this is not an SQLite database, just some text on an SD card.........";
+        for (int i = 0; i < 200; i++)
+                ck_assert_int_eq(write(fd, junk, sizeof junk), (int)sizeof junk);
+        close(fd);
+        struct store *s;
+        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        const struct store_health *h = store_health(s);
+        ck_assert(h->ok);
+        ck_assert(h->recreated);
+        struct stat st;
+        ck_assert_int_eq(stat(h->moved_to, &st), 0);
+        ck_assert_ptr_nonnull(strstr(h->moved_to, ".corrupt-"));
+        ck_assert_int_eq(store_record(s, rover()), 0);
+        store_close(s);
+}
+END_TEST
+
+/* A place the database cannot live (root ignores file modes, so /proc stands in for a
+ * read-only disk): the store says so and the daemon keeps serving from memory. */
+START_TEST(unwritable_place_keeps_serving)
+{
+        struct store *s;
+        ck_assert_int_eq(store_open(&s, "/proc/blupow-no-such-dir/blupow.db", 7), 0);
+        const struct store_health *h = store_health(s);
+        ck_assert(!h->ok);
+        ck_assert(h->memory_only);
+        ck_assert_ptr_nonnull(strstr(h->message, "cannot open"));
+        ck_assert_int_eq(store_record(s, rover()), -ENOTCONN);
+        store_close(s);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *su = suite_create("store");
+        TCase *tc = tcase_create("sqlite");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, restart_serves_the_last_readings);
+        tcase_add_test(tc, history_across_compaction);
+        tcase_add_test(tc, damaged_file_moved_aside);
+        tcase_add_test(tc, unwritable_place_keeps_serving);
+        suite_add_tcase(su, tc);
+        SRunner *sr = srunner_create(su);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? 1 : 0;
+}
