@@ -10,6 +10,14 @@
 #include "readings-json.h"
 #include "sim.h"
 
+void sim_call_free(struct sim_call *c)
+{
+        free(c->sender);
+        free(c->path);
+        free(c->member);
+        free(c->detail);
+}
+
 void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail)
 {
         if (sim->n_calls == sim->calls_cap) {
@@ -18,10 +26,7 @@ void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail)
                         cap = 100000;
                 if (sim->n_calls == cap) {
                         for (size_t i = 0; i < cap / 2; i++) {
-                                free(sim->calls[i].sender);
-                                free(sim->calls[i].path);
-                                free(sim->calls[i].member);
-                                free(sim->calls[i].detail);
+                                sim_call_free(&sim->calls[i]);
                         }
                         memmove(sim->calls, sim->calls + cap / 2, (cap - cap / 2) * sizeof *sim->calls);
                         sim->n_calls = cap - cap / 2;
@@ -248,10 +253,7 @@ static int method_clear_calls(sd_bus_message *msg, void *userdata, sd_bus_error 
 {
         struct sim *sim = userdata;
         for (size_t i = 0; i < sim->n_calls; i++) {
-                free(sim->calls[i].sender);
-                free(sim->calls[i].path);
-                free(sim->calls[i].member);
-                free(sim->calls[i].detail);
+                sim_call_free(&sim->calls[i]);
         }
         sim->n_calls = 0;
         return sd_bus_reply_method_return(msg, NULL);

@@ -307,11 +307,7 @@ void sim_free(struct sim *sim)
                         free(sim->modules[i].units[j].defined);
                 }
         free(sim->modules);
-        for (size_t i = 0; i < sim->n_calls; i++) {
-                free(sim->calls[i].sender);
-                free(sim->calls[i].path);
-                free(sim->calls[i].member);
-                free(sim->calls[i].detail);
-        }
+        for (size_t i = 0; i < sim->n_calls; i++)
+                sim_call_free(&sim->calls[i]);
         free(sim->calls);
 }

@@ -169,5 +169,6 @@ bool sim_module_advertising(const struct sim_module *m);
 /* sim-control.c: org.blupow.Sim1 and the call record */
 int sim_control_start(struct sim *sim);
 void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail);
+void sim_call_free(struct sim_call *c);
 
 uint64_t sim_now(void);
