@@ -15,6 +15,7 @@ struct http_server {
         struct MHD_Daemon *mhd;
         sd_event_source *io;
         sd_event_source *timer;
+        sd_event_source *kick; /* runs MHD once after a suspended request was resumed */
         http_handler_t handler;
         void *userdata;
         uint16_t port;
@@ -60,6 +61,13 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct http_server *srv = userdata;
+        MHD_run(srv->mhd);
+        return 0;
+}
+
+static int on_kick(sd_event_source *s, void *userdata)
 {
         struct http_server *srv = userdata;
         MHD_run(srv->mhd);
@@ -223,6 +231,10 @@ int http_server_new(struct http_server **ret, sd_event *event, const char *bind_
                 r = sd_event_add_time_relative(event, &srv->timer, CLOCK_MONOTONIC, 0, 1, on_timer, srv);
         if (r >= 0)
                 r = sd_event_source_set_prepare(srv->io, on_prepare);
+        if (r >= 0)
+                r = sd_event_add_defer(event, &srv->kick, on_kick, srv);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(srv->kick, SD_EVENT_OFF);
         if (r < 0) {
                 http_server_free(srv);
                 return r;
@@ -238,6 +250,7 @@ struct http_server *http_server_free(struct http_server *s)
                 return NULL;
         sd_event_source_unref(s->io);
         sd_event_source_unref(s->timer);
+        sd_event_source_unref(s->kick);
         if (s->mhd)
                 MHD_stop_daemon(s->mhd);
         free(s);
@@ -288,6 +301,8 @@ int http_respond(struct http_request *req, unsigned status, const char *content_
                 req->pending = true;
                 req->suspended = false;
                 MHD_resume_connection(req->conn);
+                /* In external-epoll mode nothing wakes MHD for a resume: run it once. */
+                sd_event_source_set_enabled(req->server->kick, SD_EVENT_ONESHOT);
                 return 0;
         }
         struct MHD_Response *resp = MHD_create_response_from_buffer(len, body,

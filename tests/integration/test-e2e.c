@@ -338,6 +338,103 @@ START_TEST(bus_missing_and_bluez_missing_named)
 }
 END_TEST
 
+
+static int status_of(const char *method, const char *path, const char *body, char **resp)
+{
+        return http(&env, method, path, body, NULL, resp);
+}
+
+/* The REST API as curl and the status page use it. */
+START_TEST(api_routes_and_errors)
+{
+        start("tests/integration/scenarios/static.json", NULL, demo_options);
+        json_decref(must_wait("rover", dev_state_is, "online", 30));
+        char *r;
+        ck_assert_int_eq(status_of("GET", "/api/v1/nothing", NULL, &r), 404);
+        ck_assert_ptr_nonnull(strstr(r, "\"error\""));
+        free(r);
+        ck_assert_int_eq(status_of("PUT", "/api/v1/health", NULL, &r), 405);
+        free(r);
+        ck_assert_int_eq(status_of("GET", "/api/v1/devices/ghost", NULL, &r), 404);
+        free(r);
+        ck_assert_int_eq(status_of("POST", "/api/v1/devices", "{not json", &r), 400);
+        free(r);
+        char *big = malloc(40000);
+        memset(big, ' ', 39999);
+        big[0] = '{';
+        big[39998] = '}';
+        big[39999] = 0;
+        ck_assert_int_eq(status_of("POST", "/api/v1/devices", big, &r), 413);
+        free(big);
+        free(r);
+        ck_assert_int_eq(status_of("GET", "/../../etc/passwd", NULL, &r), 404);
+        free(r);
+        ck_assert_int_eq(status_of("GET", "/", NULL, &r), 200);
+        ck_assert_ptr_nonnull(strstr(r, "app.js"));
+        ck_assert_ptr_null(strstr(r, "src=\"/"));
+        free(r);
+
+        /* Add, refuse the duplicate, remove; options devices cannot be removed here. */
+        const char *shunt2 = "{\"name\":\"Shunt copy\",\"address\":\"C4:D3:6A:00:11:22\",\"type\":\"shunt\"}";
+        ck_assert_int_eq(status_of("POST", "/api/v1/devices", shunt2, &r), 409);
+        ck_assert_ptr_nonnull(strstr(r, "same device"));
+        free(r);
+        const char *extra = "{\"name\":\"Spare Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\",\"modbus_id\":16}";
+        ck_assert_int_eq(status_of("POST", "/api/v1/devices", extra, &r), 201);
+        free(r);
+        ck_assert_int_eq(status_of("POST", "/api/v1/devices", "{\"name\":\"X\",\"address\":\"bad\",\"type\":\"controller\"}", &r), 400);
+        free(r);
+        ck_assert_int_eq(status_of("DELETE", "/api/v1/devices/rover", NULL, &r), 409);
+        free(r);
+        for (int i = 0; i < 50; i++) {
+                int s = status_of("DELETE", "/api/v1/devices/spare-rover", NULL, &r);
+                free(r);
+                if (s == 204)
+                        break;
+                ck_assert_int_eq(s, 409); /* busy while it is being read */
+                sleep_s(0.2);
+        }
+        ck_assert_int_eq(status_of("GET", "/api/v1/devices/spare-rover", NULL, &r), 404);
+        free(r);
+
+        /* Verify: steps, readings, verdict. */
+        int st;
+        json_t *v = http_json(&env, "POST", "/api/v1/devices/inverter/verify", NULL, &st);
+        ck_assert_int_eq(st, 200);
+        ck_assert(json_is_true(json_object_get(v, "ok")));
+        ck_assert_int_ge((int)json_array_size(json_object_get(v, "steps")), 6);
+        ck_assert_ptr_nonnull(json_object_get(json_object_get(v, "readings"), "load_active_power"));
+        json_decref(v);
+
+        /* Load switch: the simulator's register really changes. */
+        v = http_json(&env, "POST", "/api/v1/devices/rover/load", "{\"on\": false}", &st);
+        ck_assert_int_eq(st, 200);
+        json_decref(v);
+        json_t *regs = sim_readings(&env, CONTROLLER, 255);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(regs, "load_status"), "value")), "off");
+        json_decref(regs);
+        ck_assert_int_eq(status_of("POST", "/api/v1/devices/inverter/load", "{\"on\": true}", &r), 400);
+        free(r);
+
+        /* History, metrics, the Home Assistant package. */
+        json_t *h = http_json(&env, "GET", "/api/v1/devices/rover/history?key=battery_voltage", NULL, &st);
+        ck_assert_int_eq(st, 200);
+        ck_assert_int_ge((int)json_array_size(json_object_get(h, "data")), 1);
+        json_decref(h);
+        ck_assert_int_eq(status_of("GET", "/api/v1/devices/rover/history?key=model", NULL, &r), 400);
+        free(r);
+        ck_assert_int_eq(status_of("GET", "/metrics", NULL, &r), 200);
+        ck_assert_ptr_nonnull(strstr(r, "blupow_reading{device=\"rover\""));
+        ck_assert_ptr_nonnull(strstr(r, "blupow_device_up{device=\"inverter\""));
+        free(r);
+        ck_assert_int_eq(status_of("GET", "/api/v1/homeassistant/package.yaml", NULL, &r), 200);
+        ck_assert_ptr_nonnull(strstr(r, "unique_id: blupow_609866edfc11_255_battery_voltage"));
+        ck_assert_ptr_nonnull(strstr(r, "state_class: total_increasing"));
+        ck_assert_ptr_nonnull(strstr(r, "device_class: connectivity"));
+        free(r);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("e2e");
@@ -360,6 +457,7 @@ static Suite *suite(void)
                 {"restart", bluetoothd_restart_and_adapter_unplug},
                 {"access_denied", bus_access_denied_named},
                 {"no_bus", bus_missing_and_bluez_missing_named},
+                {"api", api_routes_and_errors},
         };
         const char *only = getenv("BLUPOW_TEST_ONLY");
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
