@@ -873,8 +873,7 @@ static void module_advertised(struct sim_module *m)
         }
         /* RSSI varies a little from one advertisement to the next. */
         static const int8_t jitter[] = {0, 2, -1, 3, -2, 1, -3, 0};
-        int base = m->rssi - jitter[(m->n_connects + m->last_adv_usec / 1000) % 8];
-        m->rssi = (int16_t)(base + jitter[(m->last_adv_usec / 1000) % 8]);
+        m->rssi = (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
         if (!m->seen) {
                 sd_bus_add_object_vtable(m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
                 m->seen = true;

@@ -156,6 +156,7 @@ static int parse_module(struct sim *sim, struct sim_module *m, json_t *jm, size_
                         FAIL("%s.rssi: expected dBm from -127 to 20", where);
                 m->rssi = (int16_t)json_integer_value(rssi);
         }
+        m->rssi_base = m->rssi;
         m->timing = (struct sim_timing){
                 .connect_ms = 300, .resolve_ms = 400, .response_ms = 60, .chunk_interval_ms = 8,
                 .chunk_size = 20, .advertising_interval_ms = 200,

@@ -76,6 +76,7 @@ struct sim_module {
         char address[18];
         char path[128];
         int16_t rssi;
+        int16_t rssi_base;  /* the scenario's value; advertisements jitter around it */
         struct sim_timing timing;
         struct sim_unit units[SIM_MAX_UNITS];
         size_t n_units;
