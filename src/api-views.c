@@ -33,8 +33,8 @@ json_t *view_diagnosis(int code, const char *detail)
         char msg[512];
         diagnosis_message((enum diagnosis_code)code, detail, msg, sizeof msg);
         static const char *const sev[] = {"info", "warning", "error"};
-        return json_pack("{s:s,s:s,s:s,s:s}", "code", info->code, "severity", sev[info->severity], "message", msg,
-                "remedy", info->remedy);
+        return json_pack("{s:s,s:s,s:s,s:s}", "code", info->code, "severity", sev[info->severity], "message",
+                msg, "remedy", info->remedy);
 }
 
 /* Data Home Assistant should show: the last poll worked and is not older than 3 intervals. */
@@ -44,7 +44,8 @@ bool device_available(const struct daemon *d, const struct device *dev)
                 return false;
         int64_t age = now_realtime() - dev->readings_at;
         return age <= (int64_t)d->opts.poll_interval * 3 * 1000000 &&
-                (dev->state == DEVICE_ONLINE || dev->state == DEVICE_STALE || dev->state == DEVICE_CONNECTING);
+               (dev->state == DEVICE_ONLINE || dev->state == DEVICE_STALE ||
+                       dev->state == DEVICE_CONNECTING);
 }
 
 json_t *view_device(const struct daemon *d, const struct device *dev)
@@ -56,7 +57,8 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_object_set_new(o, "address", json_string(dev->cfg.address));
         json_object_set_new(o, "family", json_string(dev->cfg.family->name));
         json_object_set_new(o, "family_label", json_string(dev->cfg.family->label));
-        json_object_set_new(o, "modbus_id", dev->cfg.family->byte_addressed ? json_null() : json_integer(dev->cfg.modbus_id));
+        json_object_set_new(o, "modbus_id",
+                dev->cfg.family->byte_addressed ? json_null() : json_integer(dev->cfg.modbus_id));
         json_object_set_new(o, "source", json_string(dev->cfg.from_api ? "api" : "options"));
         json_object_set_new(o, "module_name", m->name[0] ? json_string(m->name) : json_null());
         json_object_set_new(o, "model", dev->model[0] ? json_string(dev->model) : json_null());
@@ -80,12 +82,17 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_object_set_new(o, "last_poll", time_or_null(dev->last_poll));
         json_object_set_new(o, "last_attempt", time_or_null(dev->last_attempt));
         json_object_set_new(o, "readings_at", time_or_null(dev->have_readings ? dev->readings_at : 0));
-        json_object_set_new(o, "age_s", dev->have_readings ? json_real(renogy_round((double)(now_realtime() - dev->readings_at) / 1e6, 1)) : json_null());
+        json_object_set_new(o, "age_s",
+                dev->have_readings
+                        ? json_real(renogy_round((double)(now_realtime() - dev->readings_at) / 1e6, 1))
+                        : json_null());
         json_object_set_new(o, "rssi", m->has_rssi || m->last_seen ? json_integer(m->rssi) : json_null());
         json_object_set_new(o, "poll_ms", dev->poll_ms ? json_integer(dev->poll_ms) : json_null());
-        json_object_set_new(o, "last_error", dev->last_error[0] ? json_string(dev->last_error) : json_null());
+        json_object_set_new(
+                o, "last_error", dev->last_error[0] ? json_string(dev->last_error) : json_null());
         json_object_set_new(o, "consecutive_failures", json_integer(dev->failures));
-        json_object_set_new(o, "readings", dev->have_readings ? readings_json(&dev->readings, true) : json_object());
+        json_object_set_new(
+                o, "readings", dev->have_readings ? readings_json(&dev->readings, true) : json_object());
         return o;
 }
 
@@ -104,11 +111,14 @@ static json_t *view_system(const struct daemon *d)
         json_t *adapter = json_null();
         if (d->bluez && bluez_service_up(d->bluez)) {
                 const struct bluez_adapter *a = bluez_adapter_find(d->bluez, d->opts.adapter);
-                adapter = json_pack("{s:s,s:b,s:b,s:b,s:s?}", "name", d->opts.adapter, "present", a != NULL, "powered",
-                        a && a->powered, "discovering", a && a->discovering, "address", a ? a->address : NULL);
+                adapter = json_pack("{s:s,s:b,s:b,s:b,s:s?}", "name", d->opts.adapter, "present", a != NULL,
+                        "powered", a && a->powered, "discovering", a && a->discovering, "address",
+                        a ? a->address : NULL);
         }
-        return json_pack("{s:b,s:b,s:o,s:o}", "bus", d->bluez && !d->bus_error && !bluez_bus_broken(d->bluez), "bluez",
-                d->bluez && bluez_service_up(d->bluez), "adapter", adapter, "diagnosis", view_diagnosis(c, detail));
+        return json_pack("{s:b,s:b,s:o,s:o}", "bus",
+                d->bluez && !d->bus_error && !bluez_bus_broken(d->bluez), "bluez",
+                d->bluez && bluez_service_up(d->bluez), "adapter", adapter, "diagnosis",
+                view_diagnosis(c, detail));
 }
 
 json_t *view_health(const struct daemon *d)
@@ -128,19 +138,20 @@ json_t *view_health(const struct daemon *d)
         json_t *store = json_null();
         if (d->store) {
                 const struct store_health *h = store_health(d->store);
-                store = json_pack("{s:b,s:b,s:b,s:s?,s:s?,s:I,s:I}", "ok", h->ok, "memory_only", h->memory_only,
-                        "recreated", h->recreated, "moved_to", h->recreated ? h->moved_to : NULL, "message",
-                        h->message[0] ? h->message : NULL, "bytes", (json_int_t)h->bytes, "samples_written",
-                        (json_int_t)h->samples_written);
+                store = json_pack("{s:b,s:b,s:b,s:s?,s:s?,s:I,s:I}", "ok", h->ok, "memory_only",
+                        h->memory_only, "recreated", h->recreated, "moved_to",
+                        h->recreated ? h->moved_to : NULL, "message", h->message[0] ? h->message : NULL,
+                        "bytes", (json_int_t)h->bytes, "samples_written", (json_int_t)h->samples_written);
                 if (h->memory_only && streq(status, "ok"))
                         status = "degraded";
         }
         char started[32];
-        return json_pack("{s:s,s:s,s:s,s:f,s:o,s:{s:i,s:i,s:i},s:o,s:I,s:I}", "status", status, "version", BLUPOW_VERSION,
-                "started", iso8601(d->started, started, sizeof started), "uptime_s",
-                renogy_round((double)(now_realtime() - d->started) / 1e6, 1), "system", view_system(d), "devices",
-                "total", (json_int_t)d->n_devices, "online", (json_int_t)online, "available", (json_int_t)available,
-                "store", store, "sessions", (json_int_t)d->sessions, "sessions_failed", (json_int_t)d->sessions_failed);
+        return json_pack("{s:s,s:s,s:s,s:f,s:o,s:{s:i,s:i,s:i},s:o,s:I,s:I}", "status", status, "version",
+                BLUPOW_VERSION, "started", iso8601(d->started, started, sizeof started), "uptime_s",
+                renogy_round((double)(now_realtime() - d->started) / 1e6, 1), "system", view_system(d),
+                "devices", "total", (json_int_t)d->n_devices, "online", (json_int_t)online, "available",
+                (json_int_t)available, "store", store, "sessions", (json_int_t)d->sessions,
+                "sessions_failed", (json_int_t)d->sessions_failed);
 }
 
 json_t *view_diagnostics(const struct daemon *d)
@@ -151,27 +162,31 @@ json_t *view_diagnostics(const struct daemon *d)
                 json_t *errs = json_object();
                 for (int c = 1; c < _DIAG_MAX; c++)
                         if (dev->errors[c])
-                                json_object_set_new(errs, diagnosis_info((enum diagnosis_code)c)->code, json_integer((json_int_t)dev->errors[c]));
+                                json_object_set_new(errs, diagnosis_info((enum diagnosis_code)c)->code,
+                                        json_integer((json_int_t)dev->errors[c]));
                 json_t *dv = view_device(d, dev);
-                json_array_append_new(devs, json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:o,s:I,s:I,s:I}", "id", dev->cfg.id, "name",
-                        dev->cfg.name, "state", json_object_get(dv, "state"), "diagnosis", json_object_get(dv, "diagnosis"),
-                        "last_error", json_object_get(dv, "last_error"), "rssi", json_object_get(dv, "rssi"),
-                        "errors", errs, "polls_ok", (json_int_t)dev->polls_ok, "polls_failed", (json_int_t)dev->polls_failed,
-                        "bad_frames", (json_int_t)dev->bad_frames));
+                json_array_append_new(devs,
+                        json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:o,s:I,s:I,s:I}", "id", dev->cfg.id, "name",
+                                dev->cfg.name, "state", json_object_get(dv, "state"), "diagnosis",
+                                json_object_get(dv, "diagnosis"), "last_error",
+                                json_object_get(dv, "last_error"), "rssi", json_object_get(dv, "rssi"),
+                                "errors", errs, "polls_ok", (json_int_t)dev->polls_ok, "polls_failed",
+                                (json_int_t)dev->polls_failed, "bad_frames", (json_int_t)dev->bad_frames));
                 json_decref(dv);
         }
         json_t *codes = json_array();
         for (int c = 1; c < _DIAG_MAX; c++) {
                 const struct diagnosis_info *info = diagnosis_info((enum diagnosis_code)c);
-                json_array_append_new(codes, json_pack("{s:s,s:s,s:s}", "code", info->code, "message", info->message,
-                        "remedy", info->remedy));
+                json_array_append_new(codes, json_pack("{s:s,s:s,s:s}", "code", info->code, "message",
+                                                     info->message, "remedy", info->remedy));
         }
         return json_pack("{s:o,s:o,s:o}", "system", view_system(d), "devices", devs, "codes", codes);
 }
 
 static bool renogy_name(const char *name)
 {
-        static const char *const prefixes[] = {"BT-TH-", "RNGRBP", "RNGC", "RNGPRO", "BTRIC", "RTMShunt", "RNGRIU"};
+        static const char *const prefixes[] = {
+                "BT-TH-", "RNGRBP", "RNGC", "RNGPRO", "BTRIC", "RTMShunt", "RNGRIU"};
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 if (startswith(name, prefixes[i]))
                         return true;
@@ -181,7 +196,9 @@ static bool renogy_name(const char *name)
 json_t *view_scan(const struct daemon *d)
 {
         json_t *arr = json_array();
-        const struct bluez_adapter *a = d->bluez && bluez_service_up(d->bluez) ? bluez_adapter_find(d->bluez, d->opts.adapter) : NULL;
+        const struct bluez_adapter *a = d->bluez && bluez_service_up(d->bluez)
+                                                ? bluez_adapter_find(d->bluez, d->opts.adapter)
+                                                : NULL;
         if (a) {
                 const struct bluez_device *const *devs;
                 size_t n = bluez_devices(d->bluez, &devs);
@@ -192,12 +209,15 @@ json_t *view_scan(const struct daemon *d)
                         json_t *configured = json_array();
                         for (size_t k = 0; k < d->n_devices; k++)
                                 if (strcasecmp(d->devices[k]->cfg.address, bd->address) == 0)
-                                        json_array_append_new(configured, json_string(d->devices[k]->cfg.id));
+                                        json_array_append_new(
+                                                configured, json_string(d->devices[k]->cfg.id));
                         const char *fam = renogy_family_from_name(bd->name);
-                        json_array_append_new(arr, json_pack("{s:s,s:s,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
-                                bd->address, "rssi", bd->has_rssi ? json_integer(bd->rssi) : json_null(), "family",
-                                fam ? json_string(fam) : json_null(), "configured", json_array_size(configured) > 0,
-                                "devices", configured));
+                        json_array_append_new(
+                                arr, json_pack("{s:s,s:s,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
+                                             bd->address, "rssi",
+                                             bd->has_rssi ? json_integer(bd->rssi) : json_null(), "family",
+                                             fam ? json_string(fam) : json_null(), "configured",
+                                             json_array_size(configured) > 0, "devices", configured));
                 }
         }
         return json_pack("{s:b,s:o}", "scanning", daemon_scanning(d), "modules", arr);

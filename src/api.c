@@ -87,7 +87,8 @@ int api_route_match(const char *method, const char *path, struct api_match *m)
                 if (n == 0 || n >= sizeof m->id)
                         return -ENOENT;
                 for (size_t i = 0; i < n; i++)
-                        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-'))
+                        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') ||
+                                    id[i] == '-'))
                                 return -ENOENT;
                 memcpy(m->id, id, n);
                 m->id[n] = 0;
@@ -169,8 +170,8 @@ static json_t *parse_body(struct http_request *req, const struct http_request_in
         json_error_t err;
         json_t *j = json_loadb(info->body, info->body_len, JSON_REJECT_DUPLICATES, &err);
         if (!j || !json_is_object(j)) {
-                respond_error(req, 400, "bad_json", "the request body is not a JSON object%s%s", j ? "" : ": ",
-                        j ? "" : err.text);
+                respond_error(req, 400, "bad_json", "the request body is not a JSON object%s%s",
+                        j ? "" : ": ", j ? "" : err.text);
                 json_decref(j);
                 *failed = true;
                 return NULL;
@@ -185,9 +186,12 @@ static const char *content_type_of(const char *name)
         static const struct {
                 const char *ext, *type;
         } types[] = {
-                {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-                {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
-                {".png", "image/png"},                 {".json", "application/json"},
+                {".html", "text/html; charset=utf-8"},
+                {".js", "text/javascript; charset=utf-8"},
+                {".css", "text/css; charset=utf-8"},
+                {".svg", "image/svg+xml"},
+                {".png", "image/png"},
+                {".json", "application/json"},
                 {".ico", "image/x-icon"},
         };
         const char *dot = strrchr(name, '.');
@@ -203,10 +207,11 @@ static int serve_static(struct api *a, struct http_request *req, const char *pat
         if (!*rel)
                 rel = "index.html";
         /* Only plain names inside web/: no traversal, no hidden files, no links. */
-        bool ok = strlen(rel) < 128 && rel[0] != '.' && !strstr(rel, "..") && !strchr(rel, '\\') && !strstr(rel, "//");
+        bool ok = strlen(rel) < 128 && rel[0] != '.' && !strstr(rel, "..") && !strchr(rel, '\\') &&
+                  !strstr(rel, "//");
         for (const char *p = rel; ok && *p; p++)
                 ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                        *p == '-' || *p == '_' || *p == '.' || *p == '/';
+                     *p == '-' || *p == '_' || *p == '.' || *p == '/';
         const char *type = ok ? content_type_of(rel) : NULL;
         if (!type || !a->web_dir)
                 return respond_error(req, 404, "not_found", "no such page");
@@ -237,11 +242,12 @@ struct verify_ctx {
 static void verify_step(void *userdata, const struct link_step *s)
 {
         struct verify_ctx *v = userdata;
-        json_array_append_new(v->steps, json_pack("{s:s,s:b,s:f,s:s}", "step", s->name, "ok", s->ok, "seconds",
-                (double)s->usec / 1e6, "detail", s->detail));
+        json_array_append_new(v->steps, json_pack("{s:s,s:b,s:f,s:s}", "step", s->name, "ok", s->ok,
+                                                "seconds", (double)s->usec / 1e6, "detail", s->detail));
 }
 
-static void verify_done(void *userdata, struct device *dev, const struct link_report *r, const struct link_unit *u)
+static void verify_done(
+        void *userdata, struct device *dev, const struct link_report *r, const struct link_unit *u)
 {
         struct verify_ctx *v = userdata;
         v->done = true;
@@ -249,20 +255,23 @@ static void verify_done(void *userdata, struct device *dev, const struct link_re
         bool ok = r && r->reached == LINK_STAGE_DONE && u && u->blocks_ok > 0 && dev->state == DEVICE_ONLINE;
         json_t *out = json_object();
         json_object_set_new(out, "device", json_string(dev->cfg.id));
+        json_object_set_new(out, "name", json_string(dev->cfg.name));
+        json_object_set_new(out, "address", json_string(dev->cfg.address));
         json_object_set_new(out, "ok", json_boolean(ok));
         if (!r) {
                 char detail[192];
                 int c = daemon_system_diagnosis(d, detail, sizeof detail);
-                json_array_append_new(v->steps, json_pack("{s:s,s:b,s:f,s:s}", "step", "bluez", "ok", 0, "seconds",
-                        0.0, "detail", diagnosis_info(c)->code));
+                json_array_append_new(v->steps, json_pack("{s:s,s:b,s:f,s:s}", "step", "bluez", "ok", 0,
+                                                        "seconds", 0.0, "detail", diagnosis_info(c)->code));
         }
         json_object_set_new(out, "steps", json_incref(v->steps));
         json_object_set_new(out, "seconds", json_real(r ? (double)r->duration_usec / 1e6 : 0));
         json_t *dv = view_device(d, dev);
         json_object_set(out, "readings", json_object_get(dv, "readings"));
         json_object_set(out, "state", json_object_get(dv, "state"));
-        json_object_set(out, "verdict", dev->diag != 0 || !ok ? view_diagnosis(dev->diag ?: DIAG_CONNECT_FAILED,
-                                                                   dev->diag_detail) : view_diagnosis(0, NULL));
+        json_object_set_new(out, "verdict",
+                dev->diag != 0 || !ok ? view_diagnosis(dev->diag ?: DIAG_CONNECT_FAILED, dev->diag_detail)
+                                      : view_diagnosis(0, NULL));
         json_decref(dv);
         respond_json(v->req, 200, out);
 }
@@ -312,9 +321,11 @@ static void load_done(struct daemon *d, struct device *dev, int result, const ch
                 j->done = true;
                 if (result < 0)
                         respond_error(j->req, result == -ENOTCONN ? 503 : 502, "write_failed",
-                                "the load switch write failed: %s", message && *message ? message : strerror(-result));
+                                "the load switch write failed: %s",
+                                message && *message ? message : strerror(-result));
                 else
-                        respond_json(j->req, 200, json_pack("{s:s,s:s}", "device", dev->cfg.id, "load", j->on ? "on" : "off"));
+                        respond_json(j->req, 200,
+                                json_pack("{s:s,s:s}", "device", dev->cfg.id, "load", j->on ? "on" : "off"));
                 return;
         }
 }
@@ -350,7 +361,8 @@ static int handle_history(struct api *a, struct http_request *req, struct device
 {
         const char *key = http_query(req, "key");
         if (!key || !*key)
-                return respond_error(req, 400, "missing_key", "key= is required (a reading key, e.g. battery_voltage)");
+                return respond_error(
+                        req, 400, "missing_key", "key= is required (a reading key, e.g. battery_voltage)");
         const struct renogy_field *f = renogy_field_find(dev->cfg.family, key);
         if (!f || f->kind != KIND_NUMBER)
                 return respond_error(req, 400, "bad_key", "'%s' is not a numeric reading of a %s", key,
@@ -378,12 +390,14 @@ static int handle_history(struct api *a, struct http_request *req, struct device
                 return respond_error(req, 503, "store_error", "history query failed: %s", strerror(-n));
         json_t *arr = json_array();
         for (int i = 0; i < n; i++)
-                json_array_append_new(arr, json_pack("[f,f,f,f,i]", (double)p[i].t / 1e6, p[i].min, p[i].avg, p[i].max,
-                        (json_int_t)p[i].n));
+                json_array_append_new(arr, json_pack("[f,f,f,f,i]", (double)p[i].t / 1e6, p[i].min, p[i].avg,
+                                                   p[i].max, (json_int_t)p[i].n));
         free(p);
-        return respond_json(req, 200, json_pack("{s:s,s:s,s:s?,s:f,s:f,s:i,s:[s,s,s,s,s],s:o}", "device", dev->cfg.id,
-                "key", key, "unit", f->unit, "since", (double)since / 1e6, "until", (double)until / 1e6, "points",
-                (json_int_t)points, "columns", "t", "min", "avg", "max", "n", "data", arr));
+        return respond_json(req, 200,
+                json_pack("{s:s,s:s,s:s?,s:f,s:f,s:i,s:[s,s,s,s,s],s:o}", "device", dev->cfg.id, "key", key,
+                        "unit", f->unit, "since", (double)since / 1e6, "until", (double)until / 1e6,
+                        "points", (json_int_t)points, "columns", "t", "min", "avg", "max", "n", "data",
+                        arr));
 }
 
 static int handle_add(struct api *a, struct http_request *req, const struct http_request_info *info)
@@ -397,7 +411,8 @@ static int handle_add(struct api *a, struct http_request *req, const struct http
         if (id && !json_is_null(id)) {
                 if (!json_is_integer(id)) {
                         json_decref(body);
-                        return respond_error(req, 400, "bad_device", "modbus_id: expected a whole number from 1 to 255");
+                        return respond_error(
+                                req, 400, "bad_device", "modbus_id: expected a whole number from 1 to 255");
                 }
                 mid = json_integer_value(id);
                 if (mid == -1)
@@ -406,26 +421,30 @@ static int handle_add(struct api *a, struct http_request *req, const struct http
         struct device_config cfg;
         char err[256];
         int r = device_config_from_fields(&cfg, json_string_value(json_object_get(body, "name")),
-                json_string_value(json_object_get(body, "address")), json_string_value(json_object_get(body, "type")),
-                mid, "device", err, sizeof err);
+                json_string_value(json_object_get(body, "address")),
+                json_string_value(json_object_get(body, "type")), mid, "device", err, sizeof err);
         json_decref(body);
         if (r < 0)
-                return respond_error(req, 400, "bad_device", "%s", err + (startswith(err, "option ") ? 7 : 0));
+                return respond_error(
+                        req, 400, "bad_device", "%s", err + (startswith(err, "option ") ? 7 : 0));
         cfg.from_api = true;
         r = daemon_device_add(a->d, &cfg, true, err, sizeof err);
         if (r == -EEXIST)
                 return respond_error(req, 409, "duplicate_device", "%s", err);
         if (r < 0)
-                return respond_error(req, r == -ENOSPC ? 409 : 500, "add_failed", "%s", r == -ENOSPC ? err : strerror(-r));
+                return respond_error(req, r == -ENOSPC ? 409 : 500, "add_failed", "%s",
+                        r == -ENOSPC ? err : strerror(-r));
         struct device *dev = daemon_device_find(a->d, cfg.id);
         return respond_json(req, 201, view_device(a->d, dev));
 }
 
-static int handle_load(struct api *a, struct http_request *req, const struct http_request_info *info, struct device *dev)
+static int handle_load(
+        struct api *a, struct http_request *req, const struct http_request_info *info, struct device *dev)
 {
         if (dev->cfg.family != &renogy_controller)
-                return respond_error(req, 400, "no_load_output", "%s is a %s: only charge controllers have a load output",
-                        dev->cfg.name, dev->cfg.family->label);
+                return respond_error(req, 400, "no_load_output",
+                        "%s is a %s: only charge controllers have a load output", dev->cfg.name,
+                        dev->cfg.family->label);
         bool failed;
         json_t *body = parse_body(req, info, &failed);
         if (failed)
@@ -454,8 +473,8 @@ static int handle_load(struct api *a, struct http_request *req, const struct htt
 
 static bool needs_bluez(enum api_route r)
 {
-        return r == ROUTE_DEVICE_POLL || r == ROUTE_DEVICE_VERIFY || r == ROUTE_DEVICE_LOAD || r == ROUTE_ADAPTER_POWER ||
-                r == ROUTE_SCAN;
+        return r == ROUTE_DEVICE_POLL || r == ROUTE_DEVICE_VERIFY || r == ROUTE_DEVICE_LOAD ||
+               r == ROUTE_ADAPTER_POWER || r == ROUTE_SCAN;
 }
 
 static int handle(void *userdata, struct http_request *req, const struct http_request_info *info)
@@ -468,7 +487,9 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
         if (!m.method_ok) {
                 const char *allow[] = {"Allow", m.allow, "Cache-Control", "no-store", NULL};
                 char *text = NULL;
-                int n = asprintf(&text, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"%s is not allowed here; use %s\"}}",
+                int n = asprintf(&text,
+                        "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"%s is not allowed here; "
+                        "use %s\"}}",
                         strlen(info->method) < 16 ? info->method : "this method", m.allow);
                 if (n < 0)
                         return -ENOMEM;
@@ -476,19 +497,24 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 return http_respond(req, 405, "application/json", text, (size_t)n, true, allow);
         }
         if (info->body_too_large)
-                return respond_error(req, 413, "body_too_large", "request bodies are limited to %d bytes", HTTP_MAX_BODY);
+                return respond_error(
+                        req, 413, "body_too_large", "request bodies are limited to %d bytes", HTTP_MAX_BODY);
         bool change = !streq(info->method, "GET") && !streq(info->method, "HEAD");
         if (change) {
                 int r = api_check_change(info->client, http_header(req, "Authorization"), d->opts.api_token,
                         a->under_supervisor);
                 if (r == -EACCES) {
-                        static const char *const hdr[] = {"WWW-Authenticate", "Bearer realm=\"blupow\"", NULL};
-                        char *text = strdup("{\"error\":{\"code\":\"unauthorized\",\"message\":\"changes need Authorization: Bearer <api_token>\"}}");
-                        return http_respond(req, 401, "application/json", text, text ? strlen(text) : 0, true, hdr);
+                        static const char *const hdr[] = {
+                                "WWW-Authenticate", "Bearer realm=\"blupow\"", NULL};
+                        char *text = strdup("{\"error\":{\"code\":\"unauthorized\",\"message\":\"changes "
+                                            "need Authorization: Bearer <api_token>\"}}");
+                        return http_respond(
+                                req, 401, "application/json", text, text ? strlen(text) : 0, true, hdr);
                 }
                 if (r == -EPERM)
                         return respond_error(req, 403, "forbidden",
-                                "changes are allowed through Home Assistant's ingress, from this machine, or with an "
+                                "changes are allowed through Home Assistant's ingress, from this machine, "
+                                "or with an "
                                 "api_token (none is configured)");
         }
         struct device *dev = NULL;
@@ -516,9 +542,11 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                         int r = daemon_device_remove(d, dev);
                         if (r == -EPERM)
                                 return respond_error(req, 409, "from_options",
-                                        "'%s' comes from the add-on options: remove it there", dev->cfg.name);
+                                        "'%s' comes from the add-on options: remove it there",
+                                        dev->cfg.name);
                         if (r == -EBUSY)
-                                return respond_error(req, 409, "busy", "the device is being read; try again in a moment");
+                                return respond_error(
+                                        req, 409, "busy", "the device is being read; try again in a moment");
                         if (r < 0)
                                 return respond_error(req, 500, "remove_failed", "%s", strerror(-r));
                         return http_respond(req, 204, NULL, (char *)"", 0, false, json_headers);
@@ -548,11 +576,15 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                                 return respond_error(req, 400, "bad_request", "seconds: 1 to 60");
                         int r = daemon_scan(d, (unsigned)seconds);
                         if (r == -EBUSY)
-                                return respond_error(req, 409, "busy", "a device is being read; try again in a few seconds");
+                                return respond_error(req, 409, "busy",
+                                        "a device is being read; try again in a few seconds");
                         if (r < 0)
                                 return respond_error(req, 503, "scan_failed", "cannot scan: %s",
-                                        r == -ENODEV ? "the adapter does not exist" : r == -ENETDOWN ? "the adapter is powered off" : strerror(-r));
-                        return respond_json(req, 202, json_pack("{s:b,s:I}", "scanning", 1, "seconds", seconds));
+                                        r == -ENODEV     ? "the adapter does not exist"
+                                        : r == -ENETDOWN ? "the adapter is powered off"
+                                                         : strerror(-r));
+                        return respond_json(
+                                req, 202, json_pack("{s:b,s:I}", "scanning", 1, "seconds", seconds));
                 }
                 return respond_json(req, 200, view_scan(d));
         case ROUTE_ADAPTER_POWER: {
@@ -560,7 +592,8 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 if (r < 0)
                         return respond_error(req, 503, "power_failed", "cannot power the adapter on: %s",
                                 r == -ENODEV ? "it does not exist" : strerror(-r));
-                return respond_json(req, 202, json_pack("{s:s,s:b}", "adapter", d->opts.adapter, "powering_on", 1));
+                return respond_json(
+                        req, 202, json_pack("{s:s,s:b}", "adapter", d->opts.adapter, "powering_on", 1));
         }
         case ROUTE_HA_PACKAGE: {
                 char base[300];
@@ -583,7 +616,8 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 char *text = metrics_render(d, &len);
                 if (!text)
                         return respond_error(req, 500, "oom", "out of memory");
-                return http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, true, json_headers);
+                return http_respond(
+                        req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, true, json_headers);
         }
         case ROUTE_STATIC:
                 return serve_static(a, req, info->path);

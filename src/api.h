@@ -11,18 +11,20 @@ struct daemon;
 struct device;
 struct api;
 
-int api_new(struct api **ret, struct daemon *d, const char *bind_address, uint16_t port, const char *web_dir);
+int api_new(
+        struct api **ret, struct daemon *d, const char *bind_address, uint16_t port, const char *web_dir);
 struct api *api_free(struct api *a);
 uint16_t api_port(const struct api *a);
 
 /* Access rules (DESIGN.md "Access"). */
 enum api_access {
-        ACCESS_READ,      /* may read */
-        ACCESS_CHANGE,    /* may change: trusted address or valid token */
+        ACCESS_READ,   /* may read */
+        ACCESS_CHANGE, /* may change: trusted address or valid token */
 };
 bool api_client_trusted(const char *client, bool under_supervisor);
 /* 0 allowed, -EACCES (401: token missing or wrong) or -EPERM (403: no token configured). */
-int api_check_change(const char *client, const char *authorization, const char *token, bool under_supervisor);
+int api_check_change(
+        const char *client, const char *authorization, const char *token, bool under_supervisor);
 
 /* JSON views (api-views.c). */
 json_t *view_device(const struct daemon *d, const struct device *dev);
@@ -60,8 +62,8 @@ enum api_route {
 
 struct api_match {
         enum api_route route;
-        char id[80];            /* {id} for device routes */
-        const char *allow;      /* methods the route accepts, for 405 */
+        char id[80];       /* {id} for device routes */
+        const char *allow; /* methods the route accepts, for 405 */
         bool method_ok;
 };
 

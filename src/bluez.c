@@ -10,7 +10,7 @@
 #include "log.h"
 #include "macro.h"
 
-#define BLUEZ "org.bluez"
+#define BLUEZ                "org.bluez"
 #define DEFAULT_CALL_TIMEOUT (10 * USEC_PER_SEC)
 
 struct bluez {
@@ -71,7 +71,7 @@ const char *bluez_error_to_string(enum bluez_error e)
 bool bluez_error_is_transient(enum bluez_error e)
 {
         return e == BLUEZ_ERR_ABORT_BY_LOCAL || e == BLUEZ_ERR_CANCELED || e == BLUEZ_ERR_CONNECTION ||
-                e == BLUEZ_ERR_IN_PROGRESS || e == BLUEZ_ERR_TIMEOUT;
+               e == BLUEZ_ERR_IN_PROGRESS || e == BLUEZ_ERR_TIMEOUT;
 }
 
 /* One place maps BlueZ's error names and, for Failed, its messages (BLUEZ.md §1.6). */
@@ -110,7 +110,8 @@ enum bluez_error bluez_error_from_dbus(const char *name, const char *message)
                 return BLUEZ_ERR_FAILED;
         if (!message)
                 return BLUEZ_ERR_FAILED;
-        if (streq(message, "le-connection-abort-by-local") || streq(message, "Software caused connection abort"))
+        if (streq(message, "le-connection-abort-by-local") ||
+                streq(message, "Software caused connection abort"))
                 return BLUEZ_ERR_ABORT_BY_LOCAL;
         if (streq(message, "br-connection-canceled") || streq(message, "le-connection-canceled"))
                 return BLUEZ_ERR_CANCELED;
@@ -141,15 +142,15 @@ static uint64_t now_usec(void)
         return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
 }
 
-#define FIND(arr, n, p)                                                                           \
-        ({                                                                                        \
-                __typeof__((arr)[0]) _found = NULL;                                               \
-                for (size_t _i = 0; _i < (n); _i++)                                               \
-                        if (streq((arr)[_i]->path, (p))) {                                        \
-                                _found = (arr)[_i];                                               \
-                                break;                                                            \
-                        }                                                                         \
-                _found;                                                                           \
+#define FIND(arr, n, p)                                                                                     \
+        ({                                                                                                  \
+                __typeof__((arr)[0]) _found = NULL;                                                         \
+                for (size_t _i = 0; _i < (n); _i++)                                                         \
+                        if (streq((arr)[_i]->path, (p))) {                                                  \
+                                _found = (arr)[_i];                                                         \
+                                break;                                                                      \
+                        }                                                                                   \
+                _found;                                                                                     \
         })
 
 static int push(void *arr_p, size_t *n, void *item)
@@ -427,9 +428,11 @@ static int set_char_flags(sd_bus_message *m, void *obj, unsigned *changed)
                 const char *name;
                 unsigned flag;
         } map[] = {
-                {"read", BLUEZ_CHAR_READ}, {"write", BLUEZ_CHAR_WRITE},
+                {"read", BLUEZ_CHAR_READ},
+                {"write", BLUEZ_CHAR_WRITE},
                 {"write-without-response", BLUEZ_CHAR_WRITE_NO_RESPONSE},
-                {"notify", BLUEZ_CHAR_NOTIFY}, {"indicate", BLUEZ_CHAR_INDICATE},
+                {"notify", BLUEZ_CHAR_NOTIFY},
+                {"indicate", BLUEZ_CHAR_INDICATE},
         };
         struct bluez_char *c = obj;
         int r = sd_bus_message_enter_container(m, 'a', "s");
@@ -482,7 +485,8 @@ static int parse_props(sd_bus_message *m, const struct prop_map *map, void *obj,
                         p++;
                 if (p->name) {
                         if ((r = sd_bus_message_enter_container(m, 'v', contents)) < 0 ||
-                                (r = p->set(m, obj, changed)) < 0 || (r = sd_bus_message_exit_container(m)) < 0)
+                                (r = p->set(m, obj, changed)) < 0 ||
+                                (r = sd_bus_message_exit_container(m)) < 0)
                                 return r;
                 } else if ((r = sd_bus_message_skip(m, "v")) < 0)
                         return r;
@@ -533,7 +537,8 @@ static int add_interfaces(struct bluez *b, const char *path, sd_bus_message *m)
                         bool is_new = !a;
                         if (is_new) {
                                 a = calloc(1, sizeof *a);
-                                if (!a || !(a->path = strdup(path)) || push(&b->adapters, &b->n_adapters, a) < 0) {
+                                if (!a || !(a->path = strdup(path)) ||
+                                        push(&b->adapters, &b->n_adapters, a) < 0) {
                                         adapter_free(a);
                                         return -ENOMEM;
                                 }
@@ -548,7 +553,8 @@ static int add_interfaces(struct bluez *b, const char *path, sd_bus_message *m)
                         struct bluez_device *d = FIND(b->devices, b->n_devices, path);
                         if (!d) {
                                 d = calloc(1, sizeof *d);
-                                if (!d || !(d->path = strdup(path)) || push(&b->devices, &b->n_devices, d) < 0) {
+                                if (!d || !(d->path = strdup(path)) ||
+                                        push(&b->devices, &b->n_devices, d) < 0) {
                                         device_free(d);
                                         return -ENOMEM;
                                 }
@@ -561,7 +567,8 @@ static int add_interfaces(struct bluez *b, const char *path, sd_bus_message *m)
                         struct bluez_service *s = FIND(b->services, b->n_services, path);
                         if (!s) {
                                 s = calloc(1, sizeof *s);
-                                if (!s || !(s->path = strdup(path)) || push(&b->services, &b->n_services, s) < 0) {
+                                if (!s || !(s->path = strdup(path)) ||
+                                        push(&b->services, &b->n_services, s) < 0) {
                                         service_free(s);
                                         return -ENOMEM;
                                 }
@@ -681,7 +688,8 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                         return 0;
                 if ((r = parse_props(m, device_props, d, &changed)) < 0 ||
                         (r = parse_invalidated(m, d, &changed)) < 0)
-                        return log_warning_errno(r, "Ignoring malformed PropertiesChanged on %s: %m", path), 0;
+                        return log_warning_errno(r, "Ignoring malformed PropertiesChanged on %s: %m", path),
+                               0;
                 if (changed && b->h.device)
                         b->h.device(b->userdata, d, changed);
         } else if (streq(iface, "org.bluez.Adapter1")) {
@@ -689,7 +697,8 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 if (!a)
                         return 0;
                 if ((r = parse_props(m, adapter_props, a, &changed)) < 0)
-                        return log_warning_errno(r, "Ignoring malformed PropertiesChanged on %s: %m", path), 0;
+                        return log_warning_errno(r, "Ignoring malformed PropertiesChanged on %s: %m", path),
+                               0;
                 if (b->h.adapter)
                         b->h.adapter(b->userdata, a, false);
         } else if (streq(iface, "org.bluez.GattCharacteristic1")) {
@@ -698,7 +707,8 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                         return 0;
                 while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
                         const char *key, *contents;
-                        if (sd_bus_message_read(m, "s", &key) < 0 || sd_bus_message_peek_type(m, NULL, &contents) < 0)
+                        if (sd_bus_message_read(m, "s", &key) < 0 ||
+                                sd_bus_message_peek_type(m, NULL, &contents) < 0)
                                 return 0;
                         if (streq(key, "Value") && streq(contents, "ay")) {
                                 const void *data;
@@ -734,7 +744,8 @@ static int on_managed_objects(sd_bus_message *m, void *userdata, sd_bus_error *r
         const char *msg;
         enum bluez_error e = error_from_reply(m, &msg);
         if (e != BLUEZ_OK) {
-                log_warning("GetManagedObjects on org.bluez failed: %s (%s)", msg ? msg : "", bluez_error_to_string(e));
+                log_warning("GetManagedObjects on org.bluez failed: %s (%s)", msg ? msg : "",
+                        bluez_error_to_string(e));
                 if (b->h.synced)
                         b->h.synced(b->userdata, e, msg);
                 return 0;
@@ -767,8 +778,8 @@ static int on_managed_objects(sd_bus_message *m, void *userdata, sd_bus_error *r
 static int resync(struct bluez *b)
 {
         b->sync_slot = sd_bus_slot_unref(b->sync_slot);
-        return sd_bus_call_method_async(b->bus, &b->sync_slot, BLUEZ, "/", "org.freedesktop.DBus.ObjectManager",
-                "GetManagedObjects", on_managed_objects, b, "");
+        return sd_bus_call_method_async(b->bus, &b->sync_slot, BLUEZ, "/",
+                "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", on_managed_objects, b, "");
 }
 
 static void service_down(struct bluez *b)
@@ -843,8 +854,9 @@ int bluez_new(struct bluez **ret, sd_event *event, const struct bluez_handlers *
                         "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'",
                         on_name_owner_changed, NULL, b);
         if (r >= 0)
-                r = sd_bus_match_signal(b->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
-                        "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, b);
+                r = sd_bus_match_signal(b->bus, NULL, "org.freedesktop.DBus.Local",
+                        "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local", "Disconnected",
+                        on_bus_disconnected, b);
         if (r < 0)
                 goto fail;
         if ((r = resync(b)) < 0)
@@ -903,7 +915,8 @@ size_t bluez_adapters(const struct bluez *b, const struct bluez_adapter *const *
         return b->n_adapters;
 }
 
-const struct bluez_device *bluez_device_find(const struct bluez *b, const char *adapter_path, const char *address)
+const struct bluez_device *bluez_device_find(
+        const struct bluez *b, const char *adapter_path, const char *address)
 {
         for (size_t i = 0; i < b->n_devices; i++) {
                 const struct bluez_device *d = b->devices[i];
@@ -925,8 +938,8 @@ static bool uuid_eq(const char *a, const char *b)
         return strcasecmp(a, b) == 0;
 }
 
-const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path, const char *service_uuid,
-        const char *char_uuid, unsigned flags)
+const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path,
+        const char *service_uuid, const char *char_uuid, unsigned flags)
 {
         for (size_t i = 0; i < b->n_chars; i++) {
                 const struct bluez_char *c = b->chars[i];
@@ -937,7 +950,8 @@ const struct bluez_char *bluez_char_find(const struct bluez *b, const char *devi
                         continue;
                 /* Under our device: by the service's Device property, or by path. */
                 if ((s->device_path && streq(s->device_path, device_path)) ||
-                        (strncmp(c->path, device_path, strlen(device_path)) == 0 && c->path[strlen(device_path)] == '/'))
+                        (strncmp(c->path, device_path, strlen(device_path)) == 0 &&
+                                c->path[strlen(device_path)] == '/'))
                         return c;
         }
         return NULL;
@@ -1001,8 +1015,8 @@ static int call_send(struct bluez *b, sd_bus_message *m, uint64_t timeout, bluez
         return 0;
 }
 
-static int simple_call(struct bluez *b, const char *path, const char *iface, const char *member, uint64_t timeout,
-        bluez_done_t cb, void *userdata, struct bluez_call **ret)
+static int simple_call(struct bluez *b, const char *path, const char *iface, const char *member,
+        uint64_t timeout, bluez_done_t cb, void *userdata, struct bluez_call **ret)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, path, iface, member);
@@ -1024,8 +1038,8 @@ static void discovery_filter_done(void *userdata, enum bluez_error e, const char
         /* A filter refused is not fatal: discovery works without it. */
         if (e != BLUEZ_OK)
                 log_debug("SetDiscoveryFilter: %s", message ? message : bluez_error_to_string(e));
-        int r = simple_call(ctx->b, ctx->adapter_path, "org.bluez.Adapter1", "StartDiscovery", DEFAULT_CALL_TIMEOUT,
-                ctx->cb, ctx->userdata, NULL);
+        int r = simple_call(ctx->b, ctx->adapter_path, "org.bluez.Adapter1", "StartDiscovery",
+                DEFAULT_CALL_TIMEOUT, ctx->cb, ctx->userdata, NULL);
         if (r < 0 && ctx->cb)
                 ctx->cb(ctx->userdata, BLUEZ_ERR_DISCONNECTED, strerror(-r));
         free(ctx->adapter_path);
@@ -1035,8 +1049,8 @@ static void discovery_filter_done(void *userdata, enum bluez_error e, const char
 int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, adapter_path, "org.bluez.Adapter1",
-                "SetDiscoveryFilter");
+        int r = sd_bus_message_new_method_call(
+                b->bus, &m, BLUEZ, adapter_path, "org.bluez.Adapter1", "SetDiscoveryFilter");
         if (r < 0)
                 return r;
         /* LE only, and no duplicate reports: fewer signals while we scan. */
@@ -1048,7 +1062,8 @@ int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_
                 free(ctx);
                 return -ENOMEM;
         }
-        *ctx = (struct discovery_ctx){.b = b, .adapter_path = ctx->adapter_path, .cb = cb, .userdata = userdata};
+        *ctx = (struct discovery_ctx){
+                .b = b, .adapter_path = ctx->adapter_path, .cb = cb, .userdata = userdata};
         r = call_send(b, m, DEFAULT_CALL_TIMEOUT, discovery_filter_done, ctx, NULL);
         if (r < 0) {
                 free(ctx->adapter_path);
@@ -1063,30 +1078,31 @@ int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t
                 userdata, NULL);
 }
 
-int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb, void *userdata,
-        struct bluez_call **ret)
+int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,
+        void *userdata, struct bluez_call **ret)
 {
         return simple_call(b, device_path, "org.bluez.Device1", "Connect", timeout_usec, cb, userdata, ret);
 }
 
 int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata)
 {
-        return simple_call(b, device_path, "org.bluez.Device1", "Disconnect", DEFAULT_CALL_TIMEOUT, cb, userdata,
-                NULL);
+        return simple_call(
+                b, device_path, "org.bluez.Device1", "Disconnect", DEFAULT_CALL_TIMEOUT, cb, userdata, NULL);
 }
 
-int bluez_start_notify(struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret)
+int bluez_start_notify(
+        struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret)
 {
-        return simple_call(b, char_path, "org.bluez.GattCharacteristic1", "StartNotify", DEFAULT_CALL_TIMEOUT, cb,
-                userdata, ret);
+        return simple_call(b, char_path, "org.bluez.GattCharacteristic1", "StartNotify",
+                DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
 }
 
-int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len, bluez_done_t cb,
-        void *userdata, struct bluez_call **ret)
+int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len,
+        bluez_done_t cb, void *userdata, struct bluez_call **ret)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, char_path, "org.bluez.GattCharacteristic1",
-                "WriteValue");
+        int r = sd_bus_message_new_method_call(
+                b->bus, &m, BLUEZ, char_path, "org.bluez.GattCharacteristic1", "WriteValue");
         if (r < 0)
                 return r;
         if ((r = sd_bus_message_append_array(m, 'y', data, len)) < 0)
@@ -1100,7 +1116,8 @@ int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *d
 int bluez_set_powered(struct bluez *b, const char *adapter_path, bool on, bluez_done_t cb, void *userdata)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, adapter_path, "org.freedesktop.DBus.Properties", "Set");
+        int r = sd_bus_message_new_method_call(
+                b->bus, &m, BLUEZ, adapter_path, "org.freedesktop.DBus.Properties", "Set");
         if (r < 0)
                 return r;
         if ((r = sd_bus_message_append(m, "ssv", "org.bluez.Adapter1", "Powered", "b", (int)on)) < 0)

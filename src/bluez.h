@@ -12,7 +12,8 @@
 
 enum bluez_error {
         BLUEZ_OK = 0,
-        BLUEZ_ERR_ABORT_BY_LOCAL,  /* Failed: le-connection-abort-by-local / Software caused connection abort */
+        BLUEZ_ERR_ABORT_BY_LOCAL,  /* Failed: le-connection-abort-by-local / Software caused connection abort
+                                    */
         BLUEZ_ERR_CANCELED,        /* Failed: br-connection-canceled */
         BLUEZ_ERR_CONNECTION,      /* Failed: other le-connection-* / br-connection-* reasons */
         BLUEZ_ERR_CONNECT_PENDING, /* Failed: Operation already in progress (a second Connect) */
@@ -23,12 +24,12 @@ enum bluez_error {
         BLUEZ_ERR_NOT_PERMITTED,
         BLUEZ_ERR_DOES_NOT_EXIST,
         BLUEZ_ERR_INVALID_ARGUMENTS,
-        BLUEZ_ERR_UNKNOWN_OBJECT,  /* the object vanished (device removed, adapter unplugged) */
-        BLUEZ_ERR_NO_OWNER,        /* org.bluez has no owner: bluetoothd not running */
-        BLUEZ_ERR_ACCESS_DENIED,   /* AppArmor or the bus policy refused the message */
-        BLUEZ_ERR_TIMEOUT,         /* no reply within our timeout */
-        BLUEZ_ERR_DISCONNECTED,    /* our own bus connection is gone */
-        BLUEZ_ERR_FAILED,          /* anything else */
+        BLUEZ_ERR_UNKNOWN_OBJECT, /* the object vanished (device removed, adapter unplugged) */
+        BLUEZ_ERR_NO_OWNER,       /* org.bluez has no owner: bluetoothd not running */
+        BLUEZ_ERR_ACCESS_DENIED,  /* AppArmor or the bus policy refused the message */
+        BLUEZ_ERR_TIMEOUT,        /* no reply within our timeout */
+        BLUEZ_ERR_DISCONNECTED,   /* our own bus connection is gone */
+        BLUEZ_ERR_FAILED,         /* anything else */
         _BLUEZ_ERR_MAX,
 };
 
@@ -115,23 +116,25 @@ bool bluez_bus_broken(const struct bluez *b);
 const struct bluez_adapter *bluez_adapter_find(const struct bluez *b, const char *name);
 const struct bluez_adapter *bluez_adapter_first(const struct bluez *b);
 size_t bluez_adapters(const struct bluez *b, const struct bluez_adapter *const **ret);
-const struct bluez_device *bluez_device_find(const struct bluez *b, const char *adapter_path, const char *address);
+const struct bluez_device *bluez_device_find(
+        const struct bluez *b, const char *adapter_path, const char *address);
 size_t bluez_devices(const struct bluez *b, const struct bluez_device *const **ret);
 /* Finds a characteristic by service UUID, characteristic UUID and required flags under a
  * device (never by path: paths are opaque). */
-const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path, const char *service_uuid,
-        const char *char_uuid, unsigned flags);
+const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path,
+        const char *service_uuid, const char *char_uuid, unsigned flags);
 
 /* Async calls. The callback runs exactly once unless the call is cancelled first; the
  * returned handle (may be NULL when not needed) is freed after the callback. */
 int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata);
 int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata);
-int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb, void *userdata,
-        struct bluez_call **ret);
-int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata);
-int bluez_start_notify(struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret);
-int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len, bluez_done_t cb,
+int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,
         void *userdata, struct bluez_call **ret);
+int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata);
+int bluez_start_notify(
+        struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret);
+int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len,
+        bluez_done_t cb, void *userdata, struct bluez_call **ret);
 int bluez_set_powered(struct bluez *b, const char *adapter_path, bool on, bluez_done_t cb, void *userdata);
 void bluez_call_cancel(struct bluez_call *c);
 

@@ -13,7 +13,8 @@ int cmd_decode(int argc, char **argv)
         }
         const struct renogy_family *fam = renogy_family_find(argv[1]);
         if (!fam) {
-                fprintf(stderr, "blupowd decode: unknown family '%s' (controller, dcc, battery, inverter, shunt)\n",
+                fprintf(stderr,
+                        "blupowd decode: unknown family '%s' (controller, dcc, battery, inverter, shunt)\n",
                         argv[1]);
                 return EXIT_USAGE;
         }
@@ -23,7 +24,8 @@ int cmd_decode(int argc, char **argv)
                 fprintf(stderr, "blupowd decode: %s\n", err);
                 return EXIT_USAGE;
         }
-        json_t *out = json_pack("{s:s, s:o}", "family", fam->name, "readings", readings_json(&readings, false));
+        json_t *out =
+                json_pack("{s:s, s:o}", "family", fam->name, "readings", readings_json(&readings, false));
         json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
         fputc('\n', stdout);
         json_decref(out);

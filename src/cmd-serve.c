@@ -176,7 +176,8 @@ int cmd_serve(int argc, char **argv)
         ha_supervisor_base_url(api_port(api)); /* the one blocking look-up, before the loop */
         sd_event_add_signal(event, NULL, SIGTERM, on_signal, d);
         sd_event_add_signal(event, NULL, SIGINT, on_signal, d);
-        sd_event_add_time_relative(event, &maint, CLOCK_MONOTONIC, 5 * USEC_PER_SEC, USEC_PER_SEC, on_maintenance, d);
+        sd_event_add_time_relative(
+                event, &maint, CLOCK_MONOTONIC, 5 * USEC_PER_SEC, USEC_PER_SEC, on_maintenance, d);
         if ((r = daemon_start(d)) < 0) {
                 log_error_errno(r, "Cannot start: %m");
                 goto out;

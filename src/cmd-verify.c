@@ -45,7 +45,8 @@ static int http_post(uint16_t port, const char *path, char **body)
                 return -ECONNREFUSED;
         }
         char req[512];
-        int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n", path);
+        int n = snprintf(
+                req, sizeof req, "POST %s HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n", path);
         if (write(fd, req, (size_t)n) != n) {
                 close(fd);
                 return -EIO;
@@ -78,20 +79,24 @@ static int http_post(uint16_t port, const char *path, char **body)
 
 static void print_result(json_t *res)
 {
-        const char *name = json_string_value(json_object_get(res, "device"));
-        printf("\n%s\n", name ? name : "?");
+        const char *name = json_string_value(json_object_get(res, "name"));
+        printf("\n%s\n  device %s, module %s\n", name ? name : "?",
+                json_string_value(json_object_get(res, "device")) ?: "?",
+                json_string_value(json_object_get(res, "address")) ?: "?");
         size_t i;
         json_t *s;
         json_array_foreach(json_object_get(res, "steps"), i, s)
                 printf("  %s %-13s %6.2f s  %s\n", json_is_true(json_object_get(s, "ok")) ? "✓" : "✗",
-                        json_string_value(json_object_get(s, "step")), json_real_value(json_object_get(s, "seconds")),
+                        json_string_value(json_object_get(s, "step")),
+                        json_real_value(json_object_get(s, "seconds")),
                         json_string_value(json_object_get(s, "detail")));
         const char *key;
         json_t *r;
         json_t *readings = json_object_get(res, "readings");
         if (json_object_size(readings))
                 printf("  readings:\n");
-        json_object_foreach(readings, key, r) {
+        json_object_foreach(readings, key, r)
+        {
                 char *v = json_dumps(json_object_get(r, "value"), JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
                 const char *unit = json_string_value(json_object_get(r, "unit"));
                 printf("    %-32s %s%s%s\n", key, v ? v : "?", unit ? " " : "", unit ? unit : "");
@@ -101,7 +106,8 @@ static void print_result(json_t *res)
         if (json_is_true(json_object_get(res, "ok")) && !json_is_object(verdict))
                 printf("  verdict: ✓ reads end to end\n");
         else if (json_is_object(verdict))
-                printf("  verdict: ✗ %s\n  remedy: %s\n", json_string_value(json_object_get(verdict, "message")),
+                printf("  verdict: ✗ %s\n  remedy: %s\n",
+                        json_string_value(json_object_get(verdict, "message")),
                         json_string_value(json_object_get(verdict, "remedy")));
         else
                 printf("  verdict: ✗ failed\n");
@@ -114,13 +120,14 @@ static void next_device(struct run *run);
 static void on_step(void *userdata, const struct link_step *s)
 {
         struct run *run = userdata;
-        json_array_append_new(run->steps, json_pack("{s:s,s:b,s:f,s:s}", "step", s->name, "ok", s->ok, "seconds",
-                (double)s->usec / 1e6, "detail", s->detail));
+        json_array_append_new(run->steps, json_pack("{s:s,s:b,s:f,s:s}", "step", s->name, "ok", s->ok,
+                                                  "seconds", (double)s->usec / 1e6, "detail", s->detail));
         if (!run->json)
                 fprintf(stderr, "  %s %s: %s\n", s->ok ? "✓" : "✗", s->name, s->detail);
 }
 
-static void on_done(void *userdata, struct device *dev, const struct link_report *r, const struct link_unit *u)
+static void on_done(
+        void *userdata, struct device *dev, const struct link_report *r, const struct link_unit *u)
 {
         struct run *run = userdata;
         bool ok = r && r->reached == LINK_STAGE_DONE && u && u->blocks_ok > 0 && dev->state == DEVICE_ONLINE;
@@ -129,9 +136,11 @@ static void on_done(void *userdata, struct device *dev, const struct link_report
         int code = dev->diag;
         if (!r)
                 code = daemon_system_diagnosis(run->d, detail, sizeof detail);
-        json_t *res = json_pack("{s:s,s:b,s:O,s:O,s:O,s:o}", "device", dev->cfg.id, "ok", ok, "steps", run->steps,
-                "readings", json_object_get(dv, "readings"), "state", json_object_get(dv, "state"), "verdict",
-                ok ? json_null() : view_diagnosis(code ?: DIAG_CONNECT_FAILED, r ? dev->diag_detail : detail));
+        json_t *res = json_pack("{s:s,s:s,s:s,s:b,s:O,s:O,s:O,s:o}", "device", dev->cfg.id, "name",
+                dev->cfg.name, "address", dev->cfg.address, "ok", ok, "steps", run->steps, "readings",
+                json_object_get(dv, "readings"), "state", json_object_get(dv, "state"), "verdict",
+                ok ? json_null()
+                   : view_diagnosis(code ?: DIAG_CONNECT_FAILED, r ? dev->diag_detail : detail));
         json_decref(dv);
         json_decref(run->steps);
         run->steps = NULL;
@@ -153,9 +162,11 @@ static void next_device(struct run *run)
                 if (run->only && !streq(run->only, dev->cfg.id) && !streq(run->only, dev->cfg.name))
                         continue;
                 if (!run->json)
-                        fprintf(stderr, "%s (%s, %s):\n", dev->cfg.name, dev->cfg.family->label, dev->cfg.address);
+                        fprintf(stderr, "%s (%s, %s):\n", dev->cfg.name, dev->cfg.family->label,
+                                dev->cfg.address);
                 run->steps = json_array();
-                run->job = (struct verify_job){.device = dev, .step = on_step, .done = on_done, .userdata = run};
+                run->job = (struct verify_job){
+                        .device = dev, .step = on_step, .done = on_done, .userdata = run};
                 poller_verify(d, &run->job);
                 return;
         }
@@ -193,17 +204,27 @@ int cmd_verify(int argc, char **argv)
                 {"options", required_argument, NULL, 'o'},
                 {"json", no_argument, NULL, 'j'},
                 {"standalone", no_argument, NULL, 's'},
+                {"port", required_argument, NULL, 'p'},
                 {},
         };
         const char *options_path = "/data/options.json";
+        long port = 0;
         struct run run = {.all_ok = true};
         bool standalone = false;
         int c;
         optind = 1;
-        while ((c = getopt_long(argc, argv, "o:js", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "o:jsp:", opts, NULL)) >= 0) {
                 if (c == 'o')
                         options_path = optarg;
-                else if (c == 'j')
+                else if (c == 'p') {
+                        char *end;
+                        port = strtol(optarg, &end, 10);
+                        if (*end || port < 1 || port > 65535) {
+                                fprintf(stderr, "blupowd verify: --port takes 1 to 65535, not '%s'\n",
+                                        optarg);
+                                return EXIT_USAGE;
+                        }
+                } else if (c == 'j')
                         run.json = true;
                 else if (c == 's')
                         standalone = true;
@@ -211,13 +232,24 @@ int cmd_verify(int argc, char **argv)
                         return EXIT_USAGE;
         }
         if (optind + 1 < argc) {
-                fprintf(stderr, "usage: blupowd verify [DEVICE] [--json] [--options FILE] [--standalone]\n");
+                fprintf(stderr, "usage: blupowd verify [DEVICE] [--json] [--options FILE] [--port PORT] "
+                                "[--standalone]\n");
                 return EXIT_USAGE;
         }
         run.only = optind < argc ? argv[optind] : NULL;
         struct options o;
         if (load(options_path, &o) < 0)
                 return EXIT_USAGE;
+        if (port)
+                o.port = (uint16_t)port;
+        bool known = !run.only;
+        for (size_t i = 0; !known && i < o.n_devices; i++)
+                known = streq(run.only, o.devices[i].id) || streq(run.only, o.devices[i].name);
+        if (!known) {
+                fprintf(stderr, "blupowd verify: no device named '%s' in %s\n", run.only, options_path);
+                options_done(&o);
+                return EXIT_USAGE;
+        }
         run.results = json_array();
 
         /* A running daemon owns the links: ask it. */
@@ -236,8 +268,11 @@ int cmd_verify(int argc, char **argv)
                 free(body);
                 if (status != 200 || !res) {
                         json_decref(res);
-                        res = json_pack("{s:s,s:b,s:[],s:{},s:n}", "device", o.devices[i].id, "ok", 0, "steps", "readings",
-                                "verdict");
+                        res = json_pack("{s:s,s:s,s:s,s:b,s:[],s:{},s:{s:s,s:s,s:s}}", "device",
+                                o.devices[i].id, "name", o.devices[i].name, "address", o.devices[i].address,
+                                "ok", 0, "steps", "readings", "verdict", "code", "api_error", "message",
+                                "the running daemon did not answer the verify request", "remedy",
+                                "Look at the add-on's log; restart the add-on if it keeps happening.");
                 }
                 run.all_ok = run.all_ok && json_is_true(json_object_get(res, "ok"));
                 json_array_append_new(run.results, res);
@@ -259,27 +294,22 @@ int cmd_verify(int argc, char **argv)
                 for (size_t i = 0; i < run.d->n_modules; i++)
                         run.d->modules[i]->next_due = UINT64_MAX;
                 sd_event_source *ready = NULL;
-                sd_event_add_time_relative(event, &ready, CLOCK_MONOTONIC, 50 * USEC_PER_MSEC, 1, on_ready, &run);
+                sd_event_add_time_relative(
+                        event, &ready, CLOCK_MONOTONIC, 50 * USEC_PER_MSEC, 1, on_ready, &run);
                 sd_event_loop(event);
                 sd_event_source_unref(ready);
                 daemon_free(run.d);
                 sd_event_unref(event);
         }
-        if (run.only && json_array_size(run.results) == 0) {
-                fprintf(stderr, "blupowd verify: no device named '%s' in %s\n", run.only, options_path);
-                json_decref(run.results);
-                options_done(&o);
-                return EXIT_USAGE;
-        }
         if (run.json) {
-                json_dumpf(json_pack("{s:b,s:o}", "ok", run.all_ok, "devices", run.results), stdout,
-                        JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+                _cleanup_(json_decrefp) json_t *out =
+                        json_pack("{s:b,s:o}", "ok", run.all_ok, "devices", run.results);
+                json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
                 fputc('\n', stdout);
         } else {
                 size_t i;
                 json_t *r;
-                json_array_foreach(run.results, i, r)
-                        print_result(r);
+                json_array_foreach(run.results, i, r) print_result(r);
                 json_decref(run.results);
         }
         options_done(&o);
@@ -297,7 +327,8 @@ static int on_scan_done(sd_event_source *s, uint64_t usec, void *userdata)
                 fputc('\n', stdout);
         } else {
                 printf("%-22s %-18s %5s  %-10s %s\n", "NAME", "ADDRESS", "RSSI", "FAMILY", "CONFIGURED");
-                json_array_foreach(json_object_get(v, "modules"), i, m) {
+                json_array_foreach(json_object_get(v, "modules"), i, m)
+                {
                         json_t *rssi = json_object_get(m, "rssi");
                         char rs[16] = "-";
                         if (json_is_integer(rssi))

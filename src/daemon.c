@@ -12,9 +12,14 @@
 #include "store.h"
 
 static const char *const state_names[_DEVICE_STATE_MAX] = {
-        [DEVICE_STARTING] = "starting", [DEVICE_ONLINE] = "online", [DEVICE_STALE] = "stale",
-        [DEVICE_CONNECTING] = "connecting", [DEVICE_ASLEEP] = "asleep", [DEVICE_BUSY] = "busy",
-        [DEVICE_UNREACHABLE] = "unreachable", [DEVICE_ERROR] = "error",
+        [DEVICE_STARTING] = "starting",
+        [DEVICE_ONLINE] = "online",
+        [DEVICE_STALE] = "stale",
+        [DEVICE_CONNECTING] = "connecting",
+        [DEVICE_ASLEEP] = "asleep",
+        [DEVICE_BUSY] = "busy",
+        [DEVICE_UNREACHABLE] = "unreachable",
+        [DEVICE_ERROR] = "error",
 };
 
 const char *device_state_to_string(enum device_state s)
@@ -159,7 +164,8 @@ enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail
         detail[0] = 0;
         if (!d->bluez || d->bus_error) {
                 const char *addr = getenv("DBUS_SYSTEM_BUS_ADDRESS");
-                snprintf(detail, size, "%s: %s", addr ? addr : "/run/dbus/system_bus_socket", strerror(-d->bus_error ?: ENOENT));
+                snprintf(detail, size, "%s: %s", addr ? addr : "/run/dbus/system_bus_socket",
+                        strerror(-d->bus_error ?: ENOENT));
                 return DIAG_NO_SYSTEM_BUS;
         }
         if (bluez_bus_broken(d->bluez)) {
@@ -278,7 +284,8 @@ static int add_device(struct daemon *d, const struct device_config *cfg)
         return 0;
 }
 
-int daemon_device_add(struct daemon *d, const struct device_config *cfg, bool persist, char *err, size_t err_size)
+int daemon_device_add(
+        struct daemon *d, const struct device_config *cfg, bool persist, char *err, size_t err_size)
 {
         struct device_config *all = calloc(d->n_devices + 1, sizeof *all);
         if (!all)
@@ -286,13 +293,15 @@ int daemon_device_add(struct daemon *d, const struct device_config *cfg, bool pe
         for (size_t i = 0; i < d->n_devices; i++)
                 all[i] = d->devices[i]->cfg;
         all[d->n_devices] = *cfg;
-        int r = device_config_validate(&all[d->n_devices], all, d->n_devices, "the new device", err, err_size);
+        int r = device_config_validate(
+                &all[d->n_devices], all, d->n_devices, "the new device", err, err_size);
         free(all);
         if (r < 0)
                 return -EEXIST;
         struct module *m = module_by_address(d, cfg->address);
         if (m && m->n_devices >= LINK_MAX_UNITS) {
-                snprintf(err, err_size, "module %s already carries %d devices", cfg->address, LINK_MAX_UNITS);
+                snprintf(
+                        err, err_size, "module %s already carries %d devices", cfg->address, LINK_MAX_UNITS);
                 return -ENOSPC;
         }
         if (persist && d->store && (r = store_save_device(d->store, cfg)) < 0)
@@ -315,13 +324,15 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                 store_delete_device(d->store, dev->cfg.id);
         for (size_t i = 0; i < m->n_devices; i++)
                 if (m->devices[i] == dev) {
-                        memmove(&m->devices[i], &m->devices[i + 1], (m->n_devices - i - 1) * sizeof *m->devices);
+                        memmove(&m->devices[i], &m->devices[i + 1],
+                                (m->n_devices - i - 1) * sizeof *m->devices);
                         m->n_devices--;
                         break;
                 }
         for (size_t i = 0; i < d->n_devices; i++)
                 if (d->devices[i] == dev) {
-                        memmove(&d->devices[i], &d->devices[i + 1], (d->n_devices - i - 1) * sizeof *d->devices);
+                        memmove(&d->devices[i], &d->devices[i + 1],
+                                (d->n_devices - i - 1) * sizeof *d->devices);
                         d->n_devices--;
                         break;
                 }
@@ -335,7 +346,8 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
         if (m->n_devices == 0) {
                 for (size_t i = 0; i < d->n_modules; i++)
                         if (d->modules[i] == m) {
-                                memmove(&d->modules[i], &d->modules[i + 1], (d->n_modules - i - 1) * sizeof *d->modules);
+                                memmove(&d->modules[i], &d->modules[i + 1],
+                                        (d->n_modules - i - 1) * sizeof *d->modules);
                                 d->n_modules--;
                                 break;
                         }
@@ -477,8 +489,8 @@ struct daemon *daemon_free(struct daemon *d)
 int daemon_start(struct daemon *d)
 {
         connect_bus(d); /* failures are reported as a diagnosis and retried */
-        int r = sd_event_add_time_relative(d->event, &d->retry_timer, CLOCK_MONOTONIC, 10 * USEC_PER_SEC, USEC_PER_SEC,
-                on_retry, d);
+        int r = sd_event_add_time_relative(
+                d->event, &d->retry_timer, CLOCK_MONOTONIC, 10 * USEC_PER_SEC, USEC_PER_SEC, on_retry, d);
         if (r < 0)
                 return r;
         poller_schedule(d);
@@ -511,5 +523,6 @@ void daemon_shutdown(struct daemon *d, void (*done)(struct daemon *d))
                 link_abort(d->modules[i]->link);
         /* Wait for the Disconnect replies, at most 4 s: the add-on is killed after 10. */
         d->shutdown_deadline = now_monotonic() + 4 * USEC_PER_SEC;
-        sd_event_add_time_relative(d->event, &d->shutdown_timer, CLOCK_MONOTONIC, 0, 1, on_shutdown_check, d);
+        sd_event_add_time_relative(
+                d->event, &d->shutdown_timer, CLOCK_MONOTONIC, 0, 1, on_shutdown_check, d);
 }

@@ -40,14 +40,14 @@ struct device {
         char diag_detail[192];
         struct renogy_readings readings;
         bool have_readings;
-        int64_t readings_at;    /* realtime µs the readings were taken */
-        int64_t last_poll;      /* realtime µs of the last successful poll, 0 = never */
+        int64_t readings_at; /* realtime µs the readings were taken */
+        int64_t last_poll;   /* realtime µs of the last successful poll, 0 = never */
         int64_t last_attempt;
-        int64_t first_failure;  /* realtime µs the current run of failures began */
-        unsigned failures;      /* consecutive failed polls */
+        int64_t first_failure; /* realtime µs the current run of failures began */
+        unsigned failures;     /* consecutive failed polls */
         uint32_t poll_ms;
         char last_error[192];
-        uint32_t unsupported;   /* blocks that answered exception 01/02 */
+        uint32_t unsupported; /* blocks that answered exception 01/02 */
         char model[48];
         char serial[48];
         char firmware[48];
@@ -66,13 +66,13 @@ enum session_kind {
 struct module {
         struct daemon *daemon;
         char address[18];
-        char name[64];          /* advertised name, once seen */
+        char name[64]; /* advertised name, once seen */
         struct device *devices[LINK_MAX_UNITS];
         size_t n_devices;
         struct link *link;
-        uint64_t next_due;      /* monotonic µs */
+        uint64_t next_due; /* monotonic µs */
         bool poll_now;
-        int64_t last_seen;      /* realtime µs of the last advertisement */
+        int64_t last_seen;           /* realtime µs of the last advertisement */
         int64_t stopped_advertising; /* realtime µs the RSSI went away */
         int16_t rssi;
         bool has_rssi;
@@ -93,9 +93,9 @@ struct daemon {
         char *web_dir;
         const char *bind_address;
         struct bluez *bluez;
-        int bus_error;          /* errno of the last failed bus open, 0 when connected */
+        int bus_error; /* errno of the last failed bus open, 0 when connected */
         enum bluez_error sync_error;
-        bool sync_pending;      /* GetManagedObjects not answered yet: no verdict on BlueZ */
+        bool sync_pending; /* GetManagedObjects not answered yet: no verdict on BlueZ */
         char sync_message[192];
         bool discovery_shared;
         struct device **devices;
@@ -109,7 +109,7 @@ struct daemon {
         sd_event_source *scan_timer;
         sd_event_source *shutdown_timer;
         uint64_t shutdown_deadline;
-        uint64_t scan_until;    /* monotonic µs: no sessions start while an API scan runs */
+        uint64_t scan_until; /* monotonic µs: no sessions start while an API scan runs */
         bool scan_started_by_us;
         bool shutting_down;
         int64_t started;
@@ -126,7 +126,8 @@ int daemon_start(struct daemon *d);
 void daemon_shutdown(struct daemon *d, void (*done)(struct daemon *d));
 
 struct device *daemon_device_find(struct daemon *d, const char *id);
-int daemon_device_add(struct daemon *d, const struct device_config *cfg, bool persist, char *err, size_t err_size);
+int daemon_device_add(
+        struct daemon *d, const struct device_config *cfg, bool persist, char *err, size_t err_size);
 int daemon_device_remove(struct daemon *d, struct device *dev);
 int daemon_poll_now(struct daemon *d, struct device *dev);
 int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value);

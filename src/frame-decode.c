@@ -26,7 +26,8 @@ static int parse_register(const char *s, size_t len, uint16_t *out)
         return 0;
 }
 
-static int decode_shunt(char *const *args, int n_args, struct renogy_readings *out, char *err, size_t err_size)
+static int decode_shunt(
+        char *const *args, int n_args, struct renogy_readings *out, char *err, size_t err_size)
 {
         uint8_t frame[1024];
         size_t len = 0;
@@ -47,7 +48,8 @@ static int decode_shunt(char *const *args, int n_args, struct renogy_readings *o
         if (r == -EBADMSG)
                 snprintf(err, err_size, "no live shunt frame (42 57 01 19) in the data");
         else if (r == -EMSGSIZE)
-                snprintf(err, err_size, "shunt frame too short (%zu bytes, at least %d needed)", len, SHUNT_MIN_FRAME_LEN);
+                snprintf(err, err_size, "shunt frame too short (%zu bytes, at least %d needed)", len,
+                        SHUNT_MIN_FRAME_LEN);
         else if (r == -ERANGE)
                 snprintf(err, err_size, "implausible shunt frame (voltage, current or power out of range)");
         return r;
@@ -69,7 +71,8 @@ int frames_decode(const struct renogy_family *fam, char *const *args, int n_args
                 const char *colon = strchr(args[i], ':');
                 uint16_t reg;
                 if (!colon || parse_register(args[i], (size_t)(colon - args[i]), &reg) < 0) {
-                        snprintf(err, err_size, "argument %d: expected REG:HEX with REG a register number", i + 1);
+                        snprintf(err, err_size, "argument %d: expected REG:HEX with REG a register number",
+                                i + 1);
                         return -EINVAL;
                 }
                 uint8_t frame[MODBUS_MAX_FRAME];
@@ -94,7 +97,8 @@ int frames_decode(const struct renogy_family *fam, char *const *args, int n_args
                         return r;
                 }
                 if (r < 0) {
-                        snprintf(err, err_size, "frame %d (register %u): %s", i + 1, reg, modbus_strerror(r));
+                        snprintf(
+                                err, err_size, "frame %d (register %u): %s", i + 1, reg, modbus_strerror(r));
                         return r;
                 }
                 if ((uint32_t)reg + reply.count > 0x10000) {

@@ -40,8 +40,8 @@ struct http_request {
         const char *const *pending_headers;
 };
 
-static int queue(struct http_request *req, unsigned status, struct MHD_Response *resp, const char *content_type,
-        const char *const *extra);
+static int queue(struct http_request *req, unsigned status, struct MHD_Response *resp,
+        const char *content_type, const char *const *extra);
 
 static char *memdup_or_null(const char *p, size_t n)
 {
@@ -89,7 +89,8 @@ static int on_prepare(sd_event_source *s, void *userdata)
 
 static void client_address(struct MHD_Connection *conn, char *buf, size_t size)
 {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         buf[0] = 0;
         if (!ci || !ci->client_addr)
                 return;
@@ -121,12 +122,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (req->pending) {
                 req->pending = false;
-                struct MHD_Response *resp = MHD_create_response_from_buffer(req->pending_len, req->pending_body,
-                        MHD_RESPMEM_MUST_FREE);
+                struct MHD_Response *resp = MHD_create_response_from_buffer(
+                        req->pending_len, req->pending_body, MHD_RESPMEM_MUST_FREE);
                 if (!resp)
                         free(req->pending_body);
                 req->pending_body = NULL;
-                return queue(req, req->pending_status, resp, req->pending_type, req->pending_headers) == 0 ? MHD_YES : MHD_NO;
+                return queue(req, req->pending_status, resp, req->pending_type, req->pending_headers) == 0
+                               ? MHD_YES
+                               : MHD_NO;
         }
         if (req->suspended || req->responded)
                 return MHD_YES;
@@ -158,7 +161,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return (req->responded || req->suspended) ? MHD_YES : MHD_NO;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(
+        void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
         struct http_request *req = *con_cls;
         if (!req)
@@ -194,7 +198,8 @@ int http_server_new(struct http_server **ret, sd_event *event, const char *bind_
         srv->handler = handler;
         srv->userdata = userdata;
 
-        struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+        struct sockaddr_in6 sa6 = {
+                .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
         struct sockaddr_in sa4 = {.sin_family = AF_INET, .sin_port = htons(port)};
         const struct sockaddr *sa = (const struct sockaddr *)&sa6;
         unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
@@ -210,15 +215,11 @@ int http_server_new(struct http_server **ret, sd_event *event, const char *bind_
         } else
                 flags |= MHD_USE_DUAL_STACK;
 
-        srv->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_access, srv,
-                MHD_OPTION_SOCK_ADDR, sa,
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)128,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-                MHD_OPTION_END);
+        srv->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_access, srv, MHD_OPTION_SOCK_ADDR, sa,
+                MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                (unsigned)128, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+                on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
         if (!srv->mhd) {
                 free(srv);
                 return -EADDRINUSE;
@@ -272,8 +273,8 @@ const char *http_header(struct http_request *req, const char *name)
         return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-static int queue(struct http_request *req, unsigned status, struct MHD_Response *resp, const char *content_type,
-        const char *const *extra)
+static int queue(struct http_request *req, unsigned status, struct MHD_Response *resp,
+        const char *content_type, const char *const *extra)
 {
         if (!resp)
                 return -ENOMEM;
@@ -305,8 +306,8 @@ int http_respond(struct http_request *req, unsigned status, const char *content_
                 sd_event_source_set_enabled(req->server->kick, SD_EVENT_ONESHOT);
                 return 0;
         }
-        struct MHD_Response *resp = MHD_create_response_from_buffer(len, body,
-                owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+                len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         if (!resp && owned)
                 free(body);
         return queue(req, status, resp, content_type, extra_headers);

@@ -16,15 +16,16 @@ struct http_request;
 
 struct http_request_info {
         const char *method;
-        const char *path;        /* without the query string */
-        const char *client;      /* numeric address */
-        const char *body;        /* NUL-terminated, may be empty */
+        const char *path;   /* without the query string */
+        const char *client; /* numeric address */
+        const char *body;   /* NUL-terminated, may be empty */
         size_t body_len;
         bool body_too_large;
 };
 
 /* Returns 0 when a response was queued or the request was suspended. */
-typedef int (*http_handler_t)(void *userdata, struct http_request *req, const struct http_request_info *info);
+typedef int (*http_handler_t)(
+        void *userdata, struct http_request *req, const struct http_request_info *info);
 
 int http_server_new(struct http_server **ret, sd_event *event, const char *bind_address, uint16_t port,
         http_handler_t handler, void *userdata);

@@ -10,16 +10,16 @@
 #include "log.h"
 #include "macro.h"
 
-#define UUID(x) "0000" x "-0000-1000-8000-00805f9b34fb"
-#define CONNECT_TIMEOUT (35 * USEC_PER_SEC)
-#define RESOLVE_TIMEOUT (20 * USEC_PER_SEC)
-#define CHARS_GRACE (3 * USEC_PER_SEC)
-#define NOT_CONNECTED_WAIT (3 * USEC_PER_SEC)
-#define DISCONNECT_WAIT (5 * USEC_PER_SEC)
-#define SHUNT_FRAME_TIMEOUT (5 * USEC_PER_SEC)
-#define PROBE_TIMEOUT (1500 * USEC_PER_MSEC)
+#define UUID(x)              "0000" x "-0000-1000-8000-00805f9b34fb"
+#define CONNECT_TIMEOUT      (35 * USEC_PER_SEC)
+#define RESOLVE_TIMEOUT      (20 * USEC_PER_SEC)
+#define CHARS_GRACE          (3 * USEC_PER_SEC)
+#define NOT_CONNECTED_WAIT   (3 * USEC_PER_SEC)
+#define DISCONNECT_WAIT      (5 * USEC_PER_SEC)
+#define SHUNT_FRAME_TIMEOUT  (5 * USEC_PER_SEC)
+#define PROBE_TIMEOUT        (1500 * USEC_PER_MSEC)
 #define MAX_CONNECT_ATTEMPTS 3
-#define SILENT_ABORT (2 * USEC_PER_SEC)
+#define SILENT_ABORT         (2 * USEC_PER_SEC)
 
 enum phase {
         PHASE_IDLE,
@@ -67,8 +67,12 @@ struct link {
 };
 
 static const char *const stage_names[] = {
-        [LINK_STAGE_ADAPTER] = "adapter", [LINK_STAGE_FIND] = "advertisement", [LINK_STAGE_CONNECT] = "connect",
-        [LINK_STAGE_SERVICES] = "services", [LINK_STAGE_NOTIFY] = "notify", [LINK_STAGE_EXCHANGE] = "exchange",
+        [LINK_STAGE_ADAPTER] = "adapter",
+        [LINK_STAGE_FIND] = "advertisement",
+        [LINK_STAGE_CONNECT] = "connect",
+        [LINK_STAGE_SERVICES] = "services",
+        [LINK_STAGE_NOTIFY] = "notify",
+        [LINK_STAGE_EXCHANGE] = "exchange",
         [LINK_STAGE_DONE] = "done",
 };
 
@@ -109,7 +113,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 static void arm(struct link *l, uint64_t usec)
 {
         if (!l->timer) {
-                if (sd_event_add_time_relative(l->cfg.event, &l->timer, CLOCK_MONOTONIC, usec, 1, on_timer, l) < 0)
+                if (sd_event_add_time_relative(
+                            l->cfg.event, &l->timer, CLOCK_MONOTONIC, usec, 1, on_timer, l) < 0)
                         return;
         } else
                 sd_event_source_set_time_relative(l->timer, usec);
@@ -139,7 +144,8 @@ static void start_disconnect(struct link *l);
 static void send_next(struct link *l);
 
 /* The session ends here; the link goes down cleanly unless it is kept. */
-static void fail(struct link *l, enum link_stage stage, enum bluez_error e, const char *fmt, ...) _printf_(4, 5);
+static void fail(struct link *l, enum link_stage stage, enum bluez_error e, const char *fmt, ...)
+        _printf_(4, 5);
 static void fail(struct link *l, enum link_stage stage, enum bluez_error e, const char *fmt, ...)
 {
         va_list ap;
@@ -199,8 +205,8 @@ static void on_start_discovery(void *userdata, enum bluez_error e, const char *m
                 return;
         }
         if (e != BLUEZ_OK) {
-                fail(l, e == BLUEZ_ERR_NOT_READY ? LINK_STAGE_ADAPTER : LINK_STAGE_FIND, e, "StartDiscovery: %s",
-                        message ? message : bluez_error_to_string(e));
+                fail(l, e == BLUEZ_ERR_NOT_READY ? LINK_STAGE_ADAPTER : LINK_STAGE_FIND, e,
+                        "StartDiscovery: %s", message ? message : bluez_error_to_string(e));
                 return;
         }
         l->discovering = true;
@@ -218,7 +224,8 @@ static void start_find(struct link *l)
                 set_str(&l->device_path, d->path);
                 l->report.rssi = d->rssi;
                 l->report.has_rssi = d->has_rssi;
-                step(l, "advertisement", true, d->connected ? "already connected" : "seen %llu s ago, RSSI %d dBm",
+                step(l, "advertisement", true,
+                        d->connected ? "already connected" : "seen %llu s ago, RSSI %d dBm",
                         (unsigned long long)((now - d->last_seen_usec) / USEC_PER_SEC), d->rssi);
                 start_connect(l);
                 return;
@@ -242,7 +249,8 @@ static void start_connect(struct link *l)
         if (!l->device_path) {
                 const struct bluez_device *d = device(l);
                 if (!d) {
-                        fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DOES_NOT_EXIST, "%s not seen within %llu s", l->cfg.address,
+                        fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DOES_NOT_EXIST, "%s not seen within %llu s",
+                                l->cfg.address,
                                 (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
                         return;
                 }
@@ -263,10 +271,12 @@ static bool chars_ready(struct link *l)
 {
         const struct bluez_char *n, *w = NULL;
         if (is_shunt(l))
-                n = bluez_char_find(l->cfg.bluez, l->device_path, UUID("c011"), UUID("c411"), BLUEZ_CHAR_NOTIFY);
+                n = bluez_char_find(
+                        l->cfg.bluez, l->device_path, UUID("c011"), UUID("c411"), BLUEZ_CHAR_NOTIFY);
         else {
                 /* Pro batteries expose two characteristics per UUID: pick by service and flags. */
-                n = bluez_char_find(l->cfg.bluez, l->device_path, UUID("fff0"), UUID("fff1"), BLUEZ_CHAR_NOTIFY);
+                n = bluez_char_find(
+                        l->cfg.bluez, l->device_path, UUID("fff0"), UUID("fff1"), BLUEZ_CHAR_NOTIFY);
                 w = bluez_char_find(l->cfg.bluez, l->device_path, UUID("ffd0"), UUID("ffd1"),
                         BLUEZ_CHAR_WRITE_NO_RESPONSE | BLUEZ_CHAR_WRITE);
                 if (!w)
@@ -323,7 +333,8 @@ static void on_connect(void *userdata, enum bluez_error e, const char *message)
         if (silent && (e == BLUEZ_ERR_ABORT_BY_LOCAL || e == BLUEZ_ERR_CONNECTION)) {
                 l->report.timeouts++;
                 fail(l, LINK_STAGE_CONNECT, e, "Connect failed after %.1f s with nobody answering (%s)",
-                        (double)(now_usec() - l->attempt_start) / 1e6, message ? message : bluez_error_to_string(e));
+                        (double)(now_usec() - l->attempt_start) / 1e6,
+                        message ? message : bluez_error_to_string(e));
                 return;
         }
         if (e == BLUEZ_ERR_ABORT_BY_LOCAL || e == BLUEZ_ERR_CANCELED || e == BLUEZ_ERR_CONNECTION)
@@ -354,7 +365,8 @@ static void on_start_notify(void *userdata, enum bluez_error e, const char *mess
         struct link *l = userdata;
         l->call = NULL;
         if (e != BLUEZ_OK) {
-                fail(l, LINK_STAGE_NOTIFY, e, "StartNotify: %s", message ? message : bluez_error_to_string(e));
+                fail(l, LINK_STAGE_NOTIFY, e, "StartNotify: %s",
+                        message ? message : bluez_error_to_string(e));
                 return;
         }
         step(l, "notify", true, "subscribed");
@@ -385,10 +397,12 @@ static void on_write(void *userdata, enum bluez_error e, const char *message)
         struct link *l = userdata;
         l->call = NULL;
         if (e != BLUEZ_OK && (l->phase == PHASE_REQUEST || l->phase == PHASE_PROBE))
-                fail(l, LINK_STAGE_EXCHANGE, e, "WriteValue: %s", message ? message : bluez_error_to_string(e));
+                fail(l, LINK_STAGE_EXCHANGE, e, "WriteValue: %s",
+                        message ? message : bluez_error_to_string(e));
 }
 
-static void send_request(struct link *l, uint8_t fn, uint8_t id, uint16_t reg, uint16_t arg, uint64_t timeout)
+static void send_request(
+        struct link *l, uint8_t fn, uint8_t id, uint16_t reg, uint16_t arg, uint64_t timeout)
 {
         uint8_t frame[MODBUS_REQUEST_LEN];
         l->req = (struct modbus_request){.id = id, .function = fn, .reg = reg};
@@ -447,7 +461,8 @@ static void send_next(struct link *l)
 }
 
 /* Ids Renogy devices answer to (RENOGY_BLE.md §2.1), 0xFF last: it matches any reply. */
-static const uint8_t probe_ids[] = {0x10, 0x11, 0x60, 0x61, 0x30, 0x31, 0x32, 0x21, 0x22, 0x23, 0x20, 0x01, 0xFF};
+static const uint8_t probe_ids[] = {
+        0x10, 0x11, 0x60, 0x61, 0x30, 0x31, 0x32, 0x21, 0x22, 0x23, 0x20, 0x01, 0xFF};
 
 static uint16_t address_register(const struct renogy_family *f)
 {
@@ -494,7 +509,8 @@ static void on_timeout_in_exchange(struct link *l)
                         return;
                 }
         } else {
-                step(l, "reply", false, "id %u stopped answering at 0x%04X x%u", u->modbus_id, b->reg, b->count);
+                step(l, "reply", false, "id %u stopped answering at 0x%04X x%u", u->modbus_id, b->reg,
+                        b->count);
                 u->status = -ETIMEDOUT;
         }
         /* A reply carries no register address: after a timeout the session is dropped so a late
@@ -554,11 +570,13 @@ static void on_frame(struct link *l)
                         /* This model lacks the block: skip it from now on, not a failure. */
                         u->unsupported |= 1u << l->cur_block;
                 }
-                step(l, "block", rep.exception == 1 || rep.exception == 2, "id %u 0x%04X x%u: exception %u (%s)",
-                        u->modbus_id, b->reg, b->count, rep.exception, modbus_exception_name(rep.exception));
+                step(l, "block", rep.exception == 1 || rep.exception == 2,
+                        "id %u 0x%04X x%u: exception %u (%s)", u->modbus_id, b->reg, b->count, rep.exception,
+                        modbus_exception_name(rep.exception));
         } else {
                 u->bad_frames++;
-                step(l, "block", false, "id %u 0x%04X x%u: %s", u->modbus_id, b->reg, b->count, modbus_strerror(r));
+                step(l, "block", false, "id %u 0x%04X x%u: %s", u->modbus_id, b->reg, b->count,
+                        modbus_strerror(r));
                 if (++l->block_attempts < 2) {
                         send_next(l); /* the same block once more */
                         return;
@@ -678,13 +696,15 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 const struct bluez_device *d = device(l);
                 if (d) {
                         /* Not advertising now, but BlueZ knows it: try anyway. */
-                        step(l, "advertisement", false, "no advertisement in %llu s; trying the known device",
+                        step(l, "advertisement", false,
+                                "no advertisement in %llu s; trying the known device",
                                 (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
                         set_str(&l->device_path, d->path);
                         stop_discovery_then_connect(l);
                 } else
                         fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DOES_NOT_EXIST, "%s not seen within %llu s",
-                                l->cfg.address, (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
+                                l->cfg.address,
+                                (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
                 break;
         }
         case PHASE_WAIT_NOT_CONNECTED:
@@ -694,8 +714,9 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         case PHASE_RESOLVE: {
                 const struct bluez_device *d = device(l);
                 fail(l, LINK_STAGE_SERVICES, BLUEZ_ERR_TIMEOUT,
-                        d && d->services_resolved ? "services resolved but the Renogy characteristics are missing"
-                                                  : "services not resolved in time");
+                        d && d->services_resolved
+                                ? "services resolved but the Renogy characteristics are missing"
+                                : "services not resolved in time");
                 break;
         }
         case PHASE_SHUNT_FRAME:

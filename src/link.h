@@ -15,22 +15,22 @@
 #include "renogy/family.h"
 #include "renogy/shunt.h"
 
-#define LINK_MAX_UNITS 8
+#define LINK_MAX_UNITS  8
 #define LINK_MAX_BLOCKS 16
 
 /* One Modbus device (or the shunt) behind the module, and what this session got from it. */
 struct link_unit {
         const struct renogy_family *family;
         uint8_t modbus_id;
-        uint32_t unsupported;   /* blocks (by index in the family plan) that got exception 01/02 */
+        uint32_t unsupported; /* blocks (by index in the family plan) that got exception 01/02 */
         /* results */
-        int status;             /* 0, -ETIMEDOUT (no reply), -EBADMSG (bad frames), -ECANCELED (not read) */
+        int status; /* 0, -ETIMEDOUT (no reply), -EBADMSG (bad frames), -ECANCELED (not read) */
         struct renogy_image image;
         unsigned blocks_ok;
         unsigned exceptions;
         unsigned bad_frames;
-        int probe_id;           /* id that answered the probe after a silent session, or -1 */
-        char probed[64];        /* ids probed, for the diagnosis */
+        int probe_id;    /* id that answered the probe after a silent session, or -1 */
+        char probed[64]; /* ids probed, for the diagnosis */
 };
 
 enum link_stage {
@@ -44,12 +44,12 @@ enum link_stage {
 };
 
 struct link_report {
-        enum link_stage reached;    /* LINK_STAGE_DONE when the session completed */
+        enum link_stage reached; /* LINK_STAGE_DONE when the session completed */
         enum bluez_error error;
         char message[160];
-        bool found;                 /* a Device1 object exists for the module */
-        bool advertising;           /* it advertised recently when the session began */
-        bool discovery_shared;      /* another client was already scanning (InProgress) */
+        bool found;            /* a Device1 object exists for the module */
+        bool advertising;      /* it advertised recently when the session began */
+        bool discovery_shared; /* another client was already scanning (InProgress) */
         int16_t rssi;
         bool has_rssi;
         unsigned connect_attempts;
@@ -58,7 +58,7 @@ struct link_report {
         bool link_dropped;
         uint64_t started_usec;
         uint64_t duration_usec;
-        uint64_t connect_usec;      /* time to Connected + services + notify */
+        uint64_t connect_usec; /* time to Connected + services + notify */
 };
 
 struct link_step {
@@ -76,8 +76,8 @@ struct link_config {
         char adapter[16];
         char address[18];
         bool keep_connected;
-        bool probe_ids;            /* on a silent unit, probe the usual Renogy ids */
-        uint64_t fresh_adv_usec;   /* an advertisement younger than this needs no discovery */
+        bool probe_ids;          /* on a silent unit, probe the usual Renogy ids */
+        uint64_t fresh_adv_usec; /* an advertisement younger than this needs no discovery */
         uint64_t find_timeout_usec;
         uint64_t request_timeout_usec;
         void (*done)(struct link *l, void *userdata);

@@ -7,18 +7,17 @@
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "blupowd " BLUPOW_VERSION " - Renogy Bluetooth devices for Home Assistant\n"
-                "\n"
-                "usage:\n"
-                "  blupowd [serve] [--options FILE] [--data-dir DIR] [--port N] [--web-dir DIR]\n"
-                "  blupowd verify [DEVICE] [--json] [--options FILE] [--api URL]\n"
-                "  blupowd scan [--seconds N] [--options FILE] [--adapter hciN]\n"
-                "  blupowd decode FAMILY REG:HEX [REG:HEX ...]\n"
-                "  blupowd --version | --help\n"
-                "\n"
-                "FAMILY is controller, dcc, battery, inverter or shunt. Exit codes: 0 ok,\n"
-                "1 runtime failure, 2 bad usage or configuration.\n");
+        fprintf(f, "blupowd " BLUPOW_VERSION " - Renogy Bluetooth devices for Home Assistant\n"
+                   "\n"
+                   "usage:\n"
+                   "  blupowd [serve] [--options FILE] [--data-dir DIR] [--port N] [--web-dir DIR]\n"
+                   "  blupowd verify [DEVICE] [--json] [--options FILE] [--api URL]\n"
+                   "  blupowd scan [--seconds N] [--options FILE] [--adapter hciN]\n"
+                   "  blupowd decode FAMILY REG:HEX [REG:HEX ...]\n"
+                   "  blupowd --version | --help\n"
+                   "\n"
+                   "FAMILY is controller, dcc, battery, inverter or shunt. Exit codes: 0 ok,\n"
+                   "1 runtime failure, 2 bad usage or configuration.\n");
 }
 
 int main(int argc, char **argv)

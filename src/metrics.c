@@ -37,19 +37,22 @@ char *metrics_render(const struct daemon *d, size_t *len)
         if (!f)
                 return NULL;
         fputs("# HELP blupow_up 1 when BluPow reaches BlueZ and the configured adapter is powered.\n"
-              "# TYPE blupow_up gauge\n", f);
+              "# TYPE blupow_up gauge\n",
+                f);
         char detail[192];
         fprintf(f, "blupow_up %d\n", daemon_system_diagnosis(d, detail, sizeof detail) == DIAG_NONE);
 
         fputs("# HELP blupow_device_up 1 when the device's data is fresh (its last poll worked).\n"
-              "# TYPE blupow_device_up gauge\n", f);
+              "# TYPE blupow_device_up gauge\n",
+                f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 fputs("blupow_device_up{", f);
                 device_labels(f, d->devices[i]);
                 fprintf(f, "} %d\n", device_available(d, d->devices[i]));
         }
         fputs("# HELP blupow_reading A numeric reading of a device, unit in the unit label.\n"
-              "# TYPE blupow_reading gauge\n", f);
+              "# TYPE blupow_reading gauge\n",
+                f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 const struct device *dev = d->devices[i];
                 for (size_t k = 0; dev->have_readings && k < dev->readings.n; k++) {
@@ -63,7 +66,9 @@ char *metrics_render(const struct daemon *d, size_t *len)
                         fprintf(f, "\"} %.*f\n", r->decimals, r->number);
                 }
         }
-        fputs("# HELP blupow_data_age_seconds Age of the device's readings.\n# TYPE blupow_data_age_seconds gauge\n", f);
+        fputs("# HELP blupow_data_age_seconds Age of the device's readings.\n# TYPE blupow_data_age_seconds "
+              "gauge\n",
+                f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 const struct device *dev = d->devices[i];
                 if (!dev->have_readings)
@@ -73,7 +78,8 @@ char *metrics_render(const struct daemon *d, size_t *len)
                 fprintf(f, "} %.1f\n", (double)(now_realtime() - dev->readings_at) / 1e6);
         }
         fputs("# HELP blupow_rssi_dbm Last advertised signal strength of the device's module.\n"
-              "# TYPE blupow_rssi_dbm gauge\n", f);
+              "# TYPE blupow_rssi_dbm gauge\n",
+                f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 const struct device *dev = d->devices[i];
                 if (!dev->module->last_seen)
@@ -83,7 +89,8 @@ char *metrics_render(const struct daemon *d, size_t *len)
                 fprintf(f, "} %d\n", dev->module->rssi);
         }
         fputs("# HELP blupow_poll_duration_seconds Duration of the device's last session.\n"
-              "# TYPE blupow_poll_duration_seconds gauge\n", f);
+              "# TYPE blupow_poll_duration_seconds gauge\n",
+                f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 const struct device *dev = d->devices[i];
                 if (!dev->poll_ms)
@@ -102,7 +109,8 @@ char *metrics_render(const struct daemon *d, size_t *len)
                 device_labels(f, dev);
                 fprintf(f, ",result=\"failed\"} %llu\n", (unsigned long long)dev->polls_failed);
         }
-        fputs("# HELP blupow_errors_total Failures by diagnosis code.\n# TYPE blupow_errors_total counter\n", f);
+        fputs("# HELP blupow_errors_total Failures by diagnosis code.\n# TYPE blupow_errors_total counter\n",
+                f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 const struct device *dev = d->devices[i];
                 for (int c = 1; c < _DIAG_MAX; c++) {
@@ -115,7 +123,8 @@ char *metrics_render(const struct daemon *d, size_t *len)
                 }
         }
         fputs("# HELP blupow_bad_frames_total Replies with a bad CRC or truncated.\n"
-              "# TYPE blupow_bad_frames_total counter\n", f);
+              "# TYPE blupow_bad_frames_total counter\n",
+                f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 fputs("blupow_bad_frames_total{", f);
                 device_labels(f, d->devices[i]);

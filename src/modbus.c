@@ -66,8 +66,8 @@ static size_t reply_length(const uint8_t *frame, size_t avail)
         return 5 + (size_t)frame[2];
 }
 
-int modbus_parse_reply(const uint8_t *frame, size_t len, const struct modbus_request *req,
-        struct modbus_reply *out)
+int modbus_parse_reply(
+        const uint8_t *frame, size_t len, const struct modbus_request *req, struct modbus_reply *out)
 {
         *out = (struct modbus_reply){0};
         if (len < 5)

@@ -8,13 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MODBUS_BROADCAST_ID 0xFF
+#define MODBUS_BROADCAST_ID    0xFF
 #define MODBUS_FN_READ_HOLDING 0x03
 #define MODBUS_FN_WRITE_SINGLE 0x06
-#define MODBUS_FN_EXCEPTION 0x80
-#define MODBUS_MAX_READ_WORDS 0x7D
-#define MODBUS_REQUEST_LEN 8
-#define MODBUS_MAX_FRAME 256
+#define MODBUS_FN_EXCEPTION    0x80
+#define MODBUS_MAX_READ_WORDS  0x7D
+#define MODBUS_REQUEST_LEN     8
+#define MODBUS_MAX_FRAME       256
 
 struct modbus_request {
         uint8_t id;
@@ -26,11 +26,11 @@ struct modbus_request {
 
 struct modbus_reply {
         uint8_t id;
-        uint8_t function;       /* without the exception bit */
-        uint8_t exception;      /* 0, or the exception code */
-        uint16_t reg;           /* start register, from the request */
-        uint16_t count;         /* words in data */
-        const uint8_t *data;    /* big-endian words, points into the frame */
+        uint8_t function;    /* without the exception bit */
+        uint8_t exception;   /* 0, or the exception code */
+        uint16_t reg;        /* start register, from the request */
+        uint16_t count;      /* words in data */
+        const uint8_t *data; /* big-endian words, points into the frame */
 };
 
 uint16_t modbus_crc16(const uint8_t *p, size_t n);
@@ -48,8 +48,8 @@ int modbus_build_write(uint8_t out[MODBUS_REQUEST_LEN], uint8_t id, uint16_t reg
  *   -EBADE      byte count does not match the words requested
  *   -EREMOTEIO  exception reply (out->exception holds the code)
  * A request to 0xFF accepts a reply from any id (modules answer with their own). */
-int modbus_parse_reply(const uint8_t *frame, size_t len, const struct modbus_request *req,
-        struct modbus_reply *out);
+int modbus_parse_reply(
+        const uint8_t *frame, size_t len, const struct modbus_request *req, struct modbus_reply *out);
 
 const char *modbus_strerror(int error);
 const char *modbus_exception_name(uint8_t code);
@@ -59,9 +59,9 @@ struct modbus_reasm {
         struct modbus_request req;
         uint8_t buf[MODBUS_MAX_FRAME];
         size_t len;
-        size_t need;          /* total frame length once known, else 0 */
-        size_t skipped;       /* garbage bytes dropped before the frame */
-        size_t stale;         /* bytes that arrived after the frame, dropped */
+        size_t need;    /* total frame length once known, else 0 */
+        size_t skipped; /* garbage bytes dropped before the frame */
+        size_t stale;   /* bytes that arrived after the frame, dropped */
         bool done;
 };
 

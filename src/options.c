@@ -53,14 +53,14 @@ void slugify(const char *name, char *out, size_t size)
         out[n] = 0;
 }
 
-#define FAIL(...)                                                                                 \
-        do {                                                                                      \
-                snprintf(err, err_size, __VA_ARGS__);                                             \
-                return -EINVAL;                                                                   \
+#define FAIL(...)                                                                                           \
+        do {                                                                                                \
+                snprintf(err, err_size, __VA_ARGS__);                                                       \
+                return -EINVAL;                                                                             \
         } while (0)
 
-int device_config_from_fields(struct device_config *d, const char *name, const char *address, const char *type,
-        long long modbus_id, const char *where, char *err, size_t err_size)
+int device_config_from_fields(struct device_config *d, const char *name, const char *address,
+        const char *type, long long modbus_id, const char *where, char *err, size_t err_size)
 {
         *d = (struct device_config){0};
         if (!name || !*name)
@@ -92,25 +92,29 @@ int device_config_from_fields(struct device_config *d, const char *name, const c
         return 0;
 }
 
-int device_config_validate(const struct device_config *d, const struct device_config *others, size_t n_others,
-        const char *where, char *err, size_t err_size)
+int device_config_validate(const struct device_config *d, const struct device_config *others,
+        size_t n_others, const char *where, char *err, size_t err_size)
 {
         for (size_t i = 0; i < n_others; i++) {
                 const struct device_config *o = &others[i];
                 if (o == d)
                         continue;
                 if (streq(o->id, d->id))
-                        FAIL("%s ('%s') and devices[%zu] ('%s') have the same name: give each device its own name",
+                        FAIL("%s ('%s') and devices[%zu] ('%s') have the same name: give each device its "
+                             "own name",
                                 where, d->name, i, o->name);
                 bool same_module = streq(o->address, d->address);
-                if (same_module && (o->modbus_id == d->modbus_id || o->family->byte_addressed || d->family->byte_addressed))
-                        FAIL("%s ('%s') and devices[%zu] ('%s') are the same device (%s, Modbus id %u): remove one of them",
+                if (same_module && (o->modbus_id == d->modbus_id || o->family->byte_addressed ||
+                                           d->family->byte_addressed))
+                        FAIL("%s ('%s') and devices[%zu] ('%s') are the same device (%s, Modbus id %u): "
+                             "remove one of them",
                                 where, d->name, i, o->name, d->address, d->modbus_id);
         }
         return 0;
 }
 
-static int get_uint(json_t *root, const char *key, unsigned min, unsigned max, unsigned *out, char *err, size_t err_size)
+static int get_uint(
+        json_t *root, const char *key, unsigned min, unsigned max, unsigned *out, char *err, size_t err_size)
 {
         json_t *v = json_object_get(root, key);
         if (!v || json_is_null(v))
@@ -133,11 +137,12 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                 snprintf(err, err_size, "options: expected a JSON object");
                 goto out;
         }
-        static const char *const known[] = {"devices", "poll_interval", "adapter", "keep_connected", "history_days",
-                "log_level", "api_token", "port"};
+        static const char *const known[] = {"devices", "poll_interval", "adapter", "keep_connected",
+                "history_days", "log_level", "api_token", "port"};
         const char *key;
         json_t *val;
-        json_object_foreach(root, key, val) {
+        json_object_foreach(root, key, val)
+        {
                 bool ok = false;
                 for (size_t i = 0; i < ELEMENTSOF(known); i++)
                         ok = ok || streq(key, known[i]);
@@ -154,7 +159,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
         json_t *v = json_object_get(root, "adapter");
         if (v && !json_is_null(v)) {
                 const char *s = json_string_value(v);
-                if (!s || strncmp(s, "hci", 3) || strlen(s) < 4 || strlen(s) > 6 || strspn(s + 3, "0123456789") != strlen(s + 3)) {
+                if (!s || strncmp(s, "hci", 3) || strlen(s) < 4 || strlen(s) > 6 ||
+                        strspn(s + 3, "0123456789") != strlen(s + 3)) {
                         snprintf(err, err_size, "option 'adapter': expected hci0, hci1, …");
                         goto out;
                 }
@@ -172,7 +178,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
         if (v && !json_is_null(v)) {
                 int lvl = json_is_string(v) ? log_level_from_string(json_string_value(v)) : -EINVAL;
                 if (lvl < 0) {
-                        snprintf(err, err_size, "option 'log_level': expected error, warning, info, debug or trace");
+                        snprintf(err, err_size,
+                                "option 'log_level': expected error, warning, info, debug or trace");
                         goto out;
                 }
                 o->log_level = (enum log_level)lvl;
@@ -210,16 +217,22 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                 goto out;
         }
         size_t i;
-        json_array_foreach(devs, i, v) {
+        json_array_foreach(devs, i, v)
+        {
                 char where[32];
                 snprintf(where, sizeof where, "devices[%zu]", i);
                 if (!json_is_object(v)) {
-                        snprintf(err, err_size, "option '%s': expected an object with name, address and type", where);
+                        snprintf(err, err_size,
+                                "option '%s': expected an object with name, address and type", where);
                         goto out;
                 }
-                json_object_foreach(v, key, val) {
-                        if (!streq(key, "name") && !streq(key, "address") && !streq(key, "type") && !streq(key, "modbus_id")) {
-                                snprintf(err, err_size, "option '%s.%s': unknown key (name, address, type, modbus_id)", where, key);
+                json_object_foreach(v, key, val)
+                {
+                        if (!streq(key, "name") && !streq(key, "address") && !streq(key, "type") &&
+                                !streq(key, "modbus_id")) {
+                                snprintf(err, err_size,
+                                        "option '%s.%s': unknown key (name, address, type, modbus_id)",
+                                        where, key);
                                 goto out;
                         }
                 }
@@ -227,7 +240,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                 long long mid = -1;
                 if (id && !json_is_null(id)) {
                         if (!json_is_integer(id)) {
-                                snprintf(err, err_size, "option '%s.modbus_id': expected a whole number", where);
+                                snprintf(err, err_size, "option '%s.modbus_id': expected a whole number",
+                                        where);
                                 goto out;
                         }
                         mid = json_integer_value(id);
@@ -235,8 +249,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                                 mid = -2;
                 }
                 if (device_config_from_fields(&o->devices[i], json_string_value(json_object_get(v, "name")),
-                            json_string_value(json_object_get(v, "address")), json_string_value(json_object_get(v, "type")),
-                            mid, where, err, err_size) < 0)
+                            json_string_value(json_object_get(v, "address")),
+                            json_string_value(json_object_get(v, "type")), mid, where, err, err_size) < 0)
                         goto out;
                 o->n_devices = i + 1;
                 if (device_config_validate(&o->devices[i], o->devices, i, where, err, err_size) < 0)

@@ -12,32 +12,32 @@
 #include "renogy/family.h"
 
 #define DEVICE_NAME_MAX 64
-#define DEVICE_ID_MAX 72
+#define DEVICE_ID_MAX   72
 
 struct device_config {
-        char id[DEVICE_ID_MAX];      /* URL-safe slug of the name: the API's {id} */
+        char id[DEVICE_ID_MAX]; /* URL-safe slug of the name: the API's {id} */
         char name[DEVICE_NAME_MAX];
-        char address[18];            /* upper case */
+        char address[18]; /* upper case */
         const struct renogy_family *family;
         uint8_t modbus_id;
-        bool from_api;               /* added through the API (removable), not the options */
+        bool from_api; /* added through the API (removable), not the options */
 };
 
 struct options {
         struct device_config *devices;
         size_t n_devices;
-        unsigned poll_interval;      /* seconds */
+        unsigned poll_interval; /* seconds */
         char adapter[16];
         bool keep_connected;
         unsigned history_days;
         enum log_level log_level;
-        char *api_token;             /* NULL: no token, changes only from trusted addresses */
+        char *api_token; /* NULL: no token, changes only from trusted addresses */
         uint16_t port;
 };
 
 #define OPTIONS_DEFAULT_POLL_INTERVAL 30
-#define OPTIONS_DEFAULT_HISTORY_DAYS 7
-#define OPTIONS_DEFAULT_PORT 8099
+#define OPTIONS_DEFAULT_HISTORY_DAYS  7
+#define OPTIONS_DEFAULT_PORT          8099
 
 void options_init(struct options *o);
 void options_done(struct options *o);
@@ -48,10 +48,10 @@ int options_load(struct options *o, const char *path, char *err, size_t err_size
 
 /* Validation of one device entry, shared with the API's "add device". index < 0 means "the new
  * device". Checks the address and type, and that no other entry has the same name or module. */
-int device_config_validate(const struct device_config *d, const struct device_config *others, size_t n_others,
-        const char *where, char *err, size_t err_size);
-int device_config_from_fields(struct device_config *d, const char *name, const char *address, const char *type,
-        long long modbus_id, const char *where, char *err, size_t err_size);
+int device_config_validate(const struct device_config *d, const struct device_config *others,
+        size_t n_others, const char *where, char *err, size_t err_size);
+int device_config_from_fields(struct device_config *d, const char *name, const char *address,
+        const char *type, long long modbus_id, const char *where, char *err, size_t err_size);
 
 bool address_valid(const char *s);
 void slugify(const char *name, char *out, size_t size);

@@ -19,7 +19,8 @@ static int on_sched_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static void arm_at(struct daemon *d, uint64_t when)
 {
         if (!d->sched_timer) {
-                if (sd_event_add_time(d->event, &d->sched_timer, CLOCK_MONOTONIC, when, 1, on_sched_timer, d) < 0)
+                if (sd_event_add_time(
+                            d->event, &d->sched_timer, CLOCK_MONOTONIC, when, 1, on_sched_timer, d) < 0)
                         return;
         } else
                 sd_event_source_set_time(d->sched_timer, when);
@@ -163,7 +164,8 @@ void poller_schedule(struct daemon *d)
 }
 
 enum diagnosis_code poller_classify(const struct daemon *d, const struct module *m, const struct device *dev,
-        const struct link_unit *u, const struct link_report *r, enum device_state *state, char *detail, size_t size)
+        const struct link_unit *u, const struct link_report *r, enum device_state *state, char *detail,
+        size_t size)
 {
         int64_t now = now_realtime();
         bool inverter = dev->cfg.family == &renogy_inverter;
@@ -185,9 +187,12 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
                 if (r->aborts > 0) {
                         *state = DEVICE_BUSY;
                         if (r->advertising || (since_adv >= 0 && since_adv < 10))
-                                snprintf(detail, size, "connects are aborted while it still advertises (%u aborts)", r->aborts);
+                                snprintf(detail, size,
+                                        "connects are aborted while it still advertises (%u aborts)",
+                                        r->aborts);
                         else
-                                snprintf(detail, size, "it stopped advertising when our connects began failing (%u aborts)",
+                                snprintf(detail, size,
+                                        "it stopped advertising when our connects began failing (%u aborts)",
                                         r->aborts);
                         return DIAG_HELD_BY_OTHER_CENTRAL;
                 }
@@ -206,7 +211,8 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
                         snprintf(detail, size, "no advertisement for %ld s, %s", since_adv,
                                 r->timeouts ? "Connect timed out" : "not found by discovery");
                 else
-                        snprintf(detail, size, "not advertising, %s", r->timeouts ? "Connect timed out" : "not found by discovery");
+                        snprintf(detail, size, "not advertising, %s",
+                                r->timeouts ? "Connect timed out" : "not found by discovery");
                 return inverter ? DIAG_INVERTER_ASLEEP : DIAG_ASLEEP;
         case LINK_STAGE_SERVICES:
         case LINK_STAGE_NOTIFY:
@@ -230,7 +236,8 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
         case -ETIMEDOUT:
                 *state = DEVICE_ERROR;
                 if (u->probe_id >= 0) {
-                        snprintf(detail, size, "id %u configured; id %d answered", dev->cfg.modbus_id, u->probe_id);
+                        snprintf(detail, size, "id %u configured; id %d answered", dev->cfg.modbus_id,
+                                u->probe_id);
                         return DIAG_WRONG_MODBUS_ID;
                 }
                 if (u->bad_frames) {
@@ -239,7 +246,8 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
                         return DIAG_WEAK_SIGNAL;
                 }
                 if (u->probed[0])
-                        snprintf(detail, size, "id %u configured; no answer from ids %s either", dev->cfg.modbus_id, u->probed);
+                        snprintf(detail, size, "id %u configured; no answer from ids %s either",
+                                dev->cfg.modbus_id, u->probed);
                 else
                         snprintf(detail, size, "no answer from Modbus id %u", dev->cfg.modbus_id);
                 return DIAG_NO_REPLY;
@@ -254,7 +262,8 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
                 return DIAG_PROTOCOL_ERROR;
         default:
                 *state = dev->have_readings ? DEVICE_STALE : DEVICE_ERROR;
-                snprintf(detail, size, "not read in this session: %s", r->message[0] ? r->message : "an earlier device failed");
+                snprintf(detail, size, "not read in this session: %s",
+                        r->message[0] ? r->message : "an earlier device failed");
                 return dev->diag != DIAG_NONE ? dev->diag : DIAG_CONNECT_FAILED;
         }
 }
@@ -297,7 +306,8 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                 take_identity(dev);
                 char detail[96];
                 if (u->bad_frames) {
-                        snprintf(detail, sizeof detail, "%u corrupted or truncated replies in the last poll", u->bad_frames);
+                        snprintf(detail, sizeof detail, "%u corrupted or truncated replies in the last poll",
+                                u->bad_frames);
                         set_diag(dev, DIAG_WEAK_SIGNAL, detail);
                         dev->errors[DIAG_WEAK_SIGNAL]++;
                 } else if (r->has_rssi && r->rssi < WEAK_RSSI) {

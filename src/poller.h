@@ -9,7 +9,8 @@
 struct verify_job {
         struct device *device;
         void (*step)(void *userdata, const struct link_step *s);
-        void (*done)(void *userdata, struct device *dev, const struct link_report *r, const struct link_unit *u);
+        void (*done)(
+                void *userdata, struct device *dev, const struct link_report *r, const struct link_unit *u);
         void *userdata;
 };
 
@@ -21,4 +22,5 @@ void poller_verify_cancel(struct daemon *d, struct verify_job *job);
 
 /* Exposed for the unit tests: the diagnosis of one failed unit of a session. */
 enum diagnosis_code poller_classify(const struct daemon *d, const struct module *m, const struct device *dev,
-        const struct link_unit *u, const struct link_report *r, enum device_state *state, char *detail, size_t size);
+        const struct link_unit *u, const struct link_report *r, enum device_state *state, char *detail,
+        size_t size);

@@ -45,8 +45,10 @@ json_t *readings_json(const struct renogy_readings *r, bool full)
                         json_object_set_new(o, "unit", json_string(f->unit));
                 if (full) {
                         json_object_set_new(o, "label", json_string(f->label));
-                        json_object_set_new(o, "device_class", f->device_class ? json_string(f->device_class) : json_null());
-                        json_object_set_new(o, "state_class", f->state_class ? json_string(f->state_class) : json_null());
+                        json_object_set_new(o, "device_class",
+                                f->device_class ? json_string(f->device_class) : json_null());
+                        json_object_set_new(o, "state_class",
+                                f->state_class ? json_string(f->state_class) : json_null());
                 }
                 json_object_set_new(obj, f->key, o);
         }

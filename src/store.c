@@ -13,9 +13,9 @@
 #include "macro.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION   1
 #define COMPACT_AGE_USEC (3600LL * 1000000)
-#define HOUR_USEC (3600LL * 1000000)
+#define HOUR_USEC        (3600LL * 1000000)
 
 enum {
         STMT_KEY_GET,
@@ -94,10 +94,14 @@ static int write_failed(struct store *s, int rc, const char *what)
 {
         int r = errno_of(rc);
         if (!s->health.memory_only)
-                log_error("store: %s failed: %s; keeping readings in memory only", what, sqlite3_errmsg(s->db));
+                log_error("store: %s failed: %s; keeping readings in memory only", what,
+                        sqlite3_errmsg(s->db));
         s->health.memory_only = true;
-        snprintf(s->health.message, sizeof s->health.message, "%s failed: %s (%s)", what, sqlite3_errmsg(s->db),
-                r == -ENOSPC ? "disk full" : r == -EROFS ? "read-only" : "I/O error");
+        snprintf(s->health.message, sizeof s->health.message, "%s failed: %s (%s)", what,
+                sqlite3_errmsg(s->db),
+                r == -ENOSPC  ? "disk full"
+                : r == -EROFS ? "read-only"
+                              : "I/O error");
         return r;
 }
 
@@ -119,7 +123,8 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS chunks (kid INTEGER NOT NULL, t0 INTEGER NOT NULL, t1 INTEGER NOT NULL,"
         "  decimals INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);"
         "CREATE INDEX IF NOT EXISTS chunks_by_key ON chunks (kid, t0);"
-        "CREATE TABLE IF NOT EXISTS device_info (dev INTEGER PRIMARY KEY, model TEXT, serial TEXT, firmware TEXT);"
+        "CREATE TABLE IF NOT EXISTS device_info (dev INTEGER PRIMARY KEY, model TEXT, serial TEXT, firmware "
+        "TEXT);"
         "CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, name TEXT NOT NULL, address TEXT NOT NULL,"
         "  family TEXT NOT NULL, modbus_id INTEGER NOT NULL);";
 
@@ -135,7 +140,8 @@ static int migrate(struct store *s)
         if (rc != SQLITE_OK)
                 return errno_of(rc);
         if (version > SCHEMA_VERSION) {
-                log_error("store: database schema %d is newer than this BluPow (%d)", version, SCHEMA_VERSION);
+                log_error(
+                        "store: database schema %d is newer than this BluPow (%d)", version, SCHEMA_VERSION);
                 return -EPROTO;
         }
         /* Forward migrations, one step per version. */
@@ -168,7 +174,8 @@ static int check_integrity(struct store *s)
 
 static int open_db(struct store *s)
 {
-        int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        int rc = sqlite3_open_v2(
+                s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
         sqlite3_busy_timeout(s->db, 100);
@@ -185,7 +192,8 @@ static int open_db(struct store *s)
         if ((r = migrate(s)) < 0)
                 return r;
         for (int i = 0; i < _STMT_MAX; i++) {
-                rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
+                rc = sqlite3_prepare_v3(
+                        s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
                 if (rc != SQLITE_OK)
                         return errno_of(rc);
         }
@@ -234,7 +242,8 @@ int store_open(struct store **ret, const char *path, unsigned history_days)
         if (r == -EBADMSG || r == -EPROTO) {
                 close_db(s);
                 if (move_aside(s) == 0) {
-                        log_error("store: %s was damaged or unreadable; moved it to %s and started a new database",
+                        log_error("store: %s was damaged or unreadable; moved it to %s and started a new "
+                                  "database",
                                 path, s->health.moved_to);
                         s->health.recreated = true;
                         r = open_db(s);
@@ -244,7 +253,8 @@ int store_open(struct store **ret, const char *path, unsigned history_days)
                 log_error_errno(r, "store: cannot open %s: %m; readings are kept in memory only", path);
                 close_db(s);
                 s->health.memory_only = true;
-                snprintf(s->health.message, sizeof s->health.message, "cannot open %s: %s", path, strerror(-r));
+                snprintf(s->health.message, sizeof s->health.message, "cannot open %s: %s", path,
+                        strerror(-r));
         }
         s->health.ok = s->db != NULL;
         *ret = s;
@@ -320,7 +330,7 @@ static int64_t dev_id(struct store *s, const char *id)
 /* ---- sample encoding ---- */
 
 enum {
-        KIND_NUM = 0x00,  /* low nibble: decimals */
+        KIND_NUM = 0x00, /* low nibble: decimals */
         KIND_ENUMV = 0x10,
         KIND_FLAGV = 0x20,
         KIND_BITSV = 0x30,
@@ -410,9 +420,9 @@ int store_record(struct store *s, const struct device *dev)
                 sqlite3_reset(g);
                 sqlite3_bind_int64(g, 1, dv);
                 bool same = sqlite3_step(g) == SQLITE_ROW &&
-                        streq((const char *)sqlite3_column_text(g, 0) ?: "", dev->model) &&
-                        streq((const char *)sqlite3_column_text(g, 1) ?: "", dev->serial) &&
-                        streq((const char *)sqlite3_column_text(g, 2) ?: "", dev->firmware);
+                            streq((const char *)sqlite3_column_text(g, 0) ?: "", dev->model) &&
+                            streq((const char *)sqlite3_column_text(g, 1) ?: "", dev->serial) &&
+                            streq((const char *)sqlite3_column_text(g, 2) ?: "", dev->firmware);
                 sqlite3_reset(g);
                 if (!same) {
                         sqlite3_stmt *u = s->stmt[STMT_INFO_SET];
@@ -471,9 +481,12 @@ int store_restore_device(struct store *s, struct device *dev)
         sqlite3_reset(info);
         sqlite3_bind_int64(info, 1, dv);
         if (sqlite3_step(info) == SQLITE_ROW) {
-                snprintf(dev->model, sizeof dev->model, "%s", (const char *)sqlite3_column_text(info, 0) ?: "");
-                snprintf(dev->serial, sizeof dev->serial, "%s", (const char *)sqlite3_column_text(info, 1) ?: "");
-                snprintf(dev->firmware, sizeof dev->firmware, "%s", (const char *)sqlite3_column_text(info, 2) ?: "");
+                snprintf(dev->model, sizeof dev->model, "%s",
+                        (const char *)sqlite3_column_text(info, 0) ?: "");
+                snprintf(dev->serial, sizeof dev->serial, "%s",
+                        (const char *)sqlite3_column_text(info, 1) ?: "");
+                snprintf(dev->firmware, sizeof dev->firmware, "%s",
+                        (const char *)sqlite3_column_text(info, 2) ?: "");
         }
         sqlite3_reset(info);
 
@@ -550,8 +563,9 @@ int store_save_device(struct store *s, const struct device_config *cfg)
                 return -ENOTCONN;
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
-                "INSERT OR REPLACE INTO devices (id, name, address, family, modbus_id) VALUES (?, ?, ?, ?, ?)", -1,
-                &st, NULL);
+                "INSERT OR REPLACE INTO devices (id, name, address, family, modbus_id) VALUES (?, ?, ?, ?, "
+                "?)",
+                -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return write_failed(s, rc, "saving a device");
         sqlite3_bind_text(st, 1, cfg->id, -1, SQLITE_STATIC);
@@ -587,16 +601,17 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n)
         if (!s->db)
                 return 0;
         sqlite3_stmt *st;
-        int rc = sqlite3_prepare_v2(s->db, "SELECT id, name, address, family, modbus_id FROM devices ORDER BY rowid",
-                -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(s->db,
+                "SELECT id, name, address, family, modbus_id FROM devices ORDER BY rowid", -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
         while (sqlite3_step(st) == SQLITE_ROW) {
                 struct device_config c;
                 char err[256];
                 if (device_config_from_fields(&c, (const char *)sqlite3_column_text(st, 1),
-                            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
-                            sqlite3_column_int(st, 4), "stored device", err, sizeof err) < 0) {
+                            (const char *)sqlite3_column_text(st, 2),
+                            (const char *)sqlite3_column_text(st, 3), sqlite3_column_int(st, 4),
+                            "stored device", err, sizeof err) < 0) {
                         log_warning("store: ignoring a stored device: %s", err);
                         continue;
                 }
@@ -679,8 +694,9 @@ static int chunk_write(struct store *s, struct key_samples *ks, int64_t t0)
                 pv = v;
         }
         sqlite3_stmt *st;
-        int rc = sqlite3_prepare_v2(s->db, "INSERT INTO chunks (kid, t0, t1, decimals, n, data) VALUES (?, ?, ?, ?, ?, ?)",
-                -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(s->db,
+                "INSERT INTO chunks (kid, t0, t1, decimals, n, data) VALUES (?, ?, ?, ?, ?, ?)", -1, &st,
+                NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_int64(st, 1, ks->kid);
                 sqlite3_bind_int64(st, 2, t0);
@@ -701,7 +717,8 @@ static int compact_one(struct store *s, int64_t now)
 {
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
-                "SELECT dev, MIN(t) FROM polls p WHERE t < ?1 AND rowid < (SELECT MAX(rowid) FROM polls q WHERE q.dev = p.dev) "
+                "SELECT dev, MIN(t) FROM polls p WHERE t < ?1 AND rowid < (SELECT MAX(rowid) FROM polls q "
+                "WHERE q.dev = p.dev) "
                 "GROUP BY dev ORDER BY MIN(t) LIMIT 1",
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
@@ -757,7 +774,8 @@ static int compact_one(struct store *s, int64_t now)
                                 ks->s = ns;
                                 ks->cap = cap;
                         }
-                        ks->s[ks->n++] = (struct sample){.t = t, .v = get32(b + at + 3), .dec = b[at + 2] & 0x0F};
+                        ks->s[ks->n++] =
+                                (struct sample){.t = t, .v = get32(b + at + 3), .dec = b[at + 2] & 0x0F};
                 }
         }
         sqlite3_finalize(st);
@@ -766,7 +784,8 @@ static int compact_one(struct store *s, int64_t now)
                 if (keys[k].n && (r = chunk_write(s, &keys[k], t0)) < 0)
                         goto out;
         rc = sqlite3_prepare_v2(s->db,
-                "DELETE FROM polls WHERE dev = ?1 AND t >= ?2 AND t < ?3 AND rowid < (SELECT MAX(rowid) FROM polls WHERE dev = ?1)",
+                "DELETE FROM polls WHERE dev = ?1 AND t >= ?2 AND t < ?3 AND rowid < (SELECT MAX(rowid) "
+                "FROM polls WHERE dev = ?1)",
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 goto out;
@@ -807,7 +826,8 @@ int store_maintenance_step(struct store *s, int64_t now)
         /* Retention: at most 200 chunks per step, so no request waits on a long delete. */
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
-                "DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks WHERE t1 < ? LIMIT 200)", -1, &st, NULL);
+                "DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks WHERE t1 < ? LIMIT 200)", -1,
+                &st, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
         sqlite3_bind_int64(st, 1, now - (int64_t)s->history_days * 86400 * 1000000);
@@ -818,7 +838,8 @@ int store_maintenance_step(struct store *s, int64_t now)
         int deleted = sqlite3_changes(s->db);
         rc = sqlite3_prepare_v2(s->db,
                 "DELETE FROM polls WHERE rowid IN (SELECT rowid FROM polls p WHERE t < ? AND "
-                "rowid < (SELECT MAX(rowid) FROM polls q WHERE q.dev = p.dev) LIMIT 200)", -1, &st, NULL);
+                "rowid < (SELECT MAX(rowid) FROM polls q WHERE q.dev = p.dev) LIMIT 200)",
+                -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_int64(st, 1, now - (int64_t)s->history_days * 86400 * 1000000);
                 sqlite3_step(st);
@@ -864,8 +885,9 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                 return -EINVAL;
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
-                "SELECT k.kid, d.dev FROM keys k JOIN device_ids d ON d.dev = k.dev WHERE d.id = ? AND k.key = ?", -1, &st,
-                NULL);
+                "SELECT k.kid, d.dev FROM keys k JOIN device_ids d ON d.dev = k.dev WHERE d.id = ? AND "
+                "k.key = ?",
+                -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
         sqlite3_bind_text(st, 1, dev_id_text, -1, SQLITE_STATIC);
@@ -885,8 +907,9 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
         if (!b.p)
                 return -ENOMEM;
 
-        rc = sqlite3_prepare_v2(s->db, "SELECT t0, decimals, data FROM chunks WHERE kid = ? AND t0 < ? AND t1 >= ? ORDER BY t0",
-                -1, &st, NULL);
+        rc = sqlite3_prepare_v2(s->db,
+                "SELECT t0, decimals, data FROM chunks WHERE kid = ? AND t0 < ? AND t1 >= ? ORDER BY t0", -1,
+                &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_int64(st, 1, kid);
                 sqlite3_bind_int64(st, 2, until);
@@ -909,7 +932,8 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                 }
                 sqlite3_finalize(st);
         }
-        rc = sqlite3_prepare_v2(s->db, "SELECT t, data FROM polls WHERE dev = ? AND t >= ? AND t < ?", -1, &st, NULL);
+        rc = sqlite3_prepare_v2(
+                s->db, "SELECT t, data FROM polls WHERE dev = ? AND t >= ? AND t < ?", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_int64(st, 1, dv);
                 sqlite3_bind_int64(st, 2, since);
@@ -920,7 +944,8 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                         size_t len = (size_t)sqlite3_column_bytes(st, 1);
                         for (size_t at = 0; d && at + 7 <= len; at += 7)
                                 if ((d[at] << 8 | d[at + 1]) == kid && (d[at + 2] & 0xF0) == KIND_NUM)
-                                        bucket_add(&b, t, (double)get32(d + at + 3) / pow(10, d[at + 2] & 0x0F));
+                                        bucket_add(&b, t,
+                                                (double)get32(d + at + 3) / pow(10, d[at + 2] & 0x0F));
                 }
                 sqlite3_finalize(st);
         }

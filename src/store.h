@@ -14,17 +14,17 @@ struct device;
 struct store;
 
 struct store_health {
-        bool ok;               /* the database works */
-        bool memory_only;      /* writes fail (disk full, read-only): serving from memory */
-        bool recreated;        /* a damaged file was moved aside at start */
+        bool ok;          /* the database works */
+        bool memory_only; /* writes fail (disk full, read-only): serving from memory */
+        bool recreated;   /* a damaged file was moved aside at start */
         char moved_to[512];
         char message[256];
         int64_t samples_written;
-        int64_t bytes;         /* database + WAL size */
+        int64_t bytes; /* database + WAL size */
 };
 
 struct history_point {
-        int64_t t;             /* bucket start, realtime µs */
+        int64_t t; /* bucket start, realtime µs */
         double min, avg, max;
         unsigned n;
 };

@@ -4,15 +4,31 @@
 #include "renogy/identity.h"
 
 static const char *const charging_status[] = {
-        "deactivated", "activated", "mppt", "equalizing", "boost", "floating", "current_limiting",
+        "deactivated",
+        "activated",
+        "mppt",
+        "equalizing",
+        "boost",
+        "floating",
+        "current_limiting",
 };
 
 static const char *const faults[] = {
-        "battery_over_discharge", "battery_over_voltage", "battery_under_voltage_warning",
-        "load_short_circuit", "load_over_current", "controller_over_temperature",
-        "ambient_over_temperature", "pv_input_overpower", "pv_input_short_circuit",
-        "pv_input_over_voltage", "pv_counter_current", "pv_working_point_over_voltage",
-        "pv_reverse_connection", "anti_reverse_mos_short", "charge_mos_short",
+        "battery_over_discharge",
+        "battery_over_voltage",
+        "battery_under_voltage_warning",
+        "load_short_circuit",
+        "load_over_current",
+        "controller_over_temperature",
+        "ambient_over_temperature",
+        "pv_input_overpower",
+        "pv_input_short_circuit",
+        "pv_input_over_voltage",
+        "pv_counter_current",
+        "pv_working_point_over_voltage",
+        "pv_reverse_connection",
+        "anti_reverse_mos_short",
+        "charge_mos_short",
 };
 
 static const char *const battery_types[] = {NULL, "open", "sealed", "gel", "lithium", "custom"};
@@ -20,8 +36,10 @@ static const char *const product_types[] = {"controller", "inverter"};
 
 static const struct renogy_field fields[] = {
         ROW_NUM("rated_voltage", "Rated voltage", 0x000A, RAW_U8_HI, SIGN_NONE, 0, "V", "voltage", NULL),
-        ROW_NUM("rated_charging_current", "Rated charging current", 0x000A, RAW_U8_LO, SIGN_NONE, 0, "A", "current", NULL),
-        ROW_NUM("rated_discharging_current", "Rated discharging current", 0x000B, RAW_U8_HI, SIGN_NONE, 0, "A", "current", NULL),
+        ROW_NUM("rated_charging_current", "Rated charging current", 0x000A, RAW_U8_LO, SIGN_NONE, 0, "A",
+                "current", NULL),
+        ROW_NUM("rated_discharging_current", "Rated discharging current", 0x000B, RAW_U8_HI, SIGN_NONE, 0,
+                "A", "current", NULL),
         ENUM("product_type", "Product type", 0x000B, RAW_U8_LO, product_types),
         RENOGY_IDENTITY_ROWS,
         PERCENT("battery_percentage", "Battery", 0x0100, "battery"),
@@ -45,7 +63,8 @@ static const struct renogy_field fields[] = {
         AH("discharging_amp_hours_today", "Discharged today", 0x0112, RAW_U16, TOTAL),
         KWH("power_generation_today", "Energy generated today", 0x0113, RAW_U16),
         KWH("power_consumption_today", "Energy consumed today", 0x0114, RAW_U16),
-        ROW_NUM("total_operating_days", "Operating days", 0x0115, RAW_U16, SIGN_NONE, 0, "d", "duration", TOTAL),
+        ROW_NUM("total_operating_days", "Operating days", 0x0115, RAW_U16, SIGN_NONE, 0, "d", "duration",
+                TOTAL),
         COUNT("total_battery_over_discharges", "Battery over-discharges", 0x0116),
         COUNT("total_battery_full_charges", "Battery full charges", 0x0117),
         AH("total_charging_amp_hours", "Charged in total", 0x0118, RAW_U32, TOTAL),
@@ -53,15 +72,24 @@ static const struct renogy_field fields[] = {
         KWH("power_generation_total", "Energy generated", 0x011C, RAW_U32),
         KWH("power_consumption_total", "Energy consumed", 0x011E, RAW_U32),
         FLAG("load_status", "Load", 0x0120, RAW_U8_HI, 7),
-        {.key = "load_brightness", .label = "Load brightness", .addr = 0x0120, .raw = RAW_U8_HI,
-         .kind = KIND_NUMBER, .mask = 0x7F, .unit = "%", .state_class = MEAS},
+        {.key = "load_brightness",
+                .label = "Load brightness",
+                .addr = 0x0120,
+                .raw = RAW_U8_HI,
+                .kind = KIND_NUMBER,
+                .mask = 0x7F,
+                .unit = "%",
+                .state_class = MEAS},
         ENUM("charging_status", "Charging status", 0x0120, RAW_U8_LO, charging_status),
         BITS("controller_faults", "Faults", 0x0121, RAW_U16, faults),
         ENUM("battery_type", "Battery type", 0xE004, RAW_U16, battery_types),
 };
 
 static const struct renogy_block blocks[] = {
-        {0x000C, 8}, {0x001A, 1}, {0x0100, 34}, {0xE004, 1},
+        {0x000C, 8},
+        {0x001A, 1},
+        {0x0100, 34},
+        {0xE004, 1},
 };
 
 const struct renogy_family renogy_controller = {

@@ -4,21 +4,41 @@
 #include "renogy/identity.h"
 
 static const char *const charging_status[] = {
-        "standby", NULL, "mppt", "equalizing", "boost", "floating", "current_limiting", NULL, "dc_mode",
+        "standby",
+        NULL,
+        "mppt",
+        "equalizing",
+        "boost",
+        "floating",
+        "current_limiting",
+        NULL,
+        "dc_mode",
 };
 static const char *const fault_high[] = {
-        [4] = "controller_over_temperature", [5] = "alternator_over_current",
-        [8] = "alternator_over_voltage", [9] = "starter_reverse_polarity",
-        [10] = "bms_overcharge_protection", [11] = "low_temperature_shutdown",
+        [4] = "controller_over_temperature",
+        [5] = "alternator_over_current",
+        [8] = "alternator_over_voltage",
+        [9] = "starter_reverse_polarity",
+        [10] = "bms_overcharge_protection",
+        [11] = "low_temperature_shutdown",
 };
 static const char *const fault_low[] = {
-        [0] = "battery_over_discharge", [1] = "battery_over_voltage", [2] = "battery_under_voltage",
-        [5] = "controller_over_temperature", [6] = "battery_over_temperature",
-        [7] = "solar_over_current", [9] = "solar_over_voltage", [12] = "solar_reverse_polarity",
+        [0] = "battery_over_discharge",
+        [1] = "battery_over_voltage",
+        [2] = "battery_under_voltage",
+        [5] = "controller_over_temperature",
+        [6] = "battery_over_temperature",
+        [7] = "solar_over_current",
+        [9] = "solar_over_voltage",
+        [12] = "solar_reverse_polarity",
 };
 static const char *const charging_modes[] = {
-        "standby", "alternator_to_house", "house_to_starter", "solar_to_house",
-        "solar_alternator_to_house", "solar_to_starter",
+        "standby",
+        "alternator_to_house",
+        "house_to_starter",
+        "solar_to_house",
+        "solar_alternator_to_house",
+        "solar_to_starter",
 };
 static const char *const ignition[] = {"disconnected", "connected"};
 static const char *const battery_types[] = {"custom", "open", "sealed", "gel", "lithium"};
@@ -42,7 +62,8 @@ static const struct renogy_field fields[] = {
         WATTS("max_charging_power_today", "Maximum charging power today", 0x010F),
         AH("charging_amp_hours_today", "Charged today", 0x0111, RAW_U16, TOTAL),
         KWH("power_generation_today", "Energy charged today", 0x0113, RAW_U16),
-        ROW_NUM("total_operating_days", "Operating days", 0x0115, RAW_U16, SIGN_NONE, 0, "d", "duration", TOTAL),
+        ROW_NUM("total_operating_days", "Operating days", 0x0115, RAW_U16, SIGN_NONE, 0, "d", "duration",
+                TOTAL),
         COUNT("total_battery_over_discharges", "Battery over-discharges", 0x0116),
         COUNT("total_battery_full_charges", "Battery full charges", 0x0117),
         AH("total_charging_amp_hours", "Charged in total", 0x0118, RAW_U32, TOTAL),
@@ -53,16 +74,25 @@ static const struct renogy_field fields[] = {
         WATTS("output_power", "Output power", 0x0124),
         ENUM("charging_mode", "Charging mode", 0x0125, RAW_U16, charging_modes),
         ENUM("ignition_status", "Ignition", 0x0126, RAW_U16, ignition),
-        ROW_NUM("max_charging_current", "Maximum charging current setting", 0xE001, RAW_U16, SIGN_NONE, 2, "A", "current", NULL),
+        ROW_NUM("max_charging_current", "Maximum charging current setting", 0xE001, RAW_U16, SIGN_NONE, 2,
+                "A", "current", NULL),
         ROW_NUM("system_voltage", "System voltage", 0xE003, RAW_U8_HI, SIGN_NONE, 0, "V", "voltage", NULL),
         ENUM("battery_type", "Battery type", 0xE004, RAW_U16, battery_types),
-        ROW_NUM("reverse_charging_voltage", "Reverse charging voltage", 0xE020, RAW_U16, SIGN_NONE, 1, "V", "voltage", NULL),
-        ROW_NUM("solar_cutoff_current", "Solar cut-off current", 0xE038, RAW_U16, SIGN_NONE, 2, "A", "current", NULL),
+        ROW_NUM("reverse_charging_voltage", "Reverse charging voltage", 0xE020, RAW_U16, SIGN_NONE, 1, "V",
+                "voltage", NULL),
+        ROW_NUM("solar_cutoff_current", "Solar cut-off current", 0xE038, RAW_U16, SIGN_NONE, 2, "A",
+                "current", NULL),
 };
 
 static const struct renogy_block blocks[] = {
-        {0x000C, 8}, {0x001A, 1}, {0x0100, 32}, {0x0120, 8},
-        {0xE001, 1}, {0xE003, 18}, {0xE020, 1}, {0xE038, 1},
+        {0x000C, 8},
+        {0x001A, 1},
+        {0x0100, 32},
+        {0x0120, 8},
+        {0xE001, 1},
+        {0xE003, 18},
+        {0xE020, 1},
+        {0xE038, 1},
 };
 
 const struct renogy_family renogy_dcc = {

@@ -7,7 +7,11 @@
 #include "renogy/family.h"
 
 static const struct renogy_family *const families[] = {
-        &renogy_controller, &renogy_dcc, &renogy_battery, &renogy_inverter, &renogy_shunt,
+        &renogy_controller,
+        &renogy_dcc,
+        &renogy_battery,
+        &renogy_inverter,
+        &renogy_shunt,
 };
 
 const struct renogy_family *const *renogy_families(size_t *n)
@@ -37,8 +41,12 @@ const char *renogy_family_from_name(const char *name)
         static const struct {
                 const char *prefix, *family;
         } rules[] = {
-                {"RNGRIU", "inverter"}, {"BTRIC", "inverter"}, {"RTMShunt", "shunt"},
-                {"RNGPRO", "battery"},  {"RNGRBP", "battery"}, {"RNGC", "battery"},
+                {"RNGRIU", "inverter"},
+                {"BTRIC", "inverter"},
+                {"RTMShunt", "shunt"},
+                {"RNGPRO", "battery"},
+                {"RNGRBP", "battery"},
+                {"RNGC", "battery"},
         };
         if (!name)
                 return NULL;
@@ -154,8 +162,8 @@ static struct renogy_reading *add(struct renogy_readings *out, const struct reno
         return r;
 }
 
-int renogy_reading_add_number(struct renogy_readings *out, const struct renogy_field *f, double v,
-        uint8_t decimals)
+int renogy_reading_add_number(
+        struct renogy_readings *out, const struct renogy_field *f, double v, uint8_t decimals)
 {
         struct renogy_reading *r = add(out, f);
         if (!r)
@@ -189,8 +197,8 @@ static void decode_text(const struct renogy_field *f, const uint8_t *p, size_t w
         buf[n] = 0;
 }
 
-static bool count_allows(const struct renogy_family *fam, const struct renogy_field *f,
-        const struct renogy_image *img)
+static bool count_allows(
+        const struct renogy_family *fam, const struct renogy_field *f, const struct renogy_image *img)
 {
         if (!f->count_addr)
                 return true;
@@ -307,7 +315,8 @@ int renogy_encode_number(const struct renogy_field *f, double value, uint8_t *by
         } else {
                 unsigned bits = (unsigned)width * 8;
                 int64_t lo = f->sign == SIGN_TWOS ? -((int64_t)1 << (bits - 1)) : 0;
-                int64_t hi = f->sign == SIGN_TWOS ? ((int64_t)1 << (bits - 1)) - 1 : ((int64_t)1 << bits) - 1;
+                int64_t hi =
+                        f->sign == SIGN_TWOS ? ((int64_t)1 << (bits - 1)) - 1 : ((int64_t)1 << bits) - 1;
                 if (raw < lo || raw > hi)
                         return -ERANGE;
                 enc = (uint32_t)raw;

@@ -9,15 +9,15 @@
 #include <stdint.h>
 
 enum renogy_raw {
-        RAW_U8_HI,      /* high byte of the register */
-        RAW_U8_LO,      /* low byte of the register */
+        RAW_U8_HI, /* high byte of the register */
+        RAW_U8_LO, /* low byte of the register */
         RAW_U16,
-        RAW_U24,        /* byte-addressed families only */
-        RAW_U32,        /* high word first */
-        RAW_ASCII,      /* len bytes, padding (spaces, NULs) stripped */
-        RAW_VERSION,    /* 4 bytes, byte 0 unused: "V1.2.3" */
-        RAW_HEX,        /* len bytes shown as upper-case hex */
-        RAW_NONE,       /* derived from other readings */
+        RAW_U24,     /* byte-addressed families only */
+        RAW_U32,     /* high word first */
+        RAW_ASCII,   /* len bytes, padding (spaces, NULs) stripped */
+        RAW_VERSION, /* 4 bytes, byte 0 unused: "V1.2.3" */
+        RAW_HEX,     /* len bytes shown as upper-case hex */
+        RAW_NONE,    /* derived from other readings */
 };
 
 enum renogy_sign {
@@ -27,11 +27,11 @@ enum renogy_sign {
 };
 
 enum renogy_kind {
-        KIND_NUMBER,    /* raw / 10^decimals */
-        KIND_ENUM,      /* names[raw], or "unknown(N)" */
-        KIND_BITS,      /* list of names[bit] for each set bit */
-        KIND_FLAG,      /* "on" if bit is set, else "off" */
-        KIND_TEXT,      /* RAW_ASCII, RAW_VERSION, RAW_HEX */
+        KIND_NUMBER, /* raw / 10^decimals */
+        KIND_ENUM,   /* names[raw], or "unknown(N)" */
+        KIND_BITS,   /* list of names[bit] for each set bit */
+        KIND_FLAG,   /* "on" if bit is set, else "off" */
+        KIND_TEXT,   /* RAW_ASCII, RAW_VERSION, RAW_HEX */
 };
 
 enum {
@@ -50,12 +50,12 @@ struct renogy_field {
         uint8_t sign;
         uint8_t kind;
         uint8_t decimals;
-        uint8_t bit;              /* KIND_FLAG */
-        uint8_t len;              /* RAW_ASCII / RAW_HEX bytes */
+        uint8_t bit; /* KIND_FLAG */
+        uint8_t len; /* RAW_ASCII / RAW_HEX bytes */
         uint8_t flags;
-        uint8_t index;            /* with count_addr: reported only if index <= count */
+        uint8_t index; /* with count_addr: reported only if index <= count */
         uint16_t count_addr;
-        uint32_t mask;            /* applied to the raw value first; 0 = none */
+        uint32_t mask; /* applied to the raw value first; 0 = none */
         const char *const *names;
         uint8_t n_names;
 };
@@ -72,7 +72,7 @@ enum renogy_value_type {
 };
 
 #define RENOGY_MAX_READINGS 96
-#define RENOGY_TEXT_MAX 48
+#define RENOGY_TEXT_MAX     48
 
 struct renogy_reading {
         const struct renogy_field *field;
@@ -101,7 +101,7 @@ struct renogy_image {
 };
 
 struct renogy_family {
-        const char *name;  /* controller, dcc, battery, inverter, shunt */
+        const char *name; /* controller, dcc, battery, inverter, shunt */
         const char *label;
         bool byte_addressed;
         uint8_t default_id;
@@ -128,11 +128,12 @@ int renogy_image_add_bytes(struct renogy_image *img, uint32_t base, const uint8_
 
 /* Walks the family's table over the image: every field whose bytes are present is decoded,
  * then derived readings are added. Returns the number of readings. */
-int renogy_decode(const struct renogy_family *f, const struct renogy_image *img, struct renogy_readings *out);
+int renogy_decode(
+        const struct renogy_family *f, const struct renogy_image *img, struct renogy_readings *out);
 
 const struct renogy_reading *renogy_readings_get(const struct renogy_readings *r, const char *key);
-int renogy_reading_add_number(struct renogy_readings *out, const struct renogy_field *f, double v,
-        uint8_t decimals);
+int renogy_reading_add_number(
+        struct renogy_readings *out, const struct renogy_field *f, double v, uint8_t decimals);
 
 /* Rounds v to the given number of decimals, half away from zero. */
 double renogy_round(double v, unsigned decimals);

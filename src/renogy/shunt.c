@@ -10,9 +10,11 @@
 static const struct renogy_field fields[] = {
         ROW_NUM("shunt_current", "Current", 21, RAW_U24, SIGN_TWOS, 3, "A", "current", MEAS),
         ROW_NUM("shunt_voltage", "Voltage", 25, RAW_U24, SIGN_NONE, 3, "V", "voltage", MEAS),
-        ROW_NUM("starter_battery_voltage", "Starter battery voltage", 30, RAW_U16, SIGN_NONE, 3, "V", "voltage", MEAS),
+        ROW_NUM("starter_battery_voltage", "Starter battery voltage", 30, RAW_U16, SIGN_NONE, 3, "V",
+                "voltage", MEAS),
         ROW_NUM("shunt_soc", "State of charge", 34, RAW_U16, SIGN_NONE, 1, "%", "battery", MEAS),
-        ROW_NUM("battery_temperature", "Battery temperature", 66, RAW_U16, SIGN_NONE, 1, "°C", "temperature", MEAS),
+        ROW_NUM("battery_temperature", "Battery temperature", 66, RAW_U16, SIGN_NONE, 1, "°C", "temperature",
+                MEAS),
         DERIVED("shunt_power", "Power", "W", "power", MEAS),
 };
 
@@ -31,7 +33,8 @@ static void derive(const struct renogy_family *f, struct renogy_readings *out)
         const struct renogy_reading *i = renogy_readings_get(out, "shunt_current");
         const struct renogy_reading *v = renogy_readings_get(out, "shunt_voltage");
         if (i && v)
-                renogy_reading_add_number(out, renogy_field_find(f, "shunt_power"), i->number * v->number, 2);
+                renogy_reading_add_number(
+                        out, renogy_field_find(f, "shunt_power"), i->number * v->number, 2);
 
         /* Plausibility, as the shunt has no checksum: out-of-range extras are dropped. */
         const struct renogy_reading *t = renogy_readings_get(out, "battery_temperature");
@@ -91,7 +94,8 @@ static void shunt_resync(struct shunt_stream *s)
         s->len -= i;
 }
 
-int shunt_stream_feed(struct shunt_stream *s, const uint8_t *data, size_t n, uint8_t *frame, size_t *frame_len)
+int shunt_stream_feed(
+        struct shunt_stream *s, const uint8_t *data, size_t n, uint8_t *frame, size_t *frame_len)
 {
         int found = 0;
         while (n > 0) {

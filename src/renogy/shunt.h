@@ -10,7 +10,7 @@
 #include "renogy/family.h"
 
 #define SHUNT_LIVE_FRAME_LEN 110
-#define SHUNT_MIN_FRAME_LEN 28
+#define SHUNT_MIN_FRAME_LEN  28
 
 struct shunt_stream {
         uint8_t buf[2 * SHUNT_LIVE_FRAME_LEN];
@@ -19,7 +19,8 @@ struct shunt_stream {
 
 void shunt_stream_reset(struct shunt_stream *s);
 /* Returns 1 and the latest complete live frame when one completed, else 0. */
-int shunt_stream_feed(struct shunt_stream *s, const uint8_t *data, size_t n, uint8_t *frame, size_t *frame_len);
+int shunt_stream_feed(
+        struct shunt_stream *s, const uint8_t *data, size_t n, uint8_t *frame, size_t *frame_len);
 /* Decodes a live frame (a shorter prefix of at least 28 bytes is accepted). Returns 0,
  * -EBADMSG (no live header), -EMSGSIZE (too short) or -ERANGE (implausible values). */
 int shunt_decode_frame(const uint8_t *frame, size_t len, struct renogy_readings *out);

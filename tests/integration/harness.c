@@ -64,7 +64,8 @@ static pid_t spawn(char *const argv[], const char *log, const char *bus_address)
 static int start_bus(struct env *e, bool deny)
 {
         char conf[512], sock[300];
-        source_path(deny ? "tests/data/system-bus-deny.conf" : "tests/data/system-bus.conf", conf, sizeof conf);
+        source_path(
+                deny ? "tests/data/system-bus-deny.conf" : "tests/data/system-bus.conf", conf, sizeof conf);
         snprintf(sock, sizeof sock, "%s/bus", e->dir);
         char addr_arg[400], conf_arg[600];
         snprintf(addr_arg, sizeof addr_arg, "--address=unix:path=%s", sock);
@@ -77,7 +78,8 @@ static int start_bus(struct env *e, bool deny)
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 dup2(p[1], 1);
                 close(p[0]);
-                execlp("dbus-daemon", "dbus-daemon", conf_arg, addr_arg, "--nofork", "--print-address=1", (char *)NULL);
+                execlp("dbus-daemon", "dbus-daemon", conf_arg, addr_arg, "--nofork", "--print-address=1",
+                        (char *)NULL);
                 _exit(127);
         }
         close(p[1]);
@@ -107,8 +109,8 @@ static bool name_has_owner(struct env *e, const char *name)
 {
         sd_bus_error err = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
-        int r = sd_bus_call_method(e->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                "NameHasOwner", &err, &reply, "s", name);
+        int r = sd_bus_call_method(e->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                "org.freedesktop.DBus", "NameHasOwner", &err, &reply, "s", name);
         int has = 0;
         if (r >= 0)
                 sd_bus_message_read(reply, "b", &has);
@@ -138,7 +140,8 @@ int env_start_daemon(struct env *e, const struct env_config *cfg)
         unlink(e->daemon_log);
         char *argv[] = {bin, "--options", opts, "--data-dir", dbdir, "--port", "0", "--bind", "127.0.0.1",
                 "--web-dir", web, NULL};
-        e->daemon_pid = spawn(argv, e->daemon_log, cfg->bus_address_override ? cfg->bus_address_override : e->bus_address);
+        e->daemon_pid = spawn(
+                argv, e->daemon_log, cfg->bus_address_override ? cfg->bus_address_override : e->bus_address);
         /* The daemon logs the port it got. */
         for (double t0 = now_s(); now_s() - t0 < 10;) {
                 FILE *f = fopen(e->daemon_log, "re");
@@ -248,7 +251,8 @@ void env_stop(struct env *e)
                 fprintf(stderr, "could not remove %s\n", e->dir);
 }
 
-int http(struct env *e, const char *method, const char *path, const char *body, const char *extra_header, char **resp)
+int http(struct env *e, const char *method, const char *path, const char *body, const char *extra_header,
+        char **resp)
 {
         *resp = NULL;
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -260,8 +264,8 @@ int http(struct env *e, const char *method, const char *path, const char *body, 
                 return -1;
         }
         char *req = NULL;
-        int n = asprintf(&req, "%s %s HTTP/1.0\r\nHost: localhost:%d\r\n%s%s%sContent-Length: %zu\r\n\r\n%s", method, path,
-                e->port, extra_header ? extra_header : "", extra_header ? "\r\n" : "",
+        int n = asprintf(&req, "%s %s HTTP/1.0\r\nHost: localhost:%d\r\n%s%s%sContent-Length: %zu\r\n\r\n%s",
+                method, path, e->port, extra_header ? extra_header : "", extra_header ? "\r\n" : "",
                 body ? "Content-Type: application/json\r\n" : "", body ? strlen(body) : 0, body ? body : "");
         if (n < 0 || write(fd, req, (size_t)n) != n) {
                 free(req);
@@ -302,8 +306,8 @@ json_t *http_json(struct env *e, const char *method, const char *path, const cha
         return j;
 }
 
-json_t *wait_device(struct env *e, const char *id, bool (*pred)(json_t *dev, const void *arg), const void *arg,
-        double seconds)
+json_t *wait_device(struct env *e, const char *id, bool (*pred)(json_t *dev, const void *arg),
+        const void *arg, double seconds)
 {
         char path[200];
         snprintf(path, sizeof path, "/api/v1/devices/%s", id);
@@ -365,8 +369,8 @@ json_t *sim_readings(struct env *e, const char *address, unsigned id)
         sd_bus_error err = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         json_t *j = NULL;
-        if (sd_bus_call_method(e->bus, "org.blupow.Sim", "/", "org.blupow.Sim1", "GetReadings", &err, &reply, "sy",
-                    address, (uint8_t)id) >= 0) {
+        if (sd_bus_call_method(e->bus, "org.blupow.Sim", "/", "org.blupow.Sim1", "GetReadings", &err, &reply,
+                    "sy", address, (uint8_t)id) >= 0) {
                 const char *s;
                 if (sd_bus_message_read(reply, "s", &s) >= 0)
                         j = json_loads(s, 0, NULL);
@@ -381,8 +385,9 @@ int sim_stat(struct env *e, const char *address, const char *key)
         sd_bus_error err = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         int value = -1;
-        if (sd_bus_call_method(e->bus, "org.blupow.Sim", "/", "org.blupow.Sim1", "GetStats", &err, &reply, "s",
-                    address) >= 0 && sd_bus_message_enter_container(reply, 'a', "{su}") >= 0) {
+        if (sd_bus_call_method(e->bus, "org.blupow.Sim", "/", "org.blupow.Sim1", "GetStats", &err, &reply,
+                    "s", address) >= 0 &&
+                sd_bus_message_enter_container(reply, 'a', "{su}") >= 0) {
                 const char *k;
                 uint32_t v;
                 while (sd_bus_message_read(reply, "{su}", &k, &v) > 0)
@@ -399,7 +404,8 @@ int sim_count_calls(struct env *e, const char *member, const char *path_part)
         sd_bus_error err = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         int n = 0;
-        if (sd_bus_call_method(e->bus, "org.blupow.Sim", "/", "org.blupow.Sim1", "GetCalls", &err, &reply, "") >= 0 &&
+        if (sd_bus_call_method(
+                    e->bus, "org.blupow.Sim", "/", "org.blupow.Sim1", "GetCalls", &err, &reply, "") >= 0 &&
                 sd_bus_message_enter_container(reply, 'a', "(tssss)") >= 0) {
                 uint64_t t;
                 const char *sender, *path, *mem, *detail;

@@ -22,10 +22,10 @@ struct env {
 };
 
 struct env_config {
-        const char *scenario;      /* path */
-        const char *options;       /* path, or NULL with options_json */
-        const char *options_json;  /* options text */
-        bool deny_bluez;           /* bus policy that refuses messages to org.bluez */
+        const char *scenario;     /* path */
+        const char *options;      /* path, or NULL with options_json */
+        const char *options_json; /* options text */
+        bool deny_bluez;          /* bus policy that refuses messages to org.bluez */
         bool no_sim;
         bool no_daemon;
         const char *bus_address_override; /* point blupowd at this address instead */
@@ -41,12 +41,13 @@ int env_start_daemon(struct env *e, const struct env_config *cfg);
 int env_stop_daemon(struct env *e, double *seconds);
 
 /* HTTP/1.0 to the daemon; returns the status code, body in *body (malloc'd). */
-int http(struct env *e, const char *method, const char *path, const char *body, const char *extra_header, char **resp);
+int http(struct env *e, const char *method, const char *path, const char *body, const char *extra_header,
+        char **resp);
 json_t *http_json(struct env *e, const char *method, const char *path, const char *body, int *status);
 
 /* The device's JSON once pred() holds for it, within seconds; NULL on timeout. */
-json_t *wait_device(struct env *e, const char *id, bool (*pred)(json_t *dev, const void *arg), const void *arg,
-        double seconds);
+json_t *wait_device(struct env *e, const char *id, bool (*pred)(json_t *dev, const void *arg),
+        const void *arg, double seconds);
 bool dev_state_is(json_t *dev, const void *state);
 bool dev_diag_is(json_t *dev, const void *code);
 bool dev_online_polled_after(json_t *dev, const void *iso_time);

@@ -10,8 +10,8 @@
 #include "harness.h"
 
 #define CONTROLLER "60:98:66:ED:FC:11"
-#define INVERTER "D8:B6:73:10:20:35"
-#define HUB "F8:55:48:1B:1B:B7"
+#define INVERTER   "D8:B6:73:10:20:35"
+#define HUB        "F8:55:48:1B:1B:B7"
 
 static struct env env;
 static bool env_up;
@@ -36,7 +36,8 @@ static void start(const char *scenario, const char *options, const char *options
         ck_assert_msg(r == 0, "environment did not start: %s", strerror(-r));
 }
 
-static json_t *must_wait(const char *id, bool (*pred)(json_t *, const void *), const void *arg, double seconds)
+static json_t *must_wait(
+        const char *id, bool (*pred)(json_t *, const void *), const void *arg, double seconds)
 {
         json_t *d = wait_device(&env, id, pred, arg, seconds);
         if (!d) {
@@ -55,8 +56,10 @@ static const char *demo_options =
         "{\"devices\": ["
         "{\"name\": \"Inverter\", \"address\": \"D8:B6:73:10:20:35\", \"type\": \"inverter\"},"
         "{\"name\": \"Rover\", \"address\": \"60:98:66:ED:FC:11\", \"type\": \"controller\"},"
-        "{\"name\": \"Battery 1\", \"address\": \"F8:55:48:1B:1B:B7\", \"type\": \"battery\", \"modbus_id\": 48},"
-        "{\"name\": \"Battery 2\", \"address\": \"F8:55:48:1B:1B:B7\", \"type\": \"battery\", \"modbus_id\": 49},"
+        "{\"name\": \"Battery 1\", \"address\": \"F8:55:48:1B:1B:B7\", \"type\": \"battery\", "
+        "\"modbus_id\": 48},"
+        "{\"name\": \"Battery 2\", \"address\": \"F8:55:48:1B:1B:B7\", \"type\": \"battery\", "
+        "\"modbus_id\": 49},"
         "{\"name\": \"DC-DC charger\", \"address\": \"AC:4D:16:17:8A:45\", \"type\": \"dcc\"},"
         "{\"name\": \"Shunt\", \"address\": \"C4:D3:6A:00:11:22\", \"type\": \"shunt\"}],"
         " \"poll_interval\": 5}";
@@ -65,8 +68,12 @@ static const struct {
         const char *id, *address;
         unsigned modbus_id;
 } demo_devices[] = {
-        {"inverter", INVERTER, 32}, {"rover", CONTROLLER, 255}, {"battery-1", HUB, 48},
-        {"battery-2", HUB, 49}, {"dc-dc-charger", "AC:4D:16:17:8A:45", 255}, {"shunt", "C4:D3:6A:00:11:22", 0},
+        {"inverter", INVERTER, 32},
+        {"rover", CONTROLLER, 255},
+        {"battery-1", HUB, 48},
+        {"battery-2", HUB, 49},
+        {"dc-dc-charger", "AC:4D:16:17:8A:45", 255},
+        {"shunt", "C4:D3:6A:00:11:22", 0},
 };
 
 /* Every device online, every reading equal to what the simulator's registers decode to. */
@@ -81,16 +88,20 @@ START_TEST(demo_every_reading_matches_the_simulator)
                 json_t *got = json_object_get(dev, "readings");
                 const char *key;
                 json_t *w;
-                json_object_foreach(want, key, w) {
+                json_object_foreach(want, key, w)
+                {
                         json_t *g = json_object_get(json_object_get(got, key), "value");
                         json_t *wv = json_object_get(w, "value");
                         char *ws = json_dumps(wv, JSON_ENCODE_ANY);
-                        ck_assert_msg(g != NULL, "%s.%s missing (simulator has %s)", demo_devices[i].id, key, ws);
+                        ck_assert_msg(
+                                g != NULL, "%s.%s missing (simulator has %s)", demo_devices[i].id, key, ws);
                         if (json_is_number(wv))
-                                ck_assert_msg(fabs(json_number_value(g) - json_number_value(wv)) < 1e-9, "%s.%s: %g != %s",
-                                        demo_devices[i].id, key, json_number_value(g), ws);
+                                ck_assert_msg(fabs(json_number_value(g) - json_number_value(wv)) < 1e-9,
+                                        "%s.%s: %g != %s", demo_devices[i].id, key, json_number_value(g),
+                                        ws);
                         else
-                                ck_assert_msg(json_equal(g, wv), "%s.%s differs from %s", demo_devices[i].id, key, ws);
+                                ck_assert_msg(json_equal(g, wv), "%s.%s differs from %s", demo_devices[i].id,
+                                        key, ws);
                         free(ws);
                 }
                 json_decref(want);
@@ -121,7 +132,8 @@ START_TEST(shutdown_mid_session_disconnects)
 {
         /* Slow links: SIGTERM lands while a session is under way. */
         start("tests/integration/scenarios/slow.json", NULL,
-                "{\"devices\": [{\"name\": \"Rover\", \"address\": \"60:98:66:ED:FC:11\", \"type\": \"controller\"}],"
+                "{\"devices\": [{\"name\": \"Rover\", \"address\": \"60:98:66:ED:FC:11\", \"type\": "
+                "\"controller\"}],"
                 " \"poll_interval\": 5}");
         for (int i = 0; i < 100 && sim_stat(&env, CONTROLLER, "connected") != 1; i++)
                 sleep_s(0.05);
@@ -156,16 +168,19 @@ static bool has_error(json_t *diag, const char *id, const char *kind)
 {
         size_t i;
         json_t *d;
-        json_array_foreach(json_object_get(diag, "devices"), i, d)
-                if (strcmp(json_string_value(json_object_get(d, "id")), id) == 0)
-                        return json_integer_value(json_object_get(json_object_get(d, "errors"), kind)) > 0 ||
-                                (strcmp(kind, "bad_frames") == 0 && json_integer_value(json_object_get(d, "bad_frames")) > 0);
+        json_array_foreach(json_object_get(diag, "devices"), i,
+                d) if (strcmp(json_string_value(json_object_get(d, "id")), id) ==
+                       0) return json_integer_value(json_object_get(json_object_get(d, "errors"), kind)) >
+                        0 ||
+                (strcmp(kind, "bad_frames") == 0 &&
+                        json_integer_value(json_object_get(d, "bad_frames")) > 0);
         return false;
 }
 
 START_TEST(fault_drop_mid_response_recovers)
 {
-        start("scenarios/fault-drop-mid-response.json", "scenarios/fault-drop-mid-response.options.json", NULL);
+        start("scenarios/fault-drop-mid-response.json", "scenarios/fault-drop-mid-response.options.json",
+                NULL);
         json_t *dev = must_wait("rover", dev_diag_is, "weak_signal", 20);
         json_decref(dev);
         json_decref(must_wait("rover", dev_state_is, "online", 15));
@@ -195,7 +210,8 @@ END_TEST
 
 START_TEST(fault_modbus_exception_survived)
 {
-        start("scenarios/fault-modbus-exception.json", "scenarios/fault-modbus-exception.options.json", NULL);
+        start("scenarios/fault-modbus-exception.json", "scenarios/fault-modbus-exception.options.json",
+                NULL);
         json_decref(must_wait("rover", dev_state_is, "online", 20));
         json_t *dev = must_wait("rover", dev_online_polled_after, "0", 20);
         ck_assert_ptr_nonnull(json_object_get(json_object_get(dev, "readings"), "battery_voltage"));
@@ -210,8 +226,9 @@ START_TEST(fault_held_by_phone_app_then_released)
         ck_assert_int_ge(sim_set_fault(&env, CONTROLLER, "held_by_other_central", -1), 0);
         json_t *dev = must_wait("rover", dev_diag_is, "held_by_other_central", 20);
         ck_assert(dev_state_is(dev, "busy"));
-        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(json_object_get(dev, "diagnosis"), "remedy")),
-                "Renogy DC Home"));
+        ck_assert_ptr_nonnull(
+                strstr(json_string_value(json_object_get(json_object_get(dev, "diagnosis"), "remedy")),
+                        "Renogy DC Home"));
         json_decref(dev);
         ck_assert_int_ge(sim_set_fault(&env, CONTROLLER, "held_by_other_central", 0), 0);
         /* Back within two poll intervals after the fault clears. */
@@ -231,7 +248,8 @@ START_TEST(fault_inverter_asleep_power_cycle_advice)
         ck_assert_ptr_nonnull(strstr(remedy, "2 minutes"));
         /* Readings stay, with their age. */
         ck_assert_ptr_nonnull(json_object_get(json_object_get(dev, "readings"), "battery_voltage"));
-        ck_assert(!json_is_true(json_object_get(dev, "available")) || json_real_value(json_object_get(dev, "age_s")) < 15);
+        ck_assert(!json_is_true(json_object_get(dev, "available")) ||
+                  json_real_value(json_object_get(dev, "age_s")) < 15);
         json_decref(dev);
         ck_assert_int_ge(sim_set_fault(&env, INVERTER, "asleep", 0), 0);
         json_decref(must_wait("inverter", dev_state_is, "online", 2 * 5 + 15));
@@ -272,7 +290,8 @@ START_TEST(bluetoothd_restart_and_adapter_unplug)
         ck_assert_int_ge(sim_simple(&env, "RestartBluez", "u", 1500), 0);
         sleep_s(0.3);
         json_t *h = http_json(&env, "GET", "/api/v1/health", NULL, NULL);
-        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(h, "system"), "diagnosis"), "code")),
+        ck_assert_str_eq(json_string_value(json_object_get(
+                                 json_object_get(json_object_get(h, "system"), "diagnosis"), "code")),
                 "bluez_not_running");
         json_decref(h);
         json_decref(must_wait("rover", dev_online_polled_after, t0, 20));
@@ -297,7 +316,8 @@ static json_t *system_diagnosis(void)
 START_TEST(bus_access_denied_named)
 {
         char sc[400];
-        struct env_config cfg = {.scenario = source_path("scenarios/demo.json", sc, sizeof sc), .deny_bluez = true,
+        struct env_config cfg = {.scenario = source_path("scenarios/demo.json", sc, sizeof sc),
+                .deny_bluez = true,
                 .options_json = demo_options};
         ck_assert_int_eq(env_start(&env, &cfg), 0);
         env_up = true;
@@ -323,7 +343,8 @@ END_TEST
 START_TEST(bus_missing_and_bluez_missing_named)
 {
         char sc[400];
-        struct env_config cfg = {.scenario = source_path("scenarios/demo.json", sc, sizeof sc), .no_sim = true,
+        struct env_config cfg = {.scenario = source_path("scenarios/demo.json", sc, sizeof sc),
+                .no_sim = true,
                 .options_json = demo_options};
         ck_assert_int_eq(env_start(&env, &cfg), 0);
         env_up = true;
@@ -333,11 +354,12 @@ START_TEST(bus_missing_and_bluez_missing_named)
         cfg.bus_address_override = "unix:path=/nonexistent/blupow/system_bus_socket";
         ck_assert_int_eq(env_start_daemon(&env, &cfg), 0);
         dev = must_wait("rover", dev_diag_is, "no_system_bus", 10);
-        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(json_object_get(dev, "diagnosis"), "remedy")), "host_dbus"));
+        ck_assert_ptr_nonnull(
+                strstr(json_string_value(json_object_get(json_object_get(dev, "diagnosis"), "remedy")),
+                        "host_dbus"));
         json_decref(dev);
 }
 END_TEST
-
 
 static int status_of(const char *method, const char *path, const char *body, char **resp)
 {
@@ -375,14 +397,19 @@ START_TEST(api_routes_and_errors)
         free(r);
 
         /* Add, refuse the duplicate, remove; options devices cannot be removed here. */
-        const char *shunt2 = "{\"name\":\"Shunt copy\",\"address\":\"C4:D3:6A:00:11:22\",\"type\":\"shunt\"}";
+        const char *shunt2 =
+                "{\"name\":\"Shunt copy\",\"address\":\"C4:D3:6A:00:11:22\",\"type\":\"shunt\"}";
         ck_assert_int_eq(status_of("POST", "/api/v1/devices", shunt2, &r), 409);
         ck_assert_ptr_nonnull(strstr(r, "same device"));
         free(r);
-        const char *extra = "{\"name\":\"Spare Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\",\"modbus_id\":16}";
+        const char *extra =
+                "{\"name\":\"Spare "
+                "Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\",\"modbus_id\":16}";
         ck_assert_int_eq(status_of("POST", "/api/v1/devices", extra, &r), 201);
         free(r);
-        ck_assert_int_eq(status_of("POST", "/api/v1/devices", "{\"name\":\"X\",\"address\":\"bad\",\"type\":\"controller\"}", &r), 400);
+        ck_assert_int_eq(status_of("POST", "/api/v1/devices",
+                                 "{\"name\":\"X\",\"address\":\"bad\",\"type\":\"controller\"}", &r),
+                400);
         free(r);
         ck_assert_int_eq(status_of("DELETE", "/api/v1/devices/rover", NULL, &r), 409);
         free(r);
@@ -411,7 +438,8 @@ START_TEST(api_routes_and_errors)
         ck_assert_int_eq(st, 200);
         json_decref(v);
         json_t *regs = sim_readings(&env, CONTROLLER, 255);
-        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(regs, "load_status"), "value")), "off");
+        ck_assert_str_eq(
+                json_string_value(json_object_get(json_object_get(regs, "load_status"), "value")), "off");
         json_decref(regs);
         ck_assert_int_eq(status_of("POST", "/api/v1/devices/inverter/load", "{\"on\": true}", &r), 400);
         free(r);

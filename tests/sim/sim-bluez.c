@@ -10,9 +10,9 @@
 #include "modbus.h"
 #include "sim.h"
 
-#define UUID(x) "0000" x "-0000-1000-8000-00805f9b34fb"
-#define ERR_FAILED "org.bluez.Error.Failed"
-#define ERR_NOT_READY "org.bluez.Error.NotReady"
+#define UUID(x)         "0000" x "-0000-1000-8000-00805f9b34fb"
+#define ERR_FAILED      "org.bluez.Error.Failed"
+#define ERR_NOT_READY   "org.bluez.Error.NotReady"
 #define ERR_IN_PROGRESS "org.bluez.Error.InProgress"
 
 uint64_t sim_now(void)
@@ -59,10 +59,13 @@ static void later_full(struct sim_module *m, unsigned ms, bool any_generation,
         struct later *l = calloc(1, sizeof *l);
         if (!l)
                 return;
-        *l = (struct later){.m = m, .generation = m->generation, .any_generation = any_generation, .fn = fn,
+        *l = (struct later){.m = m,
+                .generation = m->generation,
+                .any_generation = any_generation,
+                .fn = fn,
                 .data = data};
-        if (sd_event_add_time_relative(m->sim->event, &l->src, CLOCK_MONOTONIC, (uint64_t)ms * USEC_PER_MSEC, 1,
-                    later_cb, l) < 0) {
+        if (sd_event_add_time_relative(m->sim->event, &l->src, CLOCK_MONOTONIC, (uint64_t)ms * USEC_PER_MSEC,
+                    1, later_cb, l) < 0) {
                 free(l);
                 free(data);
                 return;
@@ -145,7 +148,8 @@ static bool list_empty(char **list)
 struct sim_module *sim_module_by_address(struct sim *sim, const char *address)
 {
         for (size_t i = 0; i < sim->n_modules; i++)
-                if (strcasecmp(sim->modules[i].address, address) == 0 || streq(sim->modules[i].path, address))
+                if (strcasecmp(sim->modules[i].address, address) == 0 ||
+                        streq(sim->modules[i].path, address))
                         return &sim->modules[i];
         return NULL;
 }
@@ -161,7 +165,7 @@ struct sim_adapter *sim_adapter_by_name(struct sim *sim, const char *name)
 bool sim_module_advertising(const struct sim_module *m)
 {
         return !m->connected && !m->faults[FAULT_ASLEEP] && !m->faults[FAULT_HELD] && m->adapter->present &&
-                m->adapter->powered;
+               m->adapter->powered;
 }
 
 static struct sim_gatt *notify_char(struct sim_module *m)
@@ -256,19 +260,24 @@ static int parse_write_options(sd_bus_message *msg, const char **type, sd_bus_er
                         return r;
                 if (streq(key, "type")) {
                         if (!streq(contents, "s"))
-                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments",
+                                        "Invalid arguments in method call");
                         if ((r = sd_bus_message_read(msg, "v", "s", type)) < 0)
                                 return r;
-                        if (!streq(*type, "command") && !streq(*type, "request") && !streq(*type, "reliable"))
-                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                        if (!streq(*type, "command") && !streq(*type, "request") &&
+                                !streq(*type, "reliable"))
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments",
+                                        "Invalid arguments in method call");
                 } else if (streq(key, "offset")) {
                         if (!streq(contents, "q"))
-                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments",
+                                        "Invalid arguments in method call");
                         uint16_t off;
                         if ((r = sd_bus_message_read(msg, "v", "q", &off)) < 0)
                                 return r;
                         if (off != 0)
-                                return sd_bus_error_set(error, "org.bluez.Error.InvalidOffset", "Invalid offset");
+                                return sd_bus_error_set(
+                                        error, "org.bluez.Error.InvalidOffset", "Invalid offset");
                 } else if ((r = sd_bus_message_skip(msg, "v")) < 0)
                         return r; /* unknown keys are ignored, as by BlueZ */
                 if ((r = sd_bus_message_exit_container(msg)) < 0)
@@ -385,7 +394,8 @@ static int method_read_value(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (g->notify)
                 r = sd_bus_message_append_array(reply, 'y', g->module->value, g->module->value_len);
         else
-                r = sd_bus_message_append_array(reply, 'y', g->module->write_value, g->module->write_value_len);
+                r = sd_bus_message_append_array(
+                        reply, 'y', g->module->write_value, g->module->write_value_len);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
@@ -421,7 +431,8 @@ static void gatt_layout(struct sim_module *m)
         memset(m->gatt, 0, sizeof m->gatt);
         if (m->shunt) {
                 g[0] = (struct sim_gatt){.module = m, .uuid = UUID("c011")};
-                g[1] = (struct sim_gatt){.module = m, .service = &g[0], .uuid = UUID("c411"), .notify = true};
+                g[1] = (struct sim_gatt){
+                        .module = m, .service = &g[0], .uuid = UUID("c411"), .notify = true};
                 snprintf(g[0].path, sizeof g[0].path, "%s/service000c", m->path);
                 snprintf(g[1].path, sizeof g[1].path, "%s/service000c/char000d", m->path);
                 m->n_gatt = 2;
@@ -463,7 +474,8 @@ static void gatt_unexport(struct sim_module *m, bool signal)
                 struct sim_gatt *g = &m->gatt[i];
                 if (signal && m->sim->name_owned)
                         sd_bus_emit_interfaces_removed(m->sim->bus, g->path,
-                                g->service ? "org.bluez.GattCharacteristic1" : "org.bluez.GattService1", NULL);
+                                g->service ? "org.bluez.GattCharacteristic1" : "org.bluez.GattService1",
+                                NULL);
                 m->gatt_slots[i] = sd_bus_slot_unref(m->gatt_slots[i]);
         }
         m->gatt_exported = false;
@@ -619,7 +631,8 @@ static int prop_dev_mfr(sd_bus *bus, const char *path, const char *iface, const 
                 (r = sd_bus_message_append(reply, "q", (uint16_t)(b[1] << 8 | b[0]))) < 0 ||
                 (r = sd_bus_message_open_container(reply, 'v', "ay")) < 0 ||
                 (r = sd_bus_message_append_array(reply, 'y', payload, sizeof payload)) < 0 ||
-                (r = sd_bus_message_close_container(reply)) < 0 || (r = sd_bus_message_close_container(reply)) < 0)
+                (r = sd_bus_message_close_container(reply)) < 0 ||
+                (r = sd_bus_message_close_container(reply)) < 0)
                 return r;
         return sd_bus_message_close_container(reply);
 }
@@ -814,8 +827,8 @@ static const sd_bus_vtable rssi_vtable[] = {
 static int emit_invalidated(struct sim_module *m, const char *prop)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *sig = NULL;
-        int r = sd_bus_message_new_signal(m->sim->bus, &sig, m->path, "org.freedesktop.DBus.Properties",
-                "PropertiesChanged");
+        int r = sd_bus_message_new_signal(
+                m->sim->bus, &sig, m->path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
         if (r < 0)
                 return r;
         if ((r = sd_bus_message_append(sig, "sa{sv}", "org.bluez.Device1", 0)) < 0 ||
@@ -828,10 +841,12 @@ static void module_export(struct sim_module *m, bool with_rssi)
 {
         if (m->exported)
                 return;
-        if (sd_bus_add_object_vtable(m->sim->bus, &m->dev_slot, m->path, "org.bluez.Device1", device_vtable, m) < 0)
+        if (sd_bus_add_object_vtable(
+                    m->sim->bus, &m->dev_slot, m->path, "org.bluez.Device1", device_vtable, m) < 0)
                 return;
         if (with_rssi) {
-                sd_bus_add_object_vtable(m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
+                sd_bus_add_object_vtable(
+                        m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
                 m->seen = true;
         }
         m->exported = true;
@@ -875,7 +890,8 @@ static void module_advertised(struct sim_module *m)
         static const int8_t jitter[] = {0, 2, -1, 3, -2, 1, -3, 0};
         m->rssi = (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
         if (!m->seen) {
-                sd_bus_add_object_vtable(m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
+                sd_bus_add_object_vtable(
+                        m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
                 m->seen = true;
         }
         emit_device(m, "RSSI");
@@ -906,10 +922,12 @@ static void discovery_update(struct sim_adapter *a)
                 return;
         a->discovering = on;
         if (a->sim->name_owned)
-                sd_bus_emit_properties_changed(a->sim->bus, a->path, "org.bluez.Adapter1", "Discovering", NULL);
+                sd_bus_emit_properties_changed(
+                        a->sim->bus, a->path, "org.bluez.Adapter1", "Discovering", NULL);
         if (on) {
                 if (!a->adv_timer)
-                        sd_event_add_time_relative(a->sim->event, &a->adv_timer, CLOCK_MONOTONIC, 0, 1, adv_tick, a);
+                        sd_event_add_time_relative(
+                                a->sim->event, &a->adv_timer, CLOCK_MONOTONIC, 0, 1, adv_tick, a);
                 sd_event_source_set_enabled(a->adv_timer, SD_EVENT_ON);
                 for (size_t i = 0; i < a->sim->n_modules; i++)
                         a->sim->modules[i].last_adv_usec = 0;
@@ -955,8 +973,13 @@ static int method_set_discovery_filter(sd_bus_message *msg, void *userdata, sd_b
         static const struct {
                 const char *key, *sig;
         } keys[] = {
-                {"UUIDs", "as"}, {"RSSI", "n"}, {"Pathloss", "q"}, {"Transport", "s"},
-                {"DuplicateData", "b"}, {"Discoverable", "b"}, {"Pattern", "s"},
+                {"UUIDs", "as"},
+                {"RSSI", "n"},
+                {"Pathloss", "q"},
+                {"Transport", "s"},
+                {"DuplicateData", "b"},
+                {"Discoverable", "b"},
+                {"Pattern", "s"},
         };
         if (!a->powered)
                 return sd_bus_error_set(error, ERR_NOT_READY, "Resource Not Ready");
@@ -973,13 +996,15 @@ static int method_set_discovery_filter(sd_bus_message *msg, void *userdata, sd_b
                         if (streq(key, keys[i].key) && streq(contents, keys[i].sig))
                                 ok = true;
                 if (!ok)
-                        return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                        return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments",
+                                "Invalid arguments in method call");
                 if (streq(key, "Transport")) {
                         const char *t;
                         if ((r = sd_bus_message_read(msg, "v", "s", &t)) < 0)
                                 return r;
                         if (!streq(t, "auto") && !streq(t, "le") && !streq(t, "bredr"))
-                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments", "Invalid arguments in method call");
+                                return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments",
+                                        "Invalid arguments in method call");
                 } else if ((r = sd_bus_message_skip(msg, "v")) < 0)
                         return r;
                 if ((r = sd_bus_message_exit_container(msg)) < 0)
@@ -1009,8 +1034,8 @@ static int method_remove_device(sd_bus_message *msg, void *userdata, sd_bus_erro
 
 static int method_get_discovery_filters(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
-        return sd_bus_reply_method_return(msg, "as", 7, "UUIDs", "RSSI", "Pathloss", "Transport", "DuplicateData",
-                "Discoverable", "Pattern");
+        return sd_bus_reply_method_return(msg, "as", 7, "UUIDs", "RSSI", "Pathloss", "Transport",
+                "DuplicateData", "Discoverable", "Pattern");
 }
 
 static int prop_adapter_str(sd_bus *bus, const char *path, const char *iface, const char *prop,
@@ -1064,17 +1089,21 @@ static const sd_bus_vtable adapter_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD("StartDiscovery", "", "", method_start_discovery, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("StopDiscovery", "", "", method_stop_discovery, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD("SetDiscoveryFilter", "a{sv}", "", method_set_discovery_filter, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD(
+                "SetDiscoveryFilter", "a{sv}", "", method_set_discovery_filter, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("RemoveDevice", "o", "", method_remove_device, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD("GetDiscoveryFilters", "", "as", method_get_discovery_filters, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD(
+                "GetDiscoveryFilters", "", "as", method_get_discovery_filters, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Address", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("AddressType", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Name", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Alias", "s", prop_adapter_str, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Class", "u", prop_adapter_u32, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_WRITABLE_PROPERTY("Powered", "b", prop_adapter_bool, set_powered, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_WRITABLE_PROPERTY(
+                "Powered", "b", prop_adapter_bool, set_powered, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Discoverable", "b", prop_adapter_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("DiscoverableTimeout", "u", prop_adapter_u32, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY(
+                "DiscoverableTimeout", "u", prop_adapter_u32, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Pairable", "b", prop_adapter_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("PairableTimeout", "u", prop_adapter_u32, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Discovering", "b", prop_adapter_bool, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -1105,7 +1134,8 @@ void sim_adapter_add(struct sim_adapter *a)
         if (a->slot)
                 return;
         a->present = true;
-        if (sd_bus_add_object_vtable(a->sim->bus, &a->slot, a->path, "org.bluez.Adapter1", adapter_vtable, a) < 0)
+        if (sd_bus_add_object_vtable(
+                    a->sim->bus, &a->slot, a->path, "org.bluez.Adapter1", adapter_vtable, a) < 0)
                 return;
         if (a->sim->name_owned)
                 sd_bus_emit_interfaces_added(a->sim->bus, a->path, "org.bluez.Adapter1", NULL);
@@ -1143,7 +1173,8 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
                         discovery_update(&sim->adapters[i]);
         for (size_t i = 0; i < sim->n_modules; i++) {
                 struct sim_module *m = &sim->modules[i];
-                if (client_remove(m->notify_clients, name) && list_empty(m->notify_clients) && m->notifying) {
+                if (client_remove(m->notify_clients, name) && list_empty(m->notify_clients) &&
+                        m->notifying) {
                         m->notifying = false;
                         struct sim_gatt *g = notify_char(m);
                         if (g && m->gatt_exported)

@@ -56,9 +56,9 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (!iface || !path)
                 return 0;
         bool bluez = startswith(iface, "org.bluez.") ||
-                (startswith(path, "/org/bluez") && streq(iface, "org.freedesktop.DBus.Properties") &&
-                        streq(sd_bus_message_get_member(m), "Set")) ||
-                streq(sd_bus_message_get_member(m), "GetManagedObjects");
+                     (startswith(path, "/org/bluez") && streq(iface, "org.freedesktop.DBus.Properties") &&
+                             streq(sd_bus_message_get_member(m), "Set")) ||
+                     streq(sd_bus_message_get_member(m), "GetManagedObjects");
         if (!bluez || !sim->name_owned)
                 return 0;
         char detail[1100] = "";
@@ -78,7 +78,8 @@ static struct sim_module *find_module(struct sim *sim, const char *address, sd_b
 {
         struct sim_module *m = sim_module_by_address(sim, address);
         if (!m)
-                sd_bus_error_setf(error, "org.blupow.Sim1.Error.NoSuchModule", "No module with address %s", address);
+                sd_bus_error_setf(
+                        error, "org.blupow.Sim1.Error.NoSuchModule", "No module with address %s", address);
         return m;
 }
 
@@ -95,7 +96,8 @@ static int method_set_fault(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 return -ENOENT;
         int f = sim_fault_from_name(fault);
         if (f < 0)
-                return sd_bus_error_setf(error, "org.blupow.Sim1.Error.NoSuchFault", "Unknown fault %s", fault);
+                return sd_bus_error_setf(
+                        error, "org.blupow.Sim1.Error.NoSuchFault", "Unknown fault %s", fault);
         m->faults[f] = count;
         /* A module that falls asleep or is taken by another central drops our link. */
         if ((f == FAULT_ASLEEP || f == FAULT_HELD) && count != 0)
@@ -113,7 +115,8 @@ static int method_set_powered(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return r;
         struct sim_adapter *a = sim_adapter_by_name(sim, name);
         if (!a)
-                return sd_bus_error_setf(error, "org.blupow.Sim1.Error.NoSuchAdapter", "No adapter %s", name);
+                return sd_bus_error_setf(
+                        error, "org.blupow.Sim1.Error.NoSuchAdapter", "No adapter %s", name);
         sim_adapter_set_powered(a, on);
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -127,7 +130,8 @@ static int method_adapter_presence(sd_bus_message *msg, void *userdata, sd_bus_e
                 return r;
         struct sim_adapter *a = sim_adapter_by_name(sim, name);
         if (!a)
-                return sd_bus_error_setf(error, "org.blupow.Sim1.Error.NoSuchAdapter", "No adapter %s", name);
+                return sd_bus_error_setf(
+                        error, "org.blupow.Sim1.Error.NoSuchAdapter", "No adapter %s", name);
         if (streq(sd_bus_message_get_member(msg), "RemoveAdapter"))
                 sim_adapter_remove(a);
         else
@@ -169,11 +173,13 @@ static int method_set_value(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 return -ENOENT;
         struct sim_unit *u = find_unit(m, id);
         if (!u)
-                return sd_bus_error_setf(error, "org.blupow.Sim1.Error.NoSuchUnit", "No unit with id %u", id);
+                return sd_bus_error_setf(
+                        error, "org.blupow.Sim1.Error.NoSuchUnit", "No unit with id %u", id);
         u->animate = false;
         r = sim_unit_set_value(u, key, value);
         if (r < 0)
-                return sd_bus_error_setf(error, "org.blupow.Sim1.Error.BadValue", "Cannot set %s: %s", key, strerror(-r));
+                return sd_bus_error_setf(
+                        error, "org.blupow.Sim1.Error.BadValue", "Cannot set %s: %s", key, strerror(-r));
         sim_unit_rebase(u, key, value);
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -192,7 +198,8 @@ static int method_get_readings(sd_bus_message *msg, void *userdata, sd_bus_error
                 return -ENOENT;
         struct sim_unit *u = find_unit(m, id);
         if (!u)
-                return sd_bus_error_setf(error, "org.blupow.Sim1.Error.NoSuchUnit", "No unit with id %u", id);
+                return sd_bus_error_setf(
+                        error, "org.blupow.Sim1.Error.NoSuchUnit", "No unit with id %u", id);
         struct renogy_image img;
         renogy_image_init(&img);
         if (u->family->byte_addressed)
@@ -204,7 +211,8 @@ static int method_get_readings(sd_bus_message *msg, void *userdata, sd_bus_error
                         for (uint32_t x = b->reg; x < (uint32_t)b->reg + b->count; x++)
                                 ok = ok && (u->defined[x / 8] & (1u << (x % 8)));
                         if (ok)
-                                renogy_image_add_words(&img, b->reg, (uint8_t *)u->regs + 2 * (size_t)b->reg, b->count);
+                                renogy_image_add_words(
+                                        &img, b->reg, (uint8_t *)u->regs + 2 * (size_t)b->reg, b->count);
                 }
         struct renogy_readings rd;
         renogy_decode(u->family, &img, &rd);
@@ -227,7 +235,8 @@ static int method_get_stats(sd_bus_message *msg, void *userdata, sd_bus_error *e
         return sd_bus_reply_method_return(msg, "a{su}", 9, "connects", m->n_connects, "disconnects",
                 m->n_disconnects, "writes", m->n_writes, "requests", m->n_requests, "max_outstanding",
                 m->max_outstanding, "connects_while_discovering", m->connects_while_discovering, "connected",
-                (uint32_t)m->connected, "notifying", (uint32_t)m->notifying, "exported", (uint32_t)m->exported);
+                (uint32_t)m->connected, "notifying", (uint32_t)m->notifying, "exported",
+                (uint32_t)m->exported);
 }
 
 static int method_get_calls(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -241,7 +250,8 @@ static int method_get_calls(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 return r;
         for (size_t i = 0; i < sim->n_calls; i++) {
                 struct sim_call *c = &sim->calls[i];
-                if ((r = sd_bus_message_append(reply, "(tssss)", c->usec, c->sender, c->path, c->member, c->detail)) < 0)
+                if ((r = sd_bus_message_append(
+                             reply, "(tssss)", c->usec, c->sender, c->path, c->member, c->detail)) < 0)
                         return r;
         }
         if ((r = sd_bus_message_close_container(reply)) < 0)

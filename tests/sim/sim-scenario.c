@@ -44,10 +44,10 @@ static bool valid_address(const char *s)
         return true;
 }
 
-#define FAIL(...)                                                                                 \
-        do {                                                                                      \
-                snprintf(err, err_size, __VA_ARGS__);                                             \
-                return -EINVAL;                                                                   \
+#define FAIL(...)                                                                                           \
+        do {                                                                                                \
+                snprintf(err, err_size, __VA_ARGS__);                                                       \
+                return -EINVAL;                                                                             \
         } while (0)
 
 static int get_uint(json_t *obj, const char *key, unsigned max, unsigned *out, const char *where, char *err,
@@ -85,7 +85,8 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
 
         json_t *jv = json_object_get(ju, "values"), *val;
         const char *key;
-        json_object_foreach(jv, key, val) {
+        json_object_foreach(jv, key, val)
+        {
                 if (json_is_string(val))
                         r = sim_unit_set_text(u, key, json_string_value(val));
                 else if (json_is_number(val))
@@ -94,12 +95,14 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
                         r = -EINVAL;
                 if (r < 0)
                         FAIL("%s.values.%s: %s", where, key,
-                                r == -ENOENT ? "no such reading in this family" : "value out of range or of the wrong type");
+                                r == -ENOENT ? "no such reading in this family"
+                                             : "value out of range or of the wrong type");
                 if (json_is_number(val))
                         sim_unit_rebase(u, key, json_number_value(val));
         }
         json_t *jr = json_object_get(ju, "registers");
-        json_object_foreach(jr, key, val) {
+        json_object_foreach(jr, key, val)
+        {
                 char *end;
                 unsigned long reg = strtoul(key, &end, 0);
                 if (*end || reg > 0xFFFF || !json_is_integer(val) || json_integer_value(val) < 0 ||
@@ -111,13 +114,14 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
         }
         json_t *ex = json_object_get(ju, "missing_blocks"), *b;
         size_t j;
-        json_array_foreach(ex, j, b) {
+        json_array_foreach(ex, j, b)
+        {
                 /* Registers this model lacks: reads touching them get exception 02. */
                 unsigned long reg = (unsigned long)json_integer_value(b);
                 for (const struct renogy_block *bl = fam->blocks; bl < fam->blocks + fam->n_blocks; bl++)
                         if (bl->reg == reg)
                                 for (uint32_t x = bl->reg; x < (uint32_t)bl->reg + bl->count; x++)
-                                        u->defined[x / 8] &= (uint8_t)~(1u << (x % 8));
+                                        u->defined[x / 8] &= (uint8_t) ~(1u << (x % 8));
         }
         json_t *anim = json_object_get(ju, "animate");
         if (anim)
@@ -125,7 +129,8 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
         return 0;
 }
 
-static int parse_module(struct sim *sim, struct sim_module *m, json_t *jm, size_t idx, char *err, size_t err_size)
+static int parse_module(
+        struct sim *sim, struct sim_module *m, json_t *jm, size_t idx, char *err, size_t err_size)
 {
         char where[64];
         snprintf(where, sizeof where, "modules[%zu]", idx);
@@ -152,14 +157,19 @@ static int parse_module(struct sim *sim, struct sim_module *m, json_t *jm, size_
         m->rssi = -60;
         json_t *rssi = json_object_get(jm, "rssi");
         if (rssi) {
-                if (!json_is_integer(rssi) || json_integer_value(rssi) < -127 || json_integer_value(rssi) > 20)
+                if (!json_is_integer(rssi) || json_integer_value(rssi) < -127 ||
+                        json_integer_value(rssi) > 20)
                         FAIL("%s.rssi: expected dBm from -127 to 20", where);
                 m->rssi = (int16_t)json_integer_value(rssi);
         }
         m->rssi_base = m->rssi;
         m->timing = (struct sim_timing){
-                .connect_ms = 300, .resolve_ms = 400, .response_ms = 60, .chunk_interval_ms = 8,
-                .chunk_size = 20, .advertising_interval_ms = 200,
+                .connect_ms = 300,
+                .resolve_ms = 400,
+                .response_ms = 60,
+                .chunk_interval_ms = 8,
+                .chunk_size = 20,
+                .advertising_interval_ms = 200,
         };
         json_t *jt = json_object_get(jm, "timing");
         if (jt && !json_is_object(jt))
@@ -167,9 +177,11 @@ static int parse_module(struct sim *sim, struct sim_module *m, json_t *jm, size_
         if (get_uint(jt, "connect_ms", 60000, &m->timing.connect_ms, where, err, err_size) < 0 ||
                 get_uint(jt, "resolve_ms", 60000, &m->timing.resolve_ms, where, err, err_size) < 0 ||
                 get_uint(jt, "response_ms", 60000, &m->timing.response_ms, where, err, err_size) < 0 ||
-                get_uint(jt, "chunk_interval_ms", 10000, &m->timing.chunk_interval_ms, where, err, err_size) < 0 ||
+                get_uint(jt, "chunk_interval_ms", 10000, &m->timing.chunk_interval_ms, where, err,
+                        err_size) < 0 ||
                 get_uint(jt, "chunk_size", 512, &m->timing.chunk_size, where, err, err_size) < 0 ||
-                get_uint(jt, "advertising_interval_ms", 60000, &m->timing.advertising_interval_ms, where, err, err_size) < 0)
+                get_uint(jt, "advertising_interval_ms", 60000, &m->timing.advertising_interval_ms, where,
+                        err, err_size) < 0)
                 return -EINVAL;
         if (m->timing.chunk_size < 1)
                 FAIL("%s.timing.chunk_size: must be at least 1", where);
@@ -178,13 +190,15 @@ static int parse_module(struct sim *sim, struct sim_module *m, json_t *jm, size_
         if (!json_is_array(units) || json_array_size(units) == 0 || json_array_size(units) > SIM_MAX_UNITS)
                 FAIL("%s.units: expected a list of 1 to %d units", where, SIM_MAX_UNITS);
         size_t i;
-        json_array_foreach(units, i, ju) {
+        json_array_foreach(units, i, ju)
+        {
                 if (parse_unit(m, ju, i, err, err_size) < 0)
                         return -EINVAL;
         }
         json_t *faults = json_object_get(jm, "faults"), *fv;
         const char *fk;
-        json_object_foreach(faults, fk, fv) {
+        json_object_foreach(faults, fk, fv)
+        {
                 int f = sim_fault_from_name(fk);
                 if (f < 0)
                         FAIL("%s.faults.%s: unknown fault", where, fk);
@@ -212,8 +226,10 @@ int sim_scenario_parse(struct sim *sim, const char *text, char *err, size_t err_
                 snprintf(err, err_size, "expected a JSON object");
                 goto out;
         }
-        if (get_uint(root, "temporary_timeout_s", 3600, &sim->temporary_timeout_s, "scenario", err, err_size) < 0 ||
-                get_uint(root, "le_connect_timeout_ms", 120000, &sim->le_connect_timeout_ms, "scenario", err, err_size) < 0)
+        if (get_uint(root, "temporary_timeout_s", 3600, &sim->temporary_timeout_s, "scenario", err,
+                    err_size) < 0 ||
+                get_uint(root, "le_connect_timeout_ms", 120000, &sim->le_connect_timeout_ms, "scenario", err,
+                        err_size) < 0)
                 goto out;
         size_t i;
         if (!adapters) {
@@ -223,11 +239,12 @@ int sim_scenario_parse(struct sim *sim, const char *text, char *err, size_t err_
                 snprintf(a->name, sizeof a->name, "hci0");
                 snprintf(a->address, sizeof a->address, "00:1A:7D:DA:71:13");
         } else if (!json_is_array(adapters) || json_array_size(adapters) == 0 ||
-                json_array_size(adapters) > ELEMENTSOF(sim->adapters)) {
+                   json_array_size(adapters) > ELEMENTSOF(sim->adapters)) {
                 snprintf(err, err_size, "adapters: expected a list of 1 to 4 adapters");
                 goto out;
         }
-        json_array_foreach(adapters, i, ja) {
+        json_array_foreach(adapters, i, ja)
+        {
                 struct sim_adapter *a = &sim->adapters[sim->n_adapters++];
                 const char *name = json_string_value(json_object_get(ja, "name"));
                 const char *addr = json_string_value(json_object_get(ja, "address"));
@@ -238,10 +255,12 @@ int sim_scenario_parse(struct sim *sim, const char *text, char *err, size_t err_
                 }
                 *a = (struct sim_adapter){.sim = sim, .present = true, .powered = !pw || json_is_true(pw)};
                 snprintf(a->name, sizeof a->name, "%s", name);
-                snprintf(a->address, sizeof a->address, "%s", addr && valid_address(addr) ? addr : "00:1A:7D:DA:71:13");
+                snprintf(a->address, sizeof a->address, "%s",
+                        addr && valid_address(addr) ? addr : "00:1A:7D:DA:71:13");
         }
         for (i = 0; i < sim->n_adapters; i++)
-                snprintf(sim->adapters[i].path, sizeof sim->adapters[i].path, "/org/bluez/%s", sim->adapters[i].name);
+                snprintf(sim->adapters[i].path, sizeof sim->adapters[i].path, "/org/bluez/%s",
+                        sim->adapters[i].name);
 
         json_t *modules = json_object_get(root, "modules"), *jm;
         if (!json_is_array(modules)) {
@@ -253,12 +272,14 @@ int sim_scenario_parse(struct sim *sim, const char *text, char *err, size_t err_
                 r = -ENOMEM;
                 goto out;
         }
-        json_array_foreach(modules, i, jm) {
+        json_array_foreach(modules, i, jm)
+        {
                 if (parse_module(sim, &sim->modules[sim->n_modules++], jm, i, err, err_size) < 0)
                         goto out;
                 for (size_t k = 0; k + 1 < sim->n_modules; k++)
                         if (streq(sim->modules[k].address, sim->modules[i].address)) {
-                                snprintf(err, err_size, "modules[%zu].address: %s is already used by modules[%zu]", i,
+                                snprintf(err, err_size,
+                                        "modules[%zu].address: %s is already used by modules[%zu]", i,
                                         sim->modules[i].address, k);
                                 goto out;
                         }
@@ -276,7 +297,8 @@ int sim_scenario_load(struct sim *sim, const char *name_or_path, char *err, size
                 snprintf(path, sizeof path, "%s", name_or_path);
         else {
                 const char *dir = getenv("BLUPOW_SCENARIO_DIR");
-                snprintf(path, sizeof path, "%s/%s.json", dir ? dir : BLUPOW_DATADIR "/scenarios", name_or_path);
+                snprintf(path, sizeof path, "%s/%s.json", dir ? dir : BLUPOW_DATADIR "/scenarios",
+                        name_or_path);
         }
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         if (!f) {

@@ -12,7 +12,7 @@
 #include "renogy/family.h"
 #include "renogy/shunt.h"
 
-#define SIM_MAX_UNITS 8
+#define SIM_MAX_UNITS   8
 #define SIM_MAX_CLIENTS 8
 
 struct sim;
@@ -40,22 +40,22 @@ struct sim_timing {
 };
 
 enum sim_fault {
-        FAULT_CONNECT_ABORT,      /* Connect fails with le-connection-abort-by-local */
-        FAULT_CONNECT_HANG,       /* Connect never replies */
-        FAULT_DROP_MID_RESPONSE,  /* link drops after the first chunk of a reply */
-        FAULT_RESOLVED_EARLY,     /* ServicesResolved before the characteristics exist */
-        FAULT_CORRUPT,            /* a reply with a bad CRC */
-        FAULT_EXCEPTION,          /* a Modbus exception reply (device failure) */
-        FAULT_ASLEEP,             /* not advertising, connects time out */
-        FAULT_HELD,               /* another central holds it: not advertising, connects abort */
+        FAULT_CONNECT_ABORT,     /* Connect fails with le-connection-abort-by-local */
+        FAULT_CONNECT_HANG,      /* Connect never replies */
+        FAULT_DROP_MID_RESPONSE, /* link drops after the first chunk of a reply */
+        FAULT_RESOLVED_EARLY,    /* ServicesResolved before the characteristics exist */
+        FAULT_CORRUPT,           /* a reply with a bad CRC */
+        FAULT_EXCEPTION,         /* a Modbus exception reply (device failure) */
+        FAULT_ASLEEP,            /* not advertising, connects time out */
+        FAULT_HELD,              /* another central holds it: not advertising, connects abort */
         _FAULT_MAX,
 };
 
 struct sim_unit {
         uint8_t id;
         const struct renogy_family *family;
-        uint16_t *regs;     /* 65536 words */
-        uint8_t *defined;   /* 8192-byte bitmap: registers that exist on this model */
+        uint16_t *regs;                   /* 65536 words */
+        uint8_t *defined;                 /* 8192-byte bitmap: registers that exist on this model */
         double base[RENOGY_MAX_READINGS]; /* scenario values per field index, NaN if none */
         bool animate;
         uint8_t shunt_frame[SHUNT_LIVE_FRAME_LEN];
@@ -76,31 +76,31 @@ struct sim_module {
         char address[18];
         char path[128];
         int16_t rssi;
-        int16_t rssi_base;  /* the scenario's value; advertisements jitter around it */
+        int16_t rssi_base; /* the scenario's value; advertisements jitter around it */
         struct sim_timing timing;
         struct sim_unit units[SIM_MAX_UNITS];
         size_t n_units;
         bool shunt;
 
         /* BlueZ-side state */
-        bool exported;       /* Device1 object exists */
-        bool temporary;      /* only ever discovered: removed after the temporary timeout */
-        bool seen;           /* RSSI present (discovered in this discovery session) */
+        bool exported;  /* Device1 object exists */
+        bool temporary; /* only ever discovered: removed after the temporary timeout */
+        bool seen;      /* RSSI present (discovered in this discovery session) */
         bool connected;
         bool resolved;
         bool gatt_exported;
         bool notifying;
         char *notify_clients[SIM_MAX_CLIENTS];
         uint64_t last_adv_usec;
-        uint64_t lost_usec;   /* when it stopped being seen */
+        uint64_t lost_usec; /* when it stopped being seen */
         sd_bus_message *pending_connect;
         sd_bus_message *pending_write;
-        unsigned generation;  /* bumped on every link change: stale timers do nothing */
+        unsigned generation; /* bumped on every link change: stale timers do nothing */
         sd_bus_slot *dev_slot, *rssi_slot;
         struct sim_gatt gatt[4];
         size_t n_gatt;
         sd_bus_slot *gatt_slots[4];
-        uint8_t value[512];   /* notify characteristic Value */
+        uint8_t value[512]; /* notify characteristic Value */
         size_t value_len;
         uint8_t write_value[512];
         size_t write_value_len;

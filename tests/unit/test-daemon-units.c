@@ -19,9 +19,13 @@ START_TEST(options_valid_and_defaults)
 {
         struct options o;
         char err[512];
-        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"Rover 1\",\"address\":\"60:98:66:ed:fc:11\",\"type\":\"controller\"},"
-                               "{\"name\":\"Bat\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\",\"modbus_id\":49}],"
-                               "\"poll_interval\":15}", &o, err, sizeof err), 0);
+        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"Rover "
+                               "1\",\"address\":\"60:98:66:ed:fc:11\",\"type\":\"controller\"},"
+                               "{\"name\":\"Bat\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\","
+                               "\"modbus_id\":49}],"
+                               "\"poll_interval\":15}",
+                                 &o, err, sizeof err),
+                0);
         ck_assert_uint_eq(o.n_devices, 2);
         ck_assert_str_eq(o.devices[0].id, "rover-1");
         ck_assert_str_eq(o.devices[0].address, "60:98:66:ED:FC:11");
@@ -48,17 +52,26 @@ START_TEST(options_rejected_with_the_option_named)
                 {"{\"log_level\": \"loud\"}", "'log_level'"},
                 {"{\"api_token\": \"short\"}", "'api_token'"},
                 {"{\"devices\": {}}", "'devices'"},
-                {"{\"devices\": [{\"name\":\"A\",\"address\":\"zz\",\"type\":\"controller\"}]}", "'devices[0].address'"},
-                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"fridge\"}]}", "'devices[0].type'"},
-                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\",\"modbus_id\":300}]}", "'devices[0].modbus_id'"},
-                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\",\"colour\":1}]}", "'devices[0].colour'"},
-                {"{\"devices\": [{\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\"}]}", "'devices[0].name'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"zz\",\"type\":\"controller\"}]}",
+                        "'devices[0].address'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"fridge\"}]}",
+                        "'devices[0].type'"},
+                {"{\"devices\": "
+                 "[{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\",\"modbus_id\":300}"
+                 "]}",
+                        "'devices[0].modbus_id'"},
+                {"{\"devices\": "
+                 "[{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\",\"colour\":1}]}",
+                        "'devices[0].colour'"},
+                {"{\"devices\": [{\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\"}]}",
+                        "'devices[0].name'"},
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
                 struct options o;
                 char err[512] = "";
                 ck_assert_int_eq(parse(bad[i].text, &o, err, sizeof err), -EINVAL);
-                ck_assert_msg(strstr(err, bad[i].needle), "%s: message '%s' does not name %s", bad[i].text, err, bad[i].needle);
+                ck_assert_msg(strstr(err, bad[i].needle), "%s: message '%s' does not name %s", bad[i].text,
+                        err, bad[i].needle);
                 ck_assert_ptr_null(strchr(err, '\n'));
                 options_done(&o);
         }
@@ -69,20 +82,30 @@ START_TEST(options_duplicates_name_both_entries)
 {
         struct options o;
         char err[512];
-        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\"},"
-                               "{\"name\":\"Rover B\",\"address\":\"60:98:66:ed:fc:11\",\"type\":\"controller\",\"modbus_id\":255}]}",
-                &o, err, sizeof err), -EINVAL);
+        ck_assert_int_eq(
+                parse("{\"devices\":[{\"name\":\"Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":"
+                      "\"controller\"},"
+                      "{\"name\":\"Rover "
+                      "B\",\"address\":\"60:98:66:ed:fc:11\",\"type\":\"controller\",\"modbus_id\":255}]}",
+                        &o, err, sizeof err),
+                -EINVAL);
         ck_assert_ptr_nonnull(strstr(err, "devices[1] ('Rover B')"));
         ck_assert_ptr_nonnull(strstr(err, "devices[0] ('Rover')"));
         ck_assert_ptr_nonnull(strstr(err, "same device"));
-        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\"},"
-                               "{\"name\":\"rover\",\"address\":\"11:98:66:ED:FC:11\",\"type\":\"controller\"}]}",
-                &o, err, sizeof err), -EINVAL);
+        ck_assert_int_eq(
+                parse("{\"devices\":[{\"name\":\"Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":"
+                      "\"controller\"},"
+                      "{\"name\":\"rover\",\"address\":\"11:98:66:ED:FC:11\",\"type\":\"controller\"}]}",
+                        &o, err, sizeof err),
+                -EINVAL);
         ck_assert_ptr_nonnull(strstr(err, "same name"));
         /* Same module, different ids: a hub, allowed. */
-        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"B1\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\",\"modbus_id\":48},"
-                               "{\"name\":\"B2\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\",\"modbus_id\":49}]}",
-                &o, err, sizeof err), 0);
+        ck_assert_int_eq(parse("{\"devices\":[{\"name\":\"B1\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":"
+                               "\"battery\",\"modbus_id\":48},"
+                               "{\"name\":\"B2\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\","
+                               "\"modbus_id\":49}]}",
+                                 &o, err, sizeof err),
+                0);
         options_done(&o);
 }
 END_TEST
@@ -133,19 +156,32 @@ END_TEST
 
 START_TEST(bluez_errors_mapped_once)
 {
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "le-connection-abort-by-local"), BLUEZ_ERR_ABORT_BY_LOCAL);
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Software caused connection abort"), BLUEZ_ERR_ABORT_BY_LOCAL);
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "br-connection-canceled"), BLUEZ_ERR_CANCELED);
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Operation already in progress"), BLUEZ_ERR_CONNECT_PENDING);
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "le-connection-timeout"), BLUEZ_ERR_CONNECTION);
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Not connected"), BLUEZ_ERR_NOT_CONNECTED);
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.InProgress", "Operation already in progress"), BLUEZ_ERR_IN_PROGRESS);
-        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.NotReady", "Resource Not Ready"), BLUEZ_ERR_NOT_READY);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "le-connection-abort-by-local"),
+                BLUEZ_ERR_ABORT_BY_LOCAL);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Software caused connection abort"),
+                BLUEZ_ERR_ABORT_BY_LOCAL);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "br-connection-canceled"),
+                BLUEZ_ERR_CANCELED);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "Operation already in progress"),
+                BLUEZ_ERR_CONNECT_PENDING);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.Failed", "le-connection-timeout"),
+                BLUEZ_ERR_CONNECTION);
+        ck_assert_int_eq(
+                bluez_error_from_dbus("org.bluez.Error.Failed", "Not connected"), BLUEZ_ERR_NOT_CONNECTED);
+        ck_assert_int_eq(
+                bluez_error_from_dbus("org.bluez.Error.InProgress", "Operation already in progress"),
+                BLUEZ_ERR_IN_PROGRESS);
+        ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.NotReady", "Resource Not Ready"),
+                BLUEZ_ERR_NOT_READY);
         ck_assert_int_eq(bluez_error_from_dbus("org.bluez.Error.AlreadyConnected", NULL), BLUEZ_OK);
-        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.AccessDenied", "x"), BLUEZ_ERR_ACCESS_DENIED);
-        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.ServiceUnknown", "x"), BLUEZ_ERR_NO_OWNER);
-        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.NoReply", "x"), BLUEZ_ERR_TIMEOUT);
-        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.UnknownObject", "x"), BLUEZ_ERR_UNKNOWN_OBJECT);
+        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.AccessDenied", "x"),
+                BLUEZ_ERR_ACCESS_DENIED);
+        ck_assert_int_eq(
+                bluez_error_from_dbus("org.freedesktop.DBus.Error.ServiceUnknown", "x"), BLUEZ_ERR_NO_OWNER);
+        ck_assert_int_eq(
+                bluez_error_from_dbus("org.freedesktop.DBus.Error.NoReply", "x"), BLUEZ_ERR_TIMEOUT);
+        ck_assert_int_eq(bluez_error_from_dbus("org.freedesktop.DBus.Error.UnknownObject", "x"),
+                BLUEZ_ERR_UNKNOWN_OBJECT);
         ck_assert_int_eq(bluez_error_from_dbus("com.example.Weird", "x"), BLUEZ_ERR_FAILED);
         ck_assert(bluez_error_is_transient(BLUEZ_ERR_ABORT_BY_LOCAL));
         ck_assert(!bluez_error_is_transient(BLUEZ_ERR_NOT_READY));

@@ -36,11 +36,14 @@ static struct device *rover(void)
         static struct device dev;
         memset(&dev, 0, sizeof dev);
         char err[256];
-        ck_assert_int_eq(device_config_from_fields(&dev.cfg, "Rover", "60:98:66:ED:FC:11", "controller", -1, "t", err,
-                sizeof err), 0);
+        ck_assert_int_eq(device_config_from_fields(&dev.cfg, "Rover", "60:98:66:ED:FC:11", "controller", -1,
+                                 "t", err, sizeof err),
+                0);
         char *frames[] = {
                 "12:ff03102020524e472d4354524c2d52565234303724",
-                "256:ff03440064009000040e1900000000000000e8000400010000008f009100110000000100000000000000000000022b000100000000137c00000000000101900000000000040000a3d2",
+                "256:"
+                "ff03440064009000040e1900000000000000e8000400010000008f0091001100000001000000000000000000000"
+                "22b000100000000137c00000000000101900000000000040000a3d2",
         };
         ck_assert_int_eq(frames_decode(&renogy_controller, frames, 2, &dev.readings, err, sizeof err), 0);
         dev.have_readings = true;
@@ -105,7 +108,8 @@ START_TEST(history_across_compaction)
                 steps++;
         ck_assert_int_ge(steps, 2); /* at least two device-hours were compacted */
         struct history_point *p;
-        int n = store_history(s, dev->cfg.id, "battery_voltage", now - 4LL * 3600 * 1000000, now + 1, 90, &p);
+        int n = store_history(
+                s, dev->cfg.id, "battery_voltage", now - 4LL * 3600 * 1000000, now + 1, 90, &p);
         ck_assert_int_gt(n, 60);
         ck_assert_int_le(n, 90);
         unsigned total = 0;

@@ -40,24 +40,29 @@ START_TEST(decode_every_vector)
         ck_assert_int_gt((int)json_array_size(list), 10);
         size_t i, checked = 0;
         json_t *v;
-        json_array_foreach(list, i, v) {
+        json_array_foreach(list, i, v)
+        {
                 const char *id = json_string_value(json_object_get(v, "id"));
-                const struct renogy_family *fam = renogy_family_find(json_string_value(json_object_get(v, "family")));
+                const struct renogy_family *fam =
+                        renogy_family_find(json_string_value(json_object_get(v, "family")));
                 ck_assert_msg(fam, "%s: unknown family", id);
 
                 json_t *frames = json_object_get(v, "frames"), *fr;
                 size_t j;
                 char *args[16];
                 int n = 0;
-                json_array_foreach(frames, j, fr) {
+                json_array_foreach(frames, j, fr)
+                {
                         json_t *reg = json_object_get(fr, "register");
                         char *a;
                         if (json_is_string(reg))
                                 ck_assert_int_ge(asprintf(&a, "%s:%s", json_string_value(reg),
-                                        json_string_value(json_object_get(fr, "hex"))), 0);
+                                                         json_string_value(json_object_get(fr, "hex"))),
+                                        0);
                         else
                                 ck_assert_int_ge(asprintf(&a, "%lld:%s", (long long)json_integer_value(reg),
-                                        json_string_value(json_object_get(fr, "hex"))), 0);
+                                                         json_string_value(json_object_get(fr, "hex"))),
+                                        0);
                         args[n++] = a;
                 }
                 struct renogy_readings rd;
@@ -68,9 +73,11 @@ START_TEST(decode_every_vector)
 
                 const char *key;
                 json_t *want;
-                json_object_foreach(json_object_get(v, "expect"), key, want) {
+                json_object_foreach(json_object_get(v, "expect"), key, want)
+                {
                         json_t *g = json_object_get(json_object_get(got, key), "value");
-                        char *ws = json_dumps(want, JSON_ENCODE_ANY), *gs = g ? json_dumps(g, JSON_ENCODE_ANY) : NULL;
+                        char *ws = json_dumps(want, JSON_ENCODE_ANY),
+                             *gs = g ? json_dumps(g, JSON_ENCODE_ANY) : NULL;
                         ck_assert_msg(g && values_equal(want, g), "%s: %s expected %s, got %s", id, key, ws,
                                 gs ? gs : "nothing");
                         free(ws);
@@ -95,7 +102,9 @@ START_TEST(absent_readings)
         ck_assert_ptr_nonnull(renogy_readings_get(&rd, "temperature_3"));
         ck_assert_ptr_null(renogy_readings_get(&rd, "temperature_4"));
 
-        char *shunt[] = {"notify:4257011901001630a0240806a1230836a202137fa4ffddf1a60033e5a6100000a70003c5a7100000a80bc6b0a9000001aa04e800f8010000"};
+        char *shunt[] = {"notify:"
+                         "4257011901001630a0240806a1230836a202137fa4ffddf1a60033e5a6100000a70003c5a7100000a8"
+                         "0bc6b0a9000001aa04e800f8010000"};
         ck_assert_int_eq(frames_decode(&renogy_shunt, shunt, 1, &rd, err, sizeof err), 0);
         ck_assert_ptr_null(renogy_readings_get(&rd, "battery_temperature"));
 
@@ -114,16 +123,20 @@ START_TEST(requests_build_exactly)
 {
         json_t *list = json_object_get(vectors, "requests"), *q;
         size_t i;
-        json_array_foreach(list, i, q) {
+        json_array_foreach(list, i, q)
+        {
                 uint8_t out[8], want[16];
                 int fn = (int)json_integer_value(json_object_get(q, "function"));
                 uint8_t id = (uint8_t)json_integer_value(json_object_get(q, "device_id"));
                 uint16_t reg = (uint16_t)json_integer_value(json_object_get(q, "register"));
                 if (fn == 3)
-                        modbus_build_read(out, id, reg, (uint16_t)json_integer_value(json_object_get(q, "count")));
+                        modbus_build_read(
+                                out, id, reg, (uint16_t)json_integer_value(json_object_get(q, "count")));
                 else
-                        modbus_build_write(out, id, reg, (uint16_t)json_integer_value(json_object_get(q, "value")));
-                ck_assert_int_eq(hex_decode(json_string_value(json_object_get(q, "hex")), want, sizeof want), 8);
+                        modbus_build_write(
+                                out, id, reg, (uint16_t)json_integer_value(json_object_get(q, "value")));
+                ck_assert_int_eq(
+                        hex_decode(json_string_value(json_object_get(q, "hex")), want, sizeof want), 8);
                 ck_assert_msg(memcmp(out, want, 8) == 0, "%s", json_string_value(json_object_get(q, "id")));
         }
         ck_assert_uint_gt(i, 20);
@@ -134,11 +147,14 @@ START_TEST(exceptions_named)
 {
         json_t *list = json_object_get(vectors, "exceptions"), *e;
         size_t i;
-        json_array_foreach(list, i, e) {
+        json_array_foreach(list, i, e)
+        {
                 uint8_t req_b[16], rep_b[16];
                 hex_decode(json_string_value(json_object_get(e, "request_hex")), req_b, sizeof req_b);
                 int n = hex_decode(json_string_value(json_object_get(e, "hex")), rep_b, sizeof rep_b);
-                struct modbus_request req = {.id = req_b[0], .function = req_b[1], .reg = be16(req_b + 2),
+                struct modbus_request req = {.id = req_b[0],
+                        .function = req_b[1],
+                        .reg = be16(req_b + 2),
                         .count = be16(req_b + 4)};
                 struct modbus_reply rep;
                 json_t *x = json_object_get(e, "expect");
@@ -155,11 +171,13 @@ START_TEST(reassembly_vectors)
 {
         json_t *list = json_object_get(vectors, "reassembly"), *v;
         size_t i;
-        json_array_foreach(list, i, v) {
+        json_array_foreach(list, i, v)
+        {
                 const char *id = json_string_value(json_object_get(v, "id"));
                 json_t *chunks = json_object_get(v, "chunks"), *c;
                 uint8_t want[256];
-                int want_n = hex_decode(json_string_value(json_array_get(json_object_get(v, "frames"), 0)), want, sizeof want);
+                int want_n = hex_decode(json_string_value(json_array_get(json_object_get(v, "frames"), 0)),
+                        want, sizeof want);
                 size_t j;
                 if (strncmp(id, "shunt", 5) == 0) {
                         struct shunt_stream s;
@@ -167,7 +185,8 @@ START_TEST(reassembly_vectors)
                         uint8_t frame[SHUNT_LIVE_FRAME_LEN];
                         size_t flen = 0;
                         int found = 0;
-                        json_array_foreach(chunks, j, c) {
+                        json_array_foreach(chunks, j, c)
+                        {
                                 uint8_t buf[256];
                                 int n = hex_decode(json_string_value(c), buf, sizeof buf);
                                 found |= shunt_stream_feed(&s, buf, (size_t)n, frame, &flen);
@@ -177,12 +196,15 @@ START_TEST(reassembly_vectors)
                         ck_assert_mem_eq(frame, want, flen);
                         continue;
                 }
-                struct modbus_request req = {.id = (uint8_t)json_integer_value(json_object_get(v, "expect_device_id")),
-                        .function = want[1] & 0x7F, .count = want[2] / 2};
+                struct modbus_request req = {
+                        .id = (uint8_t)json_integer_value(json_object_get(v, "expect_device_id")),
+                        .function = want[1] & 0x7F,
+                        .count = want[2] / 2};
                 struct modbus_reasm r;
                 modbus_reasm_expect(&r, &req);
                 int ret = 0;
-                json_array_foreach(chunks, j, c) {
+                json_array_foreach(chunks, j, c)
+                {
                         uint8_t buf[256];
                         int n = hex_decode(json_string_value(c), buf, sizeof buf);
                         ret = modbus_reasm_feed(&r, buf, (size_t)n);
@@ -233,7 +255,8 @@ START_TEST(encode_decode_roundtrip)
                         ck_assert_int_eq(renogy_encode_number(fd, v, bytes, sizeof bytes), 0);
                         struct renogy_image img;
                         renogy_image_init(&img);
-                        renogy_image_add_bytes(&img, renogy_field_byte_addr(f, fd), bytes, renogy_field_width(fd));
+                        renogy_image_add_bytes(
+                                &img, renogy_field_byte_addr(f, fd), bytes, renogy_field_width(fd));
                         struct renogy_readings rd;
                         renogy_decode(f, &img, &rd);
                         const struct renogy_reading *r = renogy_readings_get(&rd, fd->key);
@@ -241,7 +264,9 @@ START_TEST(encode_decode_roundtrip)
                 }
         }
         uint8_t b[2] = {0};
-        ck_assert_int_eq(renogy_encode_number(renogy_field_find(&renogy_controller, "battery_voltage"), 7000, b, 2), -ERANGE);
+        ck_assert_int_eq(
+                renogy_encode_number(renogy_field_find(&renogy_controller, "battery_voltage"), 7000, b, 2),
+                -ERANGE);
 }
 END_TEST
 
