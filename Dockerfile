@@ -2,7 +2,7 @@
 FROM debian:bookworm AS build
 WORKDIR /src
 COPY . /src
-RUN ./scripts/install-deps.sh \
+RUN BLUPOW_DEPS=build ./scripts/install-deps.sh \
     && meson setup /build --prefix=/usr -Dtests=disabled --buildtype=release \
     && ninja -C /build \
     && DESTDIR=/install meson install -C /build

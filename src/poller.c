@@ -171,17 +171,21 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
         bool inverter = dev->cfg.family == &renogy_inverter;
         bool persistent = dev->failures >= 2; /* "for longer than a few poll intervals" */
         long since_adv = m->last_seen ? (long)((now - m->last_seen) / 1000000) : -1;
+
+        /* The adapter was switched off or unplugged, or BlueZ went away, during the session:
+         * the links dropped because of that, not because of the signal or the device. */
+        enum diagnosis_code sys = daemon_system_diagnosis(d, detail, size);
+        if (sys != DIAG_NONE && sys != DIAG_ADAPTER_SHARED) {
+                *state = DEVICE_ERROR;
+                return sys;
+        }
         detail[0] = 0;
 
         switch (r->reached) {
-        case LINK_STAGE_ADAPTER: {
-                enum diagnosis_code c = daemon_system_diagnosis(d, detail, size);
+        case LINK_STAGE_ADAPTER:
                 *state = DEVICE_ERROR;
-                if (c != DIAG_NONE && c != DIAG_ADAPTER_SHARED)
-                        return c;
                 snprintf(detail, size, "%s", r->message);
                 return DIAG_CONNECT_FAILED;
-        }
         case LINK_STAGE_FIND:
         case LINK_STAGE_CONNECT:
                 if (r->aborts > 0) {

@@ -1,0 +1,102 @@
+// The status page in Debian's Chromium, as a user sees it through Home Assistant's ingress:
+// the page is served under a path prefix by a proxy, so every URL it uses must be relative.
+// Usage: node status-page.mjs BASE_URL SCREENSHOT_DIR  (DBUS_SYSTEM_BUS_ADDRESS names the
+// simulator's bus). Prints one line per check; exits non-zero on the first failure.
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import assert from "node:assert/strict";
+import path from "node:path";
+
+const [base, shots] = process.argv.slice(2);
+const prefix = new URL(base).pathname;
+const ROVER = "60:98:66:ED:FC:11";
+
+const sim = (method, sig, ...args) =>
+  execFileSync("busctl", ["--system", "call", "org.blupow.Sim", "/", "org.blupow.Sim1", method, "--", sig, ...args.map(String)]);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+const escaped = [];
+const errors = [];
+page.on("request", (r) => { const u = new URL(r.url()); if (!u.pathname.startsWith(prefix)) escaped.push(u.pathname); });
+page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+page.on("pageerror", (e) => errors.push(String(e)));
+page.on("dialog", (d) => { errors.push(`dialog: ${d.message()}`); d.dismiss(); });
+
+async function check(name, fn) {
+  try {
+    await fn();
+    console.log(`ok - ${name}`);
+  } catch (e) {
+    console.log(`not ok - ${name}: ${e.message}`);
+    await page.screenshot({ path: path.join(shots, "failure.png"), fullPage: true }).catch(() => {});
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+const card = (id) => page.locator(`article.card[data-id="${id}"]`);
+
+await check("the page loads under the ingress prefix and shows every device online", async () => {
+  await page.goto(base);
+  await page.waitForFunction(() => document.querySelectorAll('article.card[data-state="online"]').length === 6,
+    null, { timeout: 30000 });
+  assert.equal(await page.locator("#system").textContent(), "ok");
+});
+
+await check("readings are shown with their units", async () => {
+  const v = await card("rover").locator('.v[data-key="battery_voltage"]').textContent();
+  assert.match(v, /^\d+(\.\d+)? V$/);
+  const soc = await card("battery-1").locator('.v[data-key="battery_percentage"]').textContent();
+  assert.match(soc, /^\d+(\.\d+)? %$/);
+  assert.ok(await card("inverter").locator(".v").count() >= 22, "the inverter's 22 sensors");
+});
+
+await check("Verify reads a device end to end", async () => {
+  await card("inverter").locator('button[data-act="verify"]').click();
+  await page.waitForFunction(() => /reads end to end|failed/.test(document.getElementById("verify-title").textContent),
+    null, { timeout: 30000 });
+  assert.match(await page.locator("#verify-title").textContent(), /✓ reads end to end/);
+  assert.ok(await page.locator("#verify-steps li.ok").count() >= 5);
+});
+
+await check("the Home Assistant package is shown", async () => {
+  await page.locator("#ha-btn").click();
+  await page.waitForFunction(() => document.getElementById("ha-yaml").textContent.includes("rest:"), null, { timeout: 10000 });
+  await page.locator("#ha-btn").click();
+});
+
+await check("a module held by the phone app is named on its card with the remedy", async () => {
+  sim("SetFault", "ssi", ROVER, "held_by_other_central", -1);
+  const box = card("rover").locator('.diag-box[data-code="held_by_other_central"]');
+  await box.waitFor({ timeout: 45000 });
+  const text = await box.textContent();
+  assert.match(text, /Another central holds the module's only connection/);
+  assert.match(text, /app/i);
+  await page.screenshot({ path: path.join(shots, "status-page-held.png"), fullPage: true });
+  sim("SetFault", "ssi", ROVER, "held_by_other_central", 0);
+  await page.waitForFunction(() => document.querySelector('article.card[data-id="rover"]')?.dataset.state === "online",
+    null, { timeout: 45000 });
+});
+
+await check("a powered-off adapter is explained and powered on from the page", async () => {
+  sim("SetPowered", "sb", "hci0", "false");
+  const box = page.locator('#system-diag .diag-box[data-code="adapter_off"]');
+  await box.waitFor({ timeout: 30000 });
+  const button = page.locator('button[data-act="power"]').first();
+  await button.waitFor({ timeout: 10000 });
+  await button.click();
+  await page.waitForFunction(() => document.getElementById("system-diag").hidden, null, { timeout: 30000 });
+});
+
+await check("the page made no request outside the ingress prefix and logged no error", async () => {
+  assert.deepEqual(escaped, []);
+  assert.deepEqual(errors, []);
+});
+
+await page.screenshot({ path: path.join(shots, "status-page.png"), fullPage: true });
+await browser.close();
