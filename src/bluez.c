@@ -349,6 +349,8 @@ static int set_adapter_powered(sd_bus_message *m, void *obj, unsigned *changed)
         int r = sd_bus_message_read(m, "b", &v);
         if (r >= 0)
                 a->powered = v;
+        if (r >= 0 && !v)
+                a->own_discovery = false; /* powering off ends every discovery session */
         *changed |= 1;
         return r;
 }
@@ -1032,6 +1034,37 @@ struct discovery_ctx {
         void *userdata;
 };
 
+static void discovery_ctx_free(struct discovery_ctx *ctx)
+{
+        free(ctx->adapter_path);
+        free(ctx);
+}
+
+static struct bluez_adapter *adapter_by_path(struct bluez *b, const char *path)
+{
+        for (size_t i = 0; i < b->n_adapters; i++)
+                if (streq(b->adapters[i]->path, path))
+                        return b->adapters[i];
+        return NULL;
+}
+
+bool bluez_adapter_shared(const struct bluez_adapter *a)
+{
+        return a && a->discovering && !a->own_discovery &&
+                now_usec() - a->own_discovery_stopped_usec > 2 * USEC_PER_SEC;
+}
+
+static void start_discovery_done(void *userdata, enum bluez_error e, const char *message)
+{
+        struct discovery_ctx *ctx = userdata;
+        struct bluez_adapter *a = adapter_by_path(ctx->b, ctx->adapter_path);
+        if (a && e == BLUEZ_OK)
+                a->own_discovery = true;
+        if (ctx->cb)
+                ctx->cb(ctx->userdata, e, message);
+        discovery_ctx_free(ctx);
+}
+
 static void discovery_filter_done(void *userdata, enum bluez_error e, const char *message)
 {
         struct discovery_ctx *ctx = userdata;
@@ -1039,11 +1072,12 @@ static void discovery_filter_done(void *userdata, enum bluez_error e, const char
         if (e != BLUEZ_OK)
                 log_debug("SetDiscoveryFilter: %s", message ? message : bluez_error_to_string(e));
         int r = simple_call(ctx->b, ctx->adapter_path, "org.bluez.Adapter1", "StartDiscovery",
-                DEFAULT_CALL_TIMEOUT, ctx->cb, ctx->userdata, NULL);
-        if (r < 0 && ctx->cb)
-                ctx->cb(ctx->userdata, BLUEZ_ERR_DISCONNECTED, strerror(-r));
-        free(ctx->adapter_path);
-        free(ctx);
+                DEFAULT_CALL_TIMEOUT, start_discovery_done, ctx, NULL);
+        if (r < 0) {
+                if (ctx->cb)
+                        ctx->cb(ctx->userdata, BLUEZ_ERR_DISCONNECTED, strerror(-r));
+                discovery_ctx_free(ctx);
+        }
 }
 
 int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata)
@@ -1074,6 +1108,11 @@ int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_
 
 int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata)
 {
+        struct bluez_adapter *a = adapter_by_path(b, adapter_path);
+        if (a) {
+                a->own_discovery = false;
+                a->own_discovery_stopped_usec = now_usec();
+        }
         return simple_call(b, adapter_path, "org.bluez.Adapter1", "StopDiscovery", DEFAULT_CALL_TIMEOUT, cb,
                 userdata, NULL);
 }

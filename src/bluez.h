@@ -44,7 +44,15 @@ struct bluez_adapter {
         char address[18];
         bool powered;
         bool discovering;
+        /* Our own client's discovery session: started and not yet stopped. */
+        bool own_discovery;
+        uint64_t own_discovery_stopped_usec;
 };
+
+/* Another client (Home Assistant's Bluetooth integration, bluetoothctl) is scanning on the
+ * adapter: it reports Discovering while our own session is off. Our Discovering=false signal
+ * trails our StopDiscovery, so the first two seconds after a stop do not count. */
+bool bluez_adapter_shared(const struct bluez_adapter *a);
 
 struct bluez_device {
         char *path;

@@ -195,7 +195,7 @@ enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail
                 snprintf(detail, size, "%s", a->name);
                 return DIAG_ADAPTER_OFF;
         }
-        if (d->discovery_shared) {
+        if (bluez_adapter_shared(a)) {
                 snprintf(detail, size, "%s", a->name);
                 return DIAG_ADAPTER_SHARED;
         }
@@ -398,9 +398,7 @@ static void on_scan_started(void *userdata, enum bluez_error e, const char *mess
         struct daemon *d = userdata;
         if (e == BLUEZ_OK)
                 d->scan_started_by_us = true;
-        else if (e == BLUEZ_ERR_IN_PROGRESS)
-                d->discovery_shared = true;
-        else
+        else if (e != BLUEZ_ERR_IN_PROGRESS)
                 log_warning("Scan: StartDiscovery failed: %s", message ? message : bluez_error_to_string(e));
 }
 

@@ -97,7 +97,6 @@ struct daemon {
         enum bluez_error sync_error;
         bool sync_pending; /* GetManagedObjects not answered yet: no verdict on BlueZ */
         char sync_message[192];
-        bool discovery_shared;
         struct device **devices;
         size_t n_devices;
         struct module **modules;

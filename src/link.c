@@ -199,11 +199,8 @@ static void on_start_discovery(void *userdata, enum bluez_error e, const char *m
         struct link *l = userdata;
         if (l->phase != PHASE_DISCOVER)
                 return;
-        if (e == BLUEZ_ERR_IN_PROGRESS) {
-                /* Someone else (Home Assistant's Bluetooth integration) scans: share its scan. */
-                l->report.discovery_shared = true;
-                return;
-        }
+        if (e == BLUEZ_ERR_IN_PROGRESS)
+                return; /* BlueZ keeps one session per client: our own scan already runs and serves us too */
         if (e != BLUEZ_OK) {
                 fail(l, e == BLUEZ_ERR_NOT_READY ? LINK_STAGE_ADAPTER : LINK_STAGE_FIND, e,
                         "StartDiscovery: %s", message ? message : bluez_error_to_string(e));
@@ -233,8 +230,6 @@ static void start_find(struct link *l)
         const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
         l->phase = PHASE_DISCOVER;
         arm(l, l->cfg.find_timeout_usec);
-        if (a->discovering)
-                l->report.discovery_shared = true;
         int r = bluez_start_discovery(l->cfg.bluez, a->path, on_start_discovery, l);
         if (r < 0)
                 fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DISCONNECTED, "StartDiscovery: %s", strerror(-r));

@@ -49,7 +49,6 @@ struct link_report {
         char message[160];
         bool found;            /* a Device1 object exists for the module */
         bool advertising;      /* it advertised recently when the session began */
-        bool discovery_shared; /* another client was already scanning (InProgress) */
         int16_t rssi;
         bool has_rssi;
         unsigned connect_attempts;

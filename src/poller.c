@@ -347,8 +347,6 @@ void poller_session_done(struct daemon *d, struct module *m)
         d->sessions++;
         if (r->reached != LINK_STAGE_DONE)
                 d->sessions_failed++;
-        if (r->discovery_shared)
-                d->discovery_shared = true;
 
         if (m->session_kind == SESSION_WRITE) {
                 m->write_pending = false;

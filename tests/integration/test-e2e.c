@@ -463,6 +463,63 @@ START_TEST(api_routes_and_errors)
 }
 END_TEST
 
+/* Another client (Home Assistant's Bluetooth integration) scans on the same adapter: BluPow
+ * says so as information and keeps polling; when the other scan stops, the note goes. */
+START_TEST(adapter_shared_with_another_scanner)
+{
+        start("scenarios/demo.json", NULL, demo_options);
+        json_decref(must_wait("rover", dev_state_is, "online", 20));
+        json_t *d = system_diagnosis();
+        ck_assert_msg(json_is_null(d), "a system diagnosis before anyone else scans");
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        /* The test's own bus connection is the other client; its session lasts while it is on the bus. */
+        int r = sd_bus_call_method(env.bus, "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1", "StartDiscovery",
+                &error, NULL, "");
+        ck_assert_msg(r >= 0, "StartDiscovery: %s", error.message);
+        sd_bus_error_free(&error);
+        for (int i = 0; i < 100; i++) {
+                json_decref(d);
+                d = system_diagnosis();
+                if (json_is_object(d))
+                        break;
+                sleep_s(0.1);
+        }
+        ck_assert_msg(json_is_object(d), "no system diagnosis while another client scans");
+        ck_assert_str_eq(json_string_value(json_object_get(d, "code")), "adapter_shared");
+        ck_assert_str_eq(json_string_value(json_object_get(d, "severity")), "info");
+        json_decref(d);
+        char t0[64];
+        json_t *before = http_json(&env, "GET", "/api/v1/devices/rover", NULL, NULL);
+        snprintf(t0, sizeof t0, "%s", json_string_value(json_object_get(before, "last_poll")));
+        json_decref(before);
+        /* Polling goes on; devices are not blamed on the shared adapter. */
+        json_t *dev = must_wait("rover", dev_online_polled_after, t0, 15);
+        ck_assert(json_is_null(json_object_get(dev, "diagnosis")));
+        json_decref(dev);
+        json_t *h = http_json(&env, "GET", "/api/v1/health", NULL, NULL);
+        ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(h, "system"), "diagnosis"),
+                                 "code")),
+                "adapter_shared");
+        json_decref(h);
+
+        r = sd_bus_call_method(env.bus, "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1", "StopDiscovery", &error,
+                NULL, "");
+        ck_assert_msg(r >= 0, "StopDiscovery: %s", error.message);
+        sd_bus_error_free(&error);
+        d = NULL;
+        for (int i = 0; i < 100; i++) {
+                json_decref(d);
+                d = system_diagnosis();
+                if (json_is_null(d))
+                        break;
+                sleep_s(0.1);
+        }
+        ck_assert_msg(json_is_null(d), "adapter_shared stayed after the other scan stopped");
+        json_decref(d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("e2e");
@@ -486,6 +543,7 @@ static Suite *suite(void)
                 {"access_denied", bus_access_denied_named},
                 {"no_bus", bus_missing_and_bluez_missing_named},
                 {"api", api_routes_and_errors},
+                {"adapter_shared", adapter_shared_with_another_scanner},
         };
         const char *only = getenv("BLUPOW_TEST_ONLY");
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

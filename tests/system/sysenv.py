@@ -26,6 +26,11 @@ DEMO_DEVICES = [
 ]
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,7 +87,9 @@ class Env:
         with open(path, "w") as f:
             f.write(script)
         os.chmod(path, 0o755)
-        self.daemon_log = open(os.path.join(self.dir, "daemon.log"), "w")
+        if getattr(self, "daemon_log", None):
+            self.daemon_log.close()
+        self.daemon_log = open(os.path.join(self.dir, "daemon.log"), "a")
         # s6 starts the service with the container environment only: no bus address of ours.
         env = {k: v for k, v in self.env.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
         self.daemon = subprocess.Popen([path], env=env, stdout=self.daemon_log, stderr=subprocess.STDOUT)

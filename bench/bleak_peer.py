@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""BluPow against a Python peer built on bleak, same simulator, same scenario, same machine:
+wall time per full read of a charge controller, CPU seconds per read and peak RSS.
+The peer does what bleak-based gateways do: find the module by scanning, connect (bleak waits
+for service resolution), subscribe, write each register block and wait for its reply,
+disconnect. Two peer variants: "find" stops scanning at the first advertisement (bleak's
+best case); "discover" scans for a fixed 5 s first, as renogy-bt-style gateways do.
+    make && /usr/bin/python3 bench/bleak_peer.py [READS]"""
+import asyncio
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BLUPOW_BUILD_ROOT", os.path.join(ROOT, "build"))
+CONTROLLER = "60:98:66:ED:FC:11"
+BLOCKS = [(0x000C, 8), (0x001A, 1), (0x0100, 34), (0xE004, 1)]  # what blupowd reads per poll
+WRITE = "0000ffd1-0000-1000-8000-00805f9b34fb"
+NOTIFY = "0000fff1-0000-1000-8000-00805f9b34fb"
+
+
+def crc16(data):
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def request(reg, count):
+    body = struct.pack(">BBHH", 0xFF, 3, reg, count)
+    return body + struct.pack("<H", crc16(body))
+
+
+async def peer_read(mode):
+    from bleak import BleakClient, BleakScanner
+    if mode == "find":
+        device = await BleakScanner.find_device_by_address(CONTROLLER, timeout=20)
+    else:
+        found = await BleakScanner.discover(timeout=5.0)
+        device = next(d for d in found if d.address == CONTROLLER)
+    buf = bytearray()
+    got = asyncio.Event()
+
+    def on_notify(_, data):
+        buf.extend(data)
+        if len(buf) >= 3 and len(buf) >= 5 + buf[2]:
+            got.set()
+    values = 0
+    async with BleakClient(device) as client:
+        await client.start_notify(NOTIFY, on_notify)
+        for reg, count in BLOCKS:
+            buf.clear()
+            got.clear()
+            await client.write_gatt_char(WRITE, request(reg, count), response=False)
+            await asyncio.wait_for(got.wait(), 5)
+            frame = bytes(buf[:5 + buf[2]])
+            assert crc16(frame) == 0, frame.hex()
+            values += count
+        await client.stop_notify(NOTIFY)
+    return values
+
+
+def run_peer(mode, reads):
+    """In a child process of its own, so that its RSS and CPU are its own."""
+    code = f"""
+import asyncio, json, resource, sys, time
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import bleak_peer
+walls = []
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+for _ in range({reads}):
+    t = time.monotonic()
+    asyncio.run(bleak_peer.peer_read({mode!r}))
+    walls.append(time.monotonic() - t)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+print(json.dumps({{"walls": walls, "cpu": cpu, "maxrss_kb": r1.ru_maxrss}}))
+"""
+    p = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, env=os.environ)
+    if p.returncode:
+        raise SystemExit(p.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def hwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_blupow(reads, env):
+    d = tempfile.mkdtemp(prefix="blupow-bench.")
+    opts = os.path.join(d, "options.json")
+    with open(opts, "w") as f:
+        json.dump({"devices": [{"name": "Rover", "address": CONTROLLER, "type": "controller"}],
+                   "poll_interval": 5}, f)
+    port = 18199
+    daemon = subprocess.Popen([os.path.join(BUILD, "src/blupowd"), "--options", opts, "--data-dir", d, "--port",
+                               str(port), "--bind", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    polls = {}
+    cpu0 = None
+    try:
+        while len(polls) < reads + 1:
+            time.sleep(0.5)
+            try:
+                dev = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/devices/rover"))
+            except OSError:
+                continue
+            if dev["state"] == "online" and dev["last_poll"] not in polls:
+                polls[dev["last_poll"]] = dev["poll_ms"] / 1000
+                if cpu0 is None:  # start counting after the first poll: start-up is not a read
+                    cpu0 = proc_stat(daemon.pid)
+        cpu = proc_stat(daemon.pid) - cpu0
+        walls = list(polls.values())[1:]
+        return {"walls": walls, "cpu": cpu, "maxrss_kb": hwm_kb(daemon.pid)}
+    finally:
+        daemon.terminate()
+        daemon.wait()
+
+
+def main():
+    reads = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"], bus_pid = out[0], int(out[1])
+    sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
+                            os.path.join(ROOT, "scenarios/demo.json")], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        results = {"blupowd": run_blupow(reads, os.environ)}
+        results["bleak (find)"] = run_peer("find", reads)
+        results["bleak (discover 5 s)"] = run_peer("discover", max(3, reads // 3))
+    finally:
+        sim.terminate()
+        sim.wait()
+        os.kill(bus_pid, 15)
+    ours = results["blupowd"]
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    print(f"Reads of one charge controller (4 register blocks), {reads} per side.\n")
+    print("| reader | reads | median wall per read (s) | CPU per read (ms) | peak RSS (MiB) | wall ratio | CPU ratio | RSS ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        n = len(r["walls"])
+        cpu_ms = r["cpu"] / n * 1000
+        row = f"| {name} | {n} | {med(r['walls']):.3f} | {cpu_ms:.1f} | {r['maxrss_kb'] / 1024:.1f} |"
+        if name == "blupowd":
+            row += " 1 | 1 | 1 |"
+        else:
+            row += (f" {med(r['walls']) / med(ours['walls']):.1f}× | {cpu_ms / (ours['cpu'] / len(ours['walls']) * 1000):.1f}× |"
+                    f" {r['maxrss_kb'] / ours['maxrss_kb']:.1f}× |")
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
