@@ -74,6 +74,7 @@ def run_peer(mode, reads):
 import asyncio, json, resource, sys, time
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
 import bleak_peer
+import bleak  # imported before measuring: start-up is not a read
 walls = []
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 for _ in range({reads}):
@@ -90,11 +91,15 @@ print(json.dumps({{"walls": walls, "cpu": cpu, "maxrss_kb": r1.ru_maxrss}}))
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def proc_stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+def cpu_seconds(pid):
+    """Time on CPU in ns precision (/proc/PID/schedstat), not 10 ms ticks."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+
+def polls_ok(port):
+    diag = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/diagnostics"))
+    return sum(d["polls_ok"] for d in diag["devices"])
 
 
 def hwm_kb(pid):
@@ -116,8 +121,8 @@ def run_blupow(reads, env):
                                str(port), "--bind", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     polls = {}
-    cpu0 = None
     try:
+        # Wall time: the daemon's own poll_ms of each read.
         while len(polls) < reads + 1:
             time.sleep(0.5)
             try:
@@ -126,11 +131,13 @@ def run_blupow(reads, env):
                 continue
             if dev["state"] == "online" and dev["last_poll"] not in polls:
                 polls[dev["last_poll"]] = dev["poll_ms"] / 1000
-                if cpu0 is None:  # start counting after the first poll: start-up is not a read
-                    cpu0 = proc_stat(daemon.pid)
-        cpu = proc_stat(daemon.pid) - cpu0
         walls = list(polls.values())[1:]
-        return {"walls": walls, "cpu": cpu, "maxrss_kb": hwm_kb(daemon.pid)}
+        # CPU: a quiet stretch with no API requests but the two that count the polls.
+        n0, cpu0 = polls_ok(port), cpu_seconds(daemon.pid)
+        time.sleep(reads * 5 + 1)
+        cpu1, n1 = cpu_seconds(daemon.pid), polls_ok(port)
+        return {"walls": walls, "cpu": (cpu1 - cpu0) * len(walls) / max(n1 - n0, 1),
+                "maxrss_kb": hwm_kb(daemon.pid)}
     finally:
         daemon.terminate()
         daemon.wait()

@@ -344,13 +344,13 @@ static void load_abandoned(void *userdata)
 
 /* ---- handlers ---- */
 
-static int64_t parse_time(const char *s, int64_t dflt, bool *bad)
+int64_t api_parse_time(const char *s, int64_t dflt, bool *bad)
 {
         if (!s || !*s)
                 return dflt;
         char *end;
         double v = strtod(s, &end);
-        if (*end || v < 0 || v > 4e9) {
+        if (*end || !(v >= 0 && v <= 4e9)) { /* written so that NaN is refused too */
                 *bad = true;
                 return dflt;
         }
@@ -369,8 +369,8 @@ static int handle_history(struct api *a, struct http_request *req, struct device
                         dev->cfg.family->name);
         bool bad = false;
         int64_t now = now_realtime();
-        int64_t until = parse_time(http_query(req, "until"), now, &bad);
-        int64_t since = parse_time(http_query(req, "since"), until - 24LL * 3600 * 1000000, &bad);
+        int64_t until = api_parse_time(http_query(req, "until"), now, &bad);
+        int64_t since = api_parse_time(http_query(req, "since"), until - 24LL * 3600 * 1000000, &bad);
         const char *pts = http_query(req, "points");
         long points = 200;
         if (pts) {

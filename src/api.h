@@ -68,3 +68,6 @@ struct api_match {
 };
 
 int api_route_match(const char *method, const char *path, struct api_match *m);
+/* A query time in Unix seconds (fractions allowed) as µs; sets *bad and returns dflt when
+ * the text is not a time between 1970 and 2096. */
+int64_t api_parse_time(const char *s, int64_t dflt, bool *bad);

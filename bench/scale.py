@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""Scale: blupowd with 1, 10, 50 and 200 simulated charge controllers on one adapter.
+Reports the daemon's RSS, CPU per poll, and polls that missed their schedule.
+One adapter holds one session at a time and a controller read takes about 1 s of link time,
+so the interval is the shortest the link allows: max(5 s, 1.2 s x devices).
+    make && /usr/bin/python3 bench/scale.py [SECONDS_PER_RUN] [COUNTS...]"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BLUPOW_BUILD_ROOT", os.path.join(ROOT, "build"))
+
+
+def proc(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    status = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            status[k] = v.strip()
+    return cpu, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def run(n, seconds):
+    d = tempfile.mkdtemp(prefix=f"blupow-scale{n}.")
+    modules, devices = [], []
+    for i in range(n):
+        addr = "60:98:66:%02X:%02X:%02X" % (i >> 16 & 0xFF, i >> 8 & 0xFF, i & 0xFF)
+        name = "BT-TH-66%02X%02X%02X" % (i >> 16 & 0xFF, i >> 8 & 0xFF, i & 0xFF)
+        modules.append({"name": name, "address": addr, "rssi": -60 - i % 20,
+                        "units": [{"family": "controller", "id": 255}]})
+        devices.append({"name": f"Controller {i}", "address": addr, "type": "controller"})
+    interval = max(5, int(1.2 * n + 0.999))
+    with open(os.path.join(d, "scenario.json"), "w") as f:
+        json.dump({"adapters": [{"name": "hci0", "address": "00:1A:7D:DA:71:13", "powered": True}],
+                   "modules": modules}, f)
+    with open(os.path.join(d, "options.json"), "w") as f:
+        json.dump({"devices": devices, "poll_interval": interval}, f)
+    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
+    bus_pid = int(out[1])
+    sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario", os.path.join(d, "scenario.json")],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    port = 18299
+    daemon = subprocess.Popen([os.path.join(BUILD, "src/blupowd"), "--options", os.path.join(d, "options.json"),
+                               "--data-dir", d, "--port", str(port), "--bind", "127.0.0.1"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def metrics():
+            return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health"))
+        for _ in range(100):
+            try:
+                metrics()
+                break
+            except OSError:
+                time.sleep(0.1)
+        # Warm up one full round, then measure.
+        time.sleep(min(interval + 2, 60))
+        cpu0, rss0, _, fds0 = proc(daemon.pid)
+        polls0 = {x["id"]: x["last_poll"] for x in json.load(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/v1/devices"))["devices"]}
+        seen = {k: {v} for k, v in polls0.items()}
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1)
+            for x in json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/devices"))["devices"]:
+                seen[x["id"]].add(x["last_poll"])
+        elapsed = time.monotonic() - t0
+        cpu1, rss1, hwm, fds1 = proc(daemon.pid)
+        polls = sum(len(v) - 1 for v in seen.values())
+        expected = n * elapsed / interval
+        missed = max(0, round(expected - polls))
+        return {"n": n, "interval": interval, "seconds": round(elapsed), "polls": polls,
+                "expected": round(expected), "missed": missed, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / max(polls, 1),
+                "rss_start_kib": rss0, "rss_end_kib": rss1, "hwm_kib": hwm, "fds": (fds0, fds1)}
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        sim.terminate()
+        sim.wait()
+        os.kill(bus_pid, 15)
+
+
+def main():
+    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 60
+    counts = [int(x) for x in sys.argv[2:]] or [1, 10, 50, 200]
+    print("| devices | interval (s) | measured (s) | polls | expected | missed | CPU per poll (ms) | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in counts:
+        r = run(n, seconds)
+        print(f"| {r['n']} | {r['interval']} | {r['seconds']} | {r['polls']} | {r['expected']} | {r['missed']} | "
+              f"{r['cpu_ms_per_poll']:.2f} | {r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} | "
+              f"{r['hwm_kib'] / 1024:.1f} | {r['fds'][0]} → {r['fds'][1]} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
