@@ -17,15 +17,20 @@ BUILD = os.environ.get("BLUPOW_BUILD_ROOT", os.path.join(ROOT, "build"))
 
 
 def proc(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (schedstat, ns precision), RSS and peak RSS (KiB), open fds."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        cpu = int(f.read().split()[0]) / 1e9
     status = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
             status[k] = v.strip()
     return cpu, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def polls_ok(port):
+    diag = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/diagnostics"))
+    return sum(d["polls_ok"] for d in diag["devices"]), sum(d["polls_failed"] for d in diag["devices"])
 
 
 def run(n, seconds):
@@ -65,21 +70,18 @@ def run(n, seconds):
                 time.sleep(0.1)
         # Warm up one full round, then measure.
         time.sleep(min(interval + 2, 60))
+        # Two API requests in the measured stretch, to count the polls; nothing else.
+        ok0, failed0 = polls_ok(port)
         cpu0, rss0, _, fds0 = proc(daemon.pid)
-        polls0 = {x["id"]: x["last_poll"] for x in json.load(urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/api/v1/devices"))["devices"]}
-        seen = {k: {v} for k, v in polls0.items()}
         t0 = time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            time.sleep(1)
-            for x in json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/devices"))["devices"]:
-                seen[x["id"]].add(x["last_poll"])
-        elapsed = time.monotonic() - t0
+        time.sleep(seconds)
         cpu1, rss1, hwm, fds1 = proc(daemon.pid)
-        polls = sum(len(v) - 1 for v in seen.values())
+        elapsed = time.monotonic() - t0
+        ok1, failed1 = polls_ok(port)
+        polls = ok1 - ok0
         expected = n * elapsed / interval
         missed = max(0, round(expected - polls))
-        return {"n": n, "interval": interval, "seconds": round(elapsed), "polls": polls,
+        return {"n": n, "interval": interval, "seconds": round(elapsed), "polls": polls, "failed": failed1 - failed0,
                 "expected": round(expected), "missed": missed, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / max(polls, 1),
                 "rss_start_kib": rss0, "rss_end_kib": rss1, "hwm_kib": hwm, "fds": (fds0, fds1)}
     finally:
@@ -93,11 +95,11 @@ def run(n, seconds):
 def main():
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 60
     counts = [int(x) for x in sys.argv[2:]] or [1, 10, 50, 200]
-    print("| devices | interval (s) | measured (s) | polls | expected | missed | CPU per poll (ms) | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in counts:
         r = run(n, seconds)
-        print(f"| {r['n']} | {r['interval']} | {r['seconds']} | {r['polls']} | {r['expected']} | {r['missed']} | "
+        print(f"| {r['n']} | {r['interval']} | {r['seconds']} | {r['polls']} | {r['failed']} | {r['expected']} | {r['missed']} | "
               f"{r['cpu_ms_per_poll']:.2f} | {r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} | "
               f"{r['hwm_kib'] / 1024:.1f} | {r['fds'][0]} → {r['fds'][1]} |", flush=True)
 

@@ -163,6 +163,18 @@ void poller_schedule(struct daemon *d)
         start_session(d, m);
 }
 
+/* Fixed rate: the next poll is due one interval after this one was due, so the length of a
+ * session does not stretch the period. Behind schedule (more modules than one adapter can
+ * read in an interval), the module goes again as soon as the others due before it are done;
+ * a due time pushed far ahead (a manual poll) is brought back to one interval from now. */
+uint64_t next_due_after(uint64_t due, uint64_t now, uint64_t interval)
+{
+        uint64_t next = due + interval;
+        if (next <= now)
+                return now;
+        return MIN(next, now + interval);
+}
+
 enum diagnosis_code poller_classify(const struct daemon *d, const struct module *m, const struct device *dev,
         const struct link_unit *u, const struct link_report *r, enum device_state *state, char *detail,
         size_t size)
@@ -365,7 +377,7 @@ void poller_session_done(struct daemon *d, struct module *m)
                 for (size_t i = 0; i < n && i < m->n_devices; i++)
                         process_unit(d, m, m->devices[i], &units[i], r);
                 m->poll_now = false;
-                m->next_due = now + interval(d);
+                m->next_due = next_due_after(m->next_due, now, interval(d));
         }
         if (!d->shutting_down)
                 poller_schedule(d);

@@ -24,3 +24,6 @@ void poller_verify_cancel(struct daemon *d, struct verify_job *job);
 enum diagnosis_code poller_classify(const struct daemon *d, const struct module *m, const struct device *dev,
         const struct link_unit *u, const struct link_report *r, enum device_state *state, char *detail,
         size_t size);
+
+/* When a module's next poll is due, given when this one was due (exposed for the tests). */
+uint64_t next_due_after(uint64_t due, uint64_t now, uint64_t interval);

@@ -79,10 +79,11 @@ class Env:
                                              capture_output=True).returncode == 0, 10, "simulator on the bus")
         self.daemon = None
 
-    def start_daemon(self):
+    blupowd_path = os.path.join(BUILD, "src/blupowd")
+
+    def start_daemon(self, timeout=15):
         with open(RUN_SCRIPT) as f:
-            script = rewrite_run_script(f.read(), os.path.join(BUILD, "src/blupowd"), self.data, self.bus_socket,
-                                        self.port)
+            script = rewrite_run_script(f.read(), self.blupowd_path, self.data, self.bus_socket, self.port)
         path = os.path.join(self.dir, "run")
         with open(path, "w") as f:
             f.write(script)
@@ -94,7 +95,7 @@ class Env:
         env = {k: v for k, v in self.env.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
         self.daemon = subprocess.Popen([path], env=env, stdout=self.daemon_log, stderr=subprocess.STDOUT)
         self.procs.append(self.daemon)
-        self.wait_for(lambda: self.get_status("/api/v1/health") == 200, 15, "daemon answering")
+        self.wait_for(lambda: self.get_status("/api/v1/health") == 200, timeout, "daemon answering")
 
     def stop_daemon(self):
         if self.daemon and self.daemon.poll() is None:

@@ -8,6 +8,7 @@
 #include "bluez.h"
 #include "diagnosis.h"
 #include "options.h"
+#include "poller.h"
 
 static int parse(const char *text, struct options *o, char *err, size_t n)
 {
@@ -188,6 +189,19 @@ START_TEST(bluez_errors_mapped_once)
 }
 END_TEST
 
+/* Polls keep a fixed rate: a 1.3 s session does not push a 10 s period to 11.3 s. */
+START_TEST(schedule_fixed_rate)
+{
+        const uint64_t s = 1000000, iv = 10 * s;
+        ck_assert_uint_eq(next_due_after(100 * s, 101 * s + 300000, iv), 110 * s);
+        /* Behind schedule: due now, not in the past and not an interval later. */
+        ck_assert_uint_eq(next_due_after(100 * s, 125 * s, iv), 125 * s);
+        ck_assert_uint_eq(next_due_after(100 * s, 110 * s, iv), 110 * s);
+        /* A due time far ahead (manual poll) comes back to one interval from now. */
+        ck_assert_uint_eq(next_due_after(500 * s, 101 * s, iv), 111 * s);
+}
+END_TEST
+
 START_TEST(every_diagnosis_has_text)
 {
         for (int c = 1; c < _DIAG_MAX; c++) {
@@ -214,6 +228,7 @@ int main(void)
         tcase_add_test(tc, routing);
         tcase_add_test(tc, bluez_errors_mapped_once);
         tcase_add_test(tc, every_diagnosis_has_text);
+        tcase_add_test(tc, schedule_fixed_rate);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
