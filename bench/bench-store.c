@@ -53,12 +53,13 @@ int main(int argc, char **argv)
                 unlink(p);
         }
         static struct device dev;
-        if (device_config_from_fields(&dev.cfg, "Rover", "60:98:66:ED:FC:11", "controller", -1, "t", err, sizeof err) <
-                0)
+        if (device_config_from_fields(
+                    &dev.cfg, "Rover", "60:98:66:ED:FC:11", "controller", -1, "t", err, sizeof err) < 0)
                 return 1;
         char *frames[] = {
                 "12:ff03102020524e472d4354524c2d52565234303724",
-                "256:ff03440064009000040e1900000000000000e8000400010000008f0091001100000001000000000000000000000"
+                "256:"
+                "ff03440064009000040e1900000000000000e8000400010000008f0091001100000001000000000000000000000"
                 "22b000100000000137c00000000000101900000000000040000a3d2",
         };
         if (frames_decode(&renogy_controller, frames, 2, &dev.readings, err, sizeof err) < 0) {
@@ -115,7 +116,8 @@ int main(int argc, char **argv)
         printf("sent to the disk (write_bytes): %.1f MB = %.1f B/sample\n", (double)(b1 - b0) / 1e6,
                 (double)(b1 - b0) / (double)samples);
         printf("database file: %.1f MB\n", (double)store_health(s)->bytes / 1e6);
-        printf("7-day history of one key, 500 points (%d returned): median %.2f ms, max %.2f ms over %d runs "
+        printf("7-day history of one key, 500 points (%d returned): median %.2f ms, max %.2f ms over %d "
+               "runs "
                "(target < 10 ms)\n",
                 n, q[RUNS / 2], q[RUNS - 1], RUNS);
         store_close(s);

@@ -1051,7 +1051,7 @@ static struct bluez_adapter *adapter_by_path(struct bluez *b, const char *path)
 bool bluez_adapter_shared(const struct bluez_adapter *a)
 {
         return a && a->discovering && !a->own_discovery &&
-                now_usec() - a->own_discovery_stopped_usec > 2 * USEC_PER_SEC;
+               now_usec() - a->own_discovery_stopped_usec > 2 * USEC_PER_SEC;
 }
 
 static void start_discovery_done(void *userdata, enum bluez_error e, const char *message)

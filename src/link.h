@@ -47,8 +47,8 @@ struct link_report {
         enum link_stage reached; /* LINK_STAGE_DONE when the session completed */
         enum bluez_error error;
         char message[160];
-        bool found;            /* a Device1 object exists for the module */
-        bool advertising;      /* it advertised recently when the session began */
+        bool found;       /* a Device1 object exists for the module */
+        bool advertising; /* it advertised recently when the session began */
         int16_t rssi;
         bool has_rssi;
         unsigned connect_attempts;

@@ -473,8 +473,8 @@ START_TEST(adapter_shared_with_another_scanner)
         ck_assert_msg(json_is_null(d), "a system diagnosis before anyone else scans");
         sd_bus_error error = SD_BUS_ERROR_NULL;
         /* The test's own bus connection is the other client; its session lasts while it is on the bus. */
-        int r = sd_bus_call_method(env.bus, "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1", "StartDiscovery",
-                &error, NULL, "");
+        int r = sd_bus_call_method(env.bus, "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1",
+                "StartDiscovery", &error, NULL, "");
         ck_assert_msg(r >= 0, "StartDiscovery: %s", error.message);
         sd_bus_error_free(&error);
         for (int i = 0; i < 100; i++) {
@@ -498,13 +498,13 @@ START_TEST(adapter_shared_with_another_scanner)
         json_decref(dev);
         json_t *h = http_json(&env, "GET", "/api/v1/health", NULL, NULL);
         ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
-        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(h, "system"), "diagnosis"),
-                                 "code")),
+        ck_assert_str_eq(json_string_value(json_object_get(
+                                 json_object_get(json_object_get(h, "system"), "diagnosis"), "code")),
                 "adapter_shared");
         json_decref(h);
 
-        r = sd_bus_call_method(env.bus, "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1", "StopDiscovery", &error,
-                NULL, "");
+        r = sd_bus_call_method(env.bus, "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1",
+                "StopDiscovery", &error, NULL, "");
         ck_assert_msg(r >= 0, "StopDiscovery: %s", error.message);
         sd_bus_error_free(&error);
         d = NULL;

@@ -1,0 +1,186 @@
+"""blupow-sim seen as a BlueZ client sees BlueZ 5.66: property types, signal order and error
+names, checked over the bus with dbus-fast (the D-Bus library bleak uses), not with our code."""
+import asyncio
+import unittest
+
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
+
+import sysenv
+
+ROVER = "60:98:66:ED:FC:11"
+ADAPTER = "/org/bluez/hci0"
+
+
+def sig(variant):
+    return variant.signature
+
+
+class Bluez(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = sysenv.Env()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def run_async(self, coro):
+        return asyncio.run(asyncio.wait_for(coro, 60))
+
+    async def connect(self):
+        bus = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address).connect()
+        seen = []
+        bus.add_message_handler(lambda m: seen.append(m) and None)
+        await self.call(bus, "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch", "s",
+                        ["type='signal',sender='org.bluez'"], dest="org.freedesktop.DBus")
+        return bus, seen
+
+    async def call(self, bus, path, iface, member, signature="", body=None, dest="org.bluez"):
+        return await bus.call(Message(destination=dest, path=path, interface=iface, member=member,
+                                      signature=signature, body=body or []))
+
+    async def objects(self, bus):
+        r = await self.call(bus, "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects")
+        return r.body[0]
+
+    async def discover(self, bus):
+        r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StartDiscovery")
+        self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+        for _ in range(50):
+            objs = await self.objects(bus)
+            dev = next((p for p, i in objs.items() if i.get("org.bluez.Device1", {}).get("Address") and
+                        i["org.bluez.Device1"]["Address"].value == ROVER), None)
+            if dev:
+                return dev, objs
+            await asyncio.sleep(0.1)
+        self.fail("the controller was not discovered")
+
+    def test_property_types(self):
+        async def go():
+            bus, _ = await self.connect()
+            path, objs = await self.discover(bus)
+            a = objs[ADAPTER]["org.bluez.Adapter1"]
+            for k, s in {"Address": "s", "AddressType": "s", "Powered": "b", "Discovering": "b", "Roles": "as",
+                         "UUIDs": "as", "Alias": "s", "Name": "s"}.items():
+                self.assertEqual(sig(a[k]), s, k)
+            d = objs[path]["org.bluez.Device1"]
+            for k, s in {"Address": "s", "AddressType": "s", "Alias": "s", "Name": "s", "RSSI": "n",
+                         "ManufacturerData": "a{qv}", "UUIDs": "as", "Connected": "b", "ServicesResolved": "b",
+                         "Adapter": "o", "Paired": "b", "Trusted": "b"}.items():
+                self.assertIn(k, d)
+                self.assertEqual(sig(d[k]), s, k)
+            self.assertTrue(d["Name"].value.startswith("BT-TH-"))
+            for v in d["ManufacturerData"].value.values():
+                self.assertEqual(v.signature, "ay")
+            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            for _ in range(50):
+                objs = await self.objects(bus)
+                if objs[path]["org.bluez.Device1"]["ServicesResolved"].value:
+                    break
+                await asyncio.sleep(0.1)
+            chars = {p: i["org.bluez.GattCharacteristic1"] for p, i in objs.items()
+                     if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
+            uuids = {c["UUID"].value[4:8]: c for c in chars.values()}
+            self.assertLessEqual({"ffd1", "fff1"}, set(uuids))
+            for c in chars.values():
+                for k, s in {"UUID": "s", "Service": "o", "Flags": "as", "Value": "ay"}.items():
+                    self.assertEqual(sig(c[k]), s, k)
+                self.assertNotIn("Handle", c, "no Handle on remote characteristics in 5.66")
+            self.assertIn("notify", uuids["fff1"]["Flags"].value)
+            self.assertIn("write-without-response", uuids["ffd1"]["Flags"].value)
+            await self.call(bus, path, "org.bluez.Device1", "Disconnect")
+            await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
+            bus.disconnect()
+        self.run_async(go())
+
+    def test_signal_order(self):
+        """Connect: Connected=true, the GATT objects, then ServicesResolved=true. Disconnect: the
+        reply first, then Connected=false (bleak fails with EOFError the other way round). Stop
+        discovery: RSSI invalidated."""
+        async def go():
+            bus, seen = await self.connect()
+            path, _ = await self.discover(bus)
+            # RemoveDevice drops the cached GATT database, so that this connect resolves it afresh.
+            r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "RemoveDevice", "o", [path])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            for _ in range(100):
+                objs = await self.objects(bus)
+                if path in objs and not any(p.startswith(path + "/") for p in objs):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.fail("the device did not come back without its GATT cache")
+            del seen[:]
+            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            for _ in range(50):
+                if any(m.member == "PropertiesChanged" and m.path == path and "ServicesResolved" in m.body[1]
+                       and m.body[1]["ServicesResolved"].value for m in seen):
+                    break
+                await asyncio.sleep(0.1)
+            events = []
+            for m in seen:
+                if m.member == "PropertiesChanged" and m.path == path:
+                    events += [f"{k}={v.value}" for k, v in m.body[1].items() if k in ("Connected", "ServicesResolved")]
+                elif m.member == "InterfacesAdded" and "org.bluez.GattCharacteristic1" in m.body[1]:
+                    events.append("characteristic")
+            self.assertEqual(events[0], "Connected=True", events)
+            self.assertEqual(events[-1], "ServicesResolved=True", events)
+            self.assertIn("characteristic", events)
+            self.assertLess(events.index("characteristic"), events.index("ServicesResolved=True"))
+
+            del seen[:]
+            reply = await self.call(bus, path, "org.bluez.Device1", "Disconnect")
+            self.assertEqual(reply.message_type, MessageType.METHOD_RETURN)
+            for _ in range(50):
+                if any(m.member == "PropertiesChanged" and "Connected" in m.body[1] for m in seen):
+                    break
+                await asyncio.sleep(0.1)
+            order = []
+            for m in seen:
+                if m.message_type == MessageType.METHOD_RETURN and m.reply_serial == reply.reply_serial:
+                    order.append("reply")
+                elif m.member == "PropertiesChanged" and m.path == path and "Connected" in m.body[1]:
+                    order.append(f"Connected={m.body[1]['Connected'].value}")
+            self.assertEqual(order[:2], ["reply", "Connected=False"], order)
+
+            del seen[:]
+            await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
+            for _ in range(50):
+                if any(m.member == "PropertiesChanged" and m.path == path and "RSSI" in m.body[2] for m in seen):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.fail("RSSI was not invalidated when discovery stopped")
+            bus.disconnect()
+        self.run_async(go())
+
+    def test_error_names(self):
+        async def go():
+            bus, _ = await self.connect()
+            await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StartDiscovery")
+            r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StartDiscovery")
+            self.assertEqual(r.error_name, "org.bluez.Error.InProgress")
+            r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "SetDiscoveryFilter", "a{sv}",
+                                [{"Bogus": __import__("dbus_fast").Variant("s", "x")}])
+            self.assertEqual(r.error_name, "org.bluez.Error.InvalidArguments")
+            r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "RemoveDevice", "o",
+                                [ADAPTER + "/dev_00_00_00_00_00_00"])
+            self.assertEqual(r.error_name, "org.bluez.Error.DoesNotExist")
+            await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
+            r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
+            self.assertEqual(r.error_name, "org.bluez.Error.Failed")
+            self.env.sim_call("SetPowered", "sb", "hci0", "false")
+            try:
+                r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StartDiscovery")
+                self.assertEqual(r.error_name, "org.bluez.Error.NotReady")
+            finally:
+                self.env.sim_call("SetPowered", "sb", "hci0", "true")
+            bus.disconnect()
+        self.run_async(go())
+
+
+if __name__ == "__main__":
+    unittest.main()
