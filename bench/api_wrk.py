@@ -18,7 +18,7 @@ N = 10
 
 
 def wrk(url, seconds):
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", url], capture_output=True, text=True,
+    out = subprocess.run(["wrk", "-t2", "-c100", f"-d{seconds}s", "--latency", url], capture_output=True, text=True,
                          check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -76,7 +76,7 @@ http {{ access_log off; default_type application/json;
         time.sleep(0.5)
         ours = wrk(url, seconds)
         theirs = wrk(f"http://127.0.0.1:{nginx_port}/api/v1/devices", seconds)
-        print(f"GET /api/v1/devices, {N} devices, {len(body)} bytes; wrk -t2 -c32 -d{seconds}s, polling on\n")
+        print(f"GET /api/v1/devices, {N} devices, {len(body)} bytes; wrk -t2 -c100 -d{seconds}s, polling on\n")
         print("| server | requests/s | p99 (ms) | non-2xx |")
         print("|---|---|---|---|")
         print(f"| blupowd | {ours[0]:.0f} | {ours[1]:.2f} | {ours[2]} |")

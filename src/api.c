@@ -571,8 +571,9 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                                 return 0;
                         json_t *sec = json_object_get(body, "seconds");
                         long long seconds = sec ? json_integer_value(sec) : 10;
-                        json_decref(body);
-                        if ((sec && !json_is_integer(sec)) || seconds < 1 || seconds > 60)
+                        bool not_integer = sec && !json_is_integer(sec);
+                        json_decref(body); /* sec belonged to it */
+                        if (not_integer || seconds < 1 || seconds > 60)
                                 return respond_error(req, 400, "bad_request", "seconds: 1 to 60");
                         int r = daemon_scan(d, (unsigned)seconds);
                         if (r == -EBUSY)

@@ -379,7 +379,7 @@ int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, ui
 
 bool daemon_scanning(const struct daemon *d)
 {
-        return d->scan_until > now_monotonic();
+        return d->scan_pending || d->scan_until > now_monotonic();
 }
 
 static int on_scan_end(sd_event_source *s, uint64_t usec, void *userdata)
@@ -411,11 +411,18 @@ int daemon_scan(struct daemon *d, unsigned seconds)
                 return -ENODEV;
         if (!a->powered)
                 return -ENETDOWN;
-        if (daemon_scanning(d))
+        if (d->scan_until > now_monotonic()) {
+                d->scan_pending = 0; /* one is running already */
                 return 0;
+        }
         for (size_t i = 0; i < d->n_modules; i++)
-                if (link_busy(d->modules[i]->link))
-                        return -EBUSY;
+                if (link_busy(d->modules[i]->link)) {
+                        /* No scanning while a module is being read: the scan starts when the
+                         * session ends (the poller asks again), and counts as running now. */
+                        d->scan_pending = seconds;
+                        return 0;
+                }
+        d->scan_pending = 0;
         d->scan_until = now_monotonic() + (uint64_t)seconds * USEC_PER_SEC;
         int r = bluez_start_discovery(d->bluez, a->path, on_scan_started, d);
         if (r < 0)

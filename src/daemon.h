@@ -108,7 +108,8 @@ struct daemon {
         sd_event_source *scan_timer;
         sd_event_source *shutdown_timer;
         uint64_t shutdown_deadline;
-        uint64_t scan_until; /* monotonic µs: no sessions start while an API scan runs */
+        uint64_t scan_until;   /* monotonic µs: no sessions start while an API scan runs */
+        unsigned scan_pending; /* seconds of a scan asked for during a session; starts after it */
         bool scan_started_by_us;
         bool shutting_down;
         int64_t started;

@@ -77,7 +77,10 @@ static void start_session(struct daemon *d, struct module *m)
                         .modbus_id = dev->cfg.modbus_id,
                         .unsupported = dev->unsupported,
                 };
-                dev->state = DEVICE_CONNECTING;
+                /* A routine poll of a working device is not a state change: Home Assistant's
+                 * connectivity sensor must not blink off for the second a session takes. */
+                if (dev->state != DEVICE_ONLINE)
+                        dev->state = DEVICE_CONNECTING;
         }
         int r;
         m->session_device = NULL;
@@ -129,6 +132,13 @@ void poller_schedule(struct daemon *d)
                         return; /* one session at a time: its end schedules the next */
         if (d->sync_pending && d->bluez && !bluez_bus_broken(d->bluez))
                 return; /* the first answer from BlueZ schedules again */
+        if (d->scan_pending) {
+                int r = daemon_scan(d, d->scan_pending);
+                if (r < 0) {
+                        log_warning("Scan: cannot start: %s", strerror(-r));
+                        d->scan_pending = 0;
+                }
+        }
         uint64_t now = now_monotonic();
         if (daemon_scanning(d)) {
                 arm_at(d, d->scan_until + 1);

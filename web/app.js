@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const api = (path, opts) => fetch(path.replace(/^\//, ""), opts).then(async (r) => {
+const api = (path, opts = {}) => fetch(path.replace(/^\//, ""),
+  opts.body ? { ...opts, headers: { "Content-Type": "application/json" } } : opts).then(async (r) => {
   const text = await r.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }

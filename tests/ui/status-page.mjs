@@ -25,6 +25,7 @@ const errors = [];
 page.on("request", (r) => { const u = new URL(r.url()); if (!u.pathname.startsWith(prefix)) escaped.push(u.pathname); });
 page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
 page.on("pageerror", (e) => errors.push(String(e)));
+page.on("response", (r) => { if (r.status() >= 400) errors.push(`${r.request().method()} ${new URL(r.url()).pathname}${new URL(r.url()).search}: ${r.status()}`); });
 page.on("dialog", (d) => { errors.push(`dialog: ${d.message()}`); d.dismiss(); });
 
 async function check(name, fn) {
@@ -54,6 +55,23 @@ await check("readings are shown with their units", async () => {
   const soc = await card("battery-1").locator('.v[data-key="battery_percentage"]').textContent();
   assert.match(soc, /^\d+(\.\d+)? %$/);
   assert.ok(await card("inverter").locator(".v").count() >= 22, "the inverter's 22 sensors");
+});
+
+await check("values refresh without reloading the page", async () => {
+  const meta = () => card("rover").locator(".meta").textContent();
+  const before = await meta();
+  const polled = await card("rover").getAttribute("data-state");
+  assert.equal(polled, "online");
+  await page.waitForFunction((b) => document.querySelector('article.card[data-id="rover"] .meta').textContent !== b,
+    before, { timeout: 20000 });
+});
+
+await check("Scan lists the modules nearby", async () => {
+  await page.locator("#scan-btn").click();
+  await page.waitForFunction(() => document.querySelectorAll("#scan-rows tr[data-address]").length >= 5, null,
+    { timeout: 30000 });
+  const rows = await page.locator("#scan-rows tr[data-address]").allTextContents();
+  assert.ok(rows.some((r) => r.includes("BT-TH-66EDFC11") && r.includes("configured")), rows.join("|"));
 });
 
 await check("Verify reads a device end to end", async () => {
@@ -91,6 +109,21 @@ await check("a powered-off adapter is explained and powered on from the page", a
   await button.waitFor({ timeout: 10000 });
   await button.click();
   await page.waitForFunction(() => document.getElementById("system-diag").hidden, null, { timeout: 30000 });
+});
+
+await check("dark mode follows the system, and a phone screen needs no sideways scrolling", async () => {
+  await page.emulateMedia({ colorScheme: "dark" });
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = bg.match(/\d+/g).map(Number);
+  assert.ok(r + g + b < 200, `dark background expected, got ${bg}`);
+  await page.screenshot({ path: path.join(shots, "status-page-dark.png") });
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone`);
+  await page.screenshot({ path: path.join(shots, "status-page-phone.png") });
+  await page.setViewportSize({ width: 1280, height: 900 });
 });
 
 await check("the page made no request outside the ingress prefix and logged no error", async () => {
