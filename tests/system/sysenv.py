@@ -184,7 +184,8 @@ class Env:
     def sim_call(self, method, signature, *args):
         """org.blupow.Sim1 through busctl; the reply's values as a list."""
         p = subprocess.run(["busctl", "--system", "--json=short", "call", "org.blupow.Sim", "/", "org.blupow.Sim1",
-                            method, "--", signature, *[str(a) for a in args]], env=self.env, capture_output=True, text=True)
+                            method, "--", *([signature] if signature else []), *[str(a) for a in args]], env=self.env,
+                           capture_output=True, text=True)
         if p.returncode != 0:
             raise AssertionError(f"Sim1.{method}{args}: {p.stderr.strip()}")
         return json.loads(p.stdout)["data"] if p.stdout.strip() else []
