@@ -213,11 +213,15 @@ static void start_find(struct link *l)
 {
         const struct bluez_device *d = device(l);
         uint64_t now = now_usec();
+        /* BlueZ drops RSSI when discovery stops, but an advertisement seen a moment ago still
+         * says the module is there: connect without discovering again. Scanning before every
+         * poll would cost a signal per advertisement of every module in range. */
+        bool fresh = d && d->last_seen_usec && now - d->last_seen_usec < l->cfg.fresh_adv_usec;
         if (d) {
                 l->report.found = true;
-                l->report.advertising = d->has_rssi && now - d->last_seen_usec < l->cfg.fresh_adv_usec;
+                l->report.advertising = d->has_rssi && fresh; /* advertising right now */
         }
-        if (d && (d->connected || l->report.advertising)) {
+        if (d && (d->connected || fresh)) {
                 set_str(&l->device_path, d->path);
                 l->report.rssi = d->rssi;
                 l->report.has_rssi = d->has_rssi;

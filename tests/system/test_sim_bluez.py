@@ -49,8 +49,11 @@ class Bluez(unittest.TestCase):
         self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
         for _ in range(50):
             objs = await self.objects(bus)
+            # A device object may be left from an earlier scan without RSSI (BlueZ drops it when
+            # discovery stops): wait for an advertisement seen by this discovery.
             dev = next((p for p, i in objs.items() if i.get("org.bluez.Device1", {}).get("Address") and
-                        i["org.bluez.Device1"]["Address"].value == ROVER), None)
+                        i["org.bluez.Device1"]["Address"].value == ROVER and
+                        "RSSI" in i["org.bluez.Device1"]), None)
             if dev:
                 return dev, objs
             await asyncio.sleep(0.1)
