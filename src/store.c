@@ -11,11 +11,14 @@
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
+#include "store-codec.h"
 #include "store.h"
 
-#define SCHEMA_VERSION   1
-#define COMPACT_AGE_USEC (3600LL * 1000000)
-#define HOUR_USEC        (3600LL * 1000000)
+#define SCHEMA_VERSION 2
+#define HOUR_USEC      (3600LL * 1000000)
+/* An hour is compacted once it is this long over: a poll that started before the hour ended
+ * may still be recorded. */
+#define COMPACT_GRACE_USEC (300LL * 1000000)
 
 enum {
         STMT_KEY_GET,
@@ -128,6 +131,67 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, name TEXT NOT NULL, address TEXT NOT NULL,"
         "  family TEXT NOT NULL, modbus_id INTEGER NOT NULL);";
 
+/* Format 1 rows (fixed seven bytes per reading, time deltas in chunks) to format 2
+ * (store-codec.h): rewrites every poll row and chunk. One transaction, run once at start. */
+static int rewrite_rows_2(struct store *s, const char *select, const char *update, bool chunks)
+{
+        sqlite3_stmt *sel = NULL, *upd = NULL;
+        int rc = sqlite3_prepare_v2(s->db, select, -1, &sel, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(s->db, update, -1, &upd, NULL);
+        while (rc == SQLITE_OK && sqlite3_step(sel) == SQLITE_ROW) {
+                const uint8_t *old = sqlite3_column_blob(sel, 1);
+                size_t len = (size_t)sqlite3_column_bytes(sel, 1), out_len = 0;
+                /* Format 2 is never longer per item than format 1 plus its bound's slack. */
+                uint8_t *out = malloc(len * CHUNK_SAMPLE_MAX + 1);
+                if (!out) {
+                        rc = SQLITE_NOMEM;
+                        break;
+                }
+                if (chunks) {
+                        struct chunk_reader cr;
+                        struct chunk_writer w;
+                        int64_t t0 = sqlite3_column_int64(sel, 2) / 1000, t, v;
+                        chunk_reader_init(&cr, old, len, t0, 1);
+                        chunk_writer_init(&w, out, t0);
+                        while (chunk_next(&cr, &t, &v) > 0)
+                                chunk_put(&w, t, v);
+                        out_len = w.len;
+                } else {
+                        struct poll_row_reader rd;
+                        struct stored_reading r;
+                        int64_t prev = 0;
+                        poll_row_reader_init(&rd, old, len, 1);
+                        while (poll_row_next(&rd, &r) > 0)
+                                out_len += poll_row_put(out + out_len, &prev, &r);
+                }
+                sqlite3_reset(upd);
+                sqlite3_bind_blob(upd, 1, out, (int)out_len, SQLITE_TRANSIENT);
+                sqlite3_bind_int64(upd, 2, sqlite3_column_int64(sel, 0));
+                rc = sqlite3_step(upd) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+                free(out);
+        }
+        sqlite3_finalize(sel);
+        sqlite3_finalize(upd);
+        return rc == SQLITE_OK ? 0 : errno_of(rc);
+}
+
+static int migrate_2(struct store *s)
+{
+        int r = exec(s, "BEGIN");
+        if (r == 0)
+                r = rewrite_rows_2(s, "SELECT rowid, data FROM polls",
+                        "UPDATE polls SET data = ? WHERE rowid = ?", false);
+        if (r == 0)
+                r = rewrite_rows_2(s, "SELECT rowid, data, t0 FROM chunks",
+                        "UPDATE chunks SET data = ? WHERE rowid = ?", true);
+        if (r == 0)
+                r = exec(s, "PRAGMA user_version = 2; COMMIT");
+        if (r < 0)
+                exec(s, "ROLLBACK");
+        return r;
+}
+
 static int migrate(struct store *s)
 {
         sqlite3_stmt *st;
@@ -156,6 +220,13 @@ static int migrate(struct store *s)
                         return r;
                 }
         }
+        if (version < 2) {
+                int r = migrate_2(s);
+                if (r < 0)
+                        return r;
+                if (version == 1)
+                        log_info("store: rows rewritten in the compact format of schema 2");
+        }
         return 0;
 }
 
@@ -179,6 +250,7 @@ static int open_db(struct store *s)
         if (rc != SQLITE_OK)
                 return errno_of(rc);
         sqlite3_busy_timeout(s->db, 100);
+
         /* Small pages keep the per-poll append small; set before the first table exists. */
         exec(s, "PRAGMA page_size = 512");
         int r = exec(s, "PRAGMA journal_mode = WAL");
@@ -329,13 +401,6 @@ static int64_t dev_id(struct store *s, const char *id)
 
 /* ---- sample encoding ---- */
 
-enum {
-        KIND_NUM = 0x00, /* low nibble: decimals */
-        KIND_ENUMV = 0x10,
-        KIND_FLAGV = 0x20,
-        KIND_BITSV = 0x30,
-};
-
 static int enum_index(const struct renogy_reading *r)
 {
         const struct renogy_field *f = r->field;
@@ -348,26 +413,13 @@ static int enum_index(const struct renogy_reading *r)
         return -1;
 }
 
-static void put32(uint8_t *p, int32_t v)
-{
-        uint32_t u = (uint32_t)v;
-        p[0] = (uint8_t)(u >> 24);
-        p[1] = (uint8_t)(u >> 16);
-        p[2] = (uint8_t)(u >> 8);
-        p[3] = (uint8_t)u;
-}
-
-static int32_t get32(const uint8_t *p)
-{
-        return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-}
-
 int store_record(struct store *s, const struct device *dev)
 {
         if (!s->db)
                 return -ENOTCONN;
-        uint8_t blob[RENOGY_MAX_READINGS * 7];
-        size_t len = 0;
+        uint8_t blob[RENOGY_MAX_READINGS * POLL_ROW_READING_MAX];
+        size_t len = 0, n_stored = 0;
+        int64_t prev_kid = 0;
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
                 return write_failed(s, rc, "BEGIN");
@@ -379,16 +431,16 @@ int store_record(struct store *s, const struct device *dev)
                 uint8_t kind;
                 int64_t v;
                 if (r->type == RV_NUMBER) {
-                        kind = KIND_NUM | (r->decimals & 0x0F);
+                        kind = STORED_NUM | (r->decimals & 0x0F);
                         v = llround(r->number * pow(10, r->decimals));
                 } else if (r->type == RV_BITS) {
-                        kind = KIND_BITSV;
+                        kind = STORED_BITS;
                         v = (int32_t)r->bits;
                 } else if (r->field->kind == KIND_FLAG) {
-                        kind = KIND_FLAGV;
+                        kind = STORED_FLAG;
                         v = streq(r->text, "on");
                 } else if (r->field->kind == KIND_ENUM) {
-                        kind = KIND_ENUMV;
+                        kind = STORED_ENUM;
                         v = enum_index(r);
                         if (v < 0)
                                 continue;
@@ -397,13 +449,11 @@ int store_record(struct store *s, const struct device *dev)
                 if (v < INT32_MIN || v > INT32_MAX)
                         continue;
                 int64_t kid = lookup_or_add(s, STMT_KEY_GET, STMT_KEY_ADD, dv, r->field->key);
-                if (kid < 0 || kid > 0xFFFF)
+                if (kid < 0)
                         goto fail;
-                blob[len++] = (uint8_t)(kid >> 8);
-                blob[len++] = (uint8_t)kid;
-                blob[len++] = kind;
-                put32(blob + len, (int32_t)v);
-                len += 4;
+                len += poll_row_put(blob + len, &prev_kid,
+                        &(struct stored_reading){.kid = kid, .kind = kind, .value = (int32_t)v});
+                n_stored++;
         }
         sqlite3_stmt *st = s->stmt[STMT_POLL_ADD];
         sqlite3_reset(st);
@@ -440,7 +490,7 @@ int store_record(struct store *s, const struct device *dev)
         rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
                 goto fail;
-        s->health.samples_written += (int64_t)(len / 7);
+        s->health.samples_written += (int64_t)n_stored;
         write_ok(s);
         return 0;
 fail:
@@ -500,19 +550,21 @@ int store_restore_device(struct store *s, struct device *dev)
         int64_t t = sqlite3_column_int64(st, 0);
         const uint8_t *blob = sqlite3_column_blob(st, 1);
         size_t len = (size_t)sqlite3_column_bytes(st, 1);
-        uint8_t copy[RENOGY_MAX_READINGS * 7];
+        uint8_t copy[RENOGY_MAX_READINGS * POLL_ROW_READING_MAX];
         len = MIN(len, sizeof copy);
         if (blob)
                 memcpy(copy, blob, len);
         sqlite3_reset(st);
 
         struct renogy_readings rd = {0};
-        for (size_t at = 0; at + 7 <= len; at += 7) {
-                int64_t kid = copy[at] << 8 | copy[at + 1];
-                uint8_t kind = copy[at + 2];
-                int32_t v = get32(copy + at + 3);
+        struct poll_row_reader row;
+        struct stored_reading sr;
+        poll_row_reader_init(&row, copy, len, 2);
+        while (poll_row_next(&row, &sr) > 0) {
+                uint8_t kind = sr.kind;
+                int32_t v = sr.value;
                 char key[64];
-                if (!key_name(s, kid, key, sizeof key))
+                if (!key_name(s, sr.kid, key, sizeof key))
                         continue;
                 const struct renogy_field *f = renogy_field_find(dev->cfg.family, key);
                 if (!f || rd.n >= RENOGY_MAX_READINGS)
@@ -521,20 +573,20 @@ int store_restore_device(struct store *s, struct device *dev)
                 memset(r, 0, sizeof *r);
                 r->field = f;
                 switch (kind & 0xF0) {
-                case KIND_NUM:
+                case STORED_NUM:
                         r->type = RV_NUMBER;
                         r->decimals = kind & 0x0F;
                         r->number = renogy_round((double)v / pow(10, r->decimals), r->decimals);
                         break;
-                case KIND_BITSV:
+                case STORED_BITS:
                         r->type = RV_BITS;
                         r->bits = (uint32_t)v;
                         break;
-                case KIND_FLAGV:
+                case STORED_FLAG:
                         r->type = RV_TEXT;
                         snprintf(r->text, sizeof r->text, "%s", v ? "on" : "off");
                         break;
-                case KIND_ENUMV:
+                case STORED_ENUM:
                         r->type = RV_TEXT;
                         if (v >= 0 && (unsigned)v < f->n_names && f->names[v])
                                 snprintf(r->text, sizeof r->text, "%s", f->names[v]);
@@ -628,39 +680,6 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n)
 
 /* ---- compaction, retention ---- */
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-        size_t n = 0;
-        while (v >= 0x80) {
-                p[n++] = (uint8_t)(v | 0x80);
-                v >>= 7;
-        }
-        p[n++] = (uint8_t)v;
-        return n;
-}
-
-static int get_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
-{
-        *v = 0;
-        for (unsigned shift = 0; shift < 64 && *at < len; shift += 7) {
-                uint8_t b = p[(*at)++];
-                *v |= (uint64_t)(b & 0x7F) << shift;
-                if (!(b & 0x80))
-                        return 0;
-        }
-        return -EBADMSG;
-}
-
-static uint64_t zigzag(int64_t v)
-{
-        return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-static int64_t unzigzag(uint64_t v)
-{
-        return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-}
-
 struct sample {
         int64_t t;
         int64_t v;
@@ -678,21 +697,18 @@ static int chunk_write(struct store *s, struct key_samples *ks, int64_t t0)
         uint8_t dec = 0;
         for (size_t i = 0; i < ks->n; i++)
                 dec = MAX(dec, ks->s[i].dec);
-        uint8_t *blob = malloc(ks->n * 20 + 1);
+        uint8_t *blob = malloc(ks->n * CHUNK_SAMPLE_MAX + 1);
         if (!blob)
                 return -ENOMEM;
-        size_t len = 0;
-        int64_t pt = t0 / 1000, pv = 0;
+        struct chunk_writer w;
+        chunk_writer_init(&w, blob, t0 / 1000);
         for (size_t i = 0; i < ks->n; i++) {
                 int64_t v = ks->s[i].v;
                 for (uint8_t k = ks->s[i].dec; k < dec; k++)
                         v *= 10;
-                int64_t tms = ks->s[i].t / 1000;
-                len += put_varint(blob + len, (uint64_t)(tms - pt));
-                len += put_varint(blob + len, zigzag(v - pv));
-                pt = tms;
-                pv = v;
+                chunk_put(&w, ks->s[i].t / 1000, v);
         }
+        size_t len = w.len;
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
                 "INSERT INTO chunks (kid, t0, t1, decimals, n, data) VALUES (?, ?, ?, ?, ?, ?)", -1, &st,
@@ -711,8 +727,10 @@ static int chunk_write(struct store *s, struct key_samples *ks, int64_t t0)
         return rc == SQLITE_DONE ? 0 : errno_of(rc) ?: -EIO;
 }
 
-/* Moves one device-hour of poll rows (older than an hour) into per-key chunks. The newest row
- * of each device stays: it holds the readings a restart serves. */
+/* Moves one finished device-hour of poll rows into per-key chunks: whole hours only, since each
+ * chunk costs a row, an index entry and their pages, so a chunk per hour per key is what keeps the
+ * writes per sample low. The newest row of each device stays: it holds the readings a restart
+ * serves. */
 static int compact_one(struct store *s, int64_t now)
 {
         sqlite3_stmt *st;
@@ -723,7 +741,8 @@ static int compact_one(struct store *s, int64_t now)
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
-        sqlite3_bind_int64(st, 1, now - COMPACT_AGE_USEC);
+        int64_t done_before = (now - COMPACT_GRACE_USEC) / HOUR_USEC * HOUR_USEC;
+        sqlite3_bind_int64(st, 1, done_before);
         if (sqlite3_step(st) != SQLITE_ROW) {
                 sqlite3_finalize(st);
                 return 0;
@@ -731,7 +750,7 @@ static int compact_one(struct store *s, int64_t now)
         int64_t dv = sqlite3_column_int64(st, 0);
         int64_t t0 = sqlite3_column_int64(st, 1) / HOUR_USEC * HOUR_USEC;
         sqlite3_finalize(st);
-        int64_t t1 = MIN(t0 + HOUR_USEC, now - COMPACT_AGE_USEC);
+        int64_t t1 = t0 + HOUR_USEC;
 
         struct key_samples *keys = NULL;
         size_t n_keys = 0;
@@ -751,10 +770,13 @@ static int compact_one(struct store *s, int64_t now)
                 int64_t t = sqlite3_column_int64(st, 0);
                 const uint8_t *b = sqlite3_column_blob(st, 1);
                 size_t len = (size_t)sqlite3_column_bytes(st, 1);
-                for (size_t at = 0; b && at + 7 <= len; at += 7) {
-                        if ((b[at + 2] & 0xF0) != KIND_NUM)
+                struct poll_row_reader row;
+                struct stored_reading sr;
+                poll_row_reader_init(&row, b, len, 2);
+                while (poll_row_next(&row, &sr) > 0) {
+                        if ((sr.kind & 0xF0) != STORED_NUM)
                                 continue; /* history is kept for numbers */
-                        int64_t kid = b[at] << 8 | b[at + 1];
+                        int64_t kid = sr.kid;
                         size_t k = 0;
                         while (k < n_keys && keys[k].kid != kid)
                                 k++;
@@ -774,8 +796,7 @@ static int compact_one(struct store *s, int64_t now)
                                 ks->s = ns;
                                 ks->cap = cap;
                         }
-                        ks->s[ks->n++] =
-                                (struct sample){.t = t, .v = get32(b + at + 3), .dec = b[at + 2] & 0x0F};
+                        ks->s[ks->n++] = (struct sample){.t = t, .v = sr.value, .dec = sr.kind & 0x0F};
                 }
         }
         sqlite3_finalize(st);
@@ -915,16 +936,12 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                 sqlite3_bind_int64(st, 2, until);
                 sqlite3_bind_int64(st, 3, since);
                 while (sqlite3_step(st) == SQLITE_ROW) {
-                        int64_t tms = sqlite3_column_int64(st, 0) / 1000, v = 0;
                         double scale = pow(10, sqlite3_column_int(st, 1));
-                        const uint8_t *d = sqlite3_column_blob(st, 2);
-                        size_t len = (size_t)sqlite3_column_bytes(st, 2), at = 0;
-                        while (d && at < len) {
-                                uint64_t dt, dvz;
-                                if (get_varint(d, len, &at, &dt) < 0 || get_varint(d, len, &at, &dvz) < 0)
-                                        break;
-                                tms += (int64_t)dt;
-                                v += unzigzag(dvz);
+                        struct chunk_reader cr;
+                        chunk_reader_init(&cr, sqlite3_column_blob(st, 2),
+                                (size_t)sqlite3_column_bytes(st, 2), sqlite3_column_int64(st, 0) / 1000, 2);
+                        int64_t tms, v;
+                        while (chunk_next(&cr, &tms, &v) > 0) {
                                 int64_t t = tms * 1000;
                                 if (t >= since && t < until)
                                         bucket_add(&b, t, (double)v / scale);
@@ -942,10 +959,12 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                         int64_t t = sqlite3_column_int64(st, 0);
                         const uint8_t *d = sqlite3_column_blob(st, 1);
                         size_t len = (size_t)sqlite3_column_bytes(st, 1);
-                        for (size_t at = 0; d && at + 7 <= len; at += 7)
-                                if ((d[at] << 8 | d[at + 1]) == kid && (d[at + 2] & 0xF0) == KIND_NUM)
-                                        bucket_add(&b, t,
-                                                (double)get32(d + at + 3) / pow(10, d[at + 2] & 0x0F));
+                        struct poll_row_reader row;
+                        struct stored_reading sr;
+                        poll_row_reader_init(&row, d, len, 2);
+                        while (poll_row_next(&row, &sr) > 0)
+                                if (sr.kid == kid && (sr.kind & 0xF0) == STORED_NUM)
+                                        bucket_add(&b, t, (double)sr.value / pow(10, sr.kind & 0x0F));
                 }
                 sqlite3_finalize(st);
         }

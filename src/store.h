@@ -3,7 +3,8 @@
 
 /* SQLite store: devices added through the API, every numeric sample, and the last readings
  * for a restart. Written for SD cards: one small append per poll (page size 512, WAL,
- * synchronous=NORMAL), compacted hourly into per-key chunks of delta-encoded samples. */
+ * synchronous=NORMAL), compacted after each whole hour into per-key chunks of delta-encoded
+ * samples. The byte formats of rows and chunks are in store-codec.h. */
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -170,6 +171,74 @@ START_TEST(unwritable_place_keeps_serving)
 }
 END_TEST
 
+/* A database written by BluPow 0.2 (schema 1: seven bytes per reading, time deltas in chunks)
+ * opens in the new format with its last readings and its history intact. */
+START_TEST(schema_1_database_is_migrated)
+{
+        struct device *dev = rover();
+        int64_t hour = 3600LL * 1000000, t0 = (now_realtime() / hour - 3) * hour;
+        sqlite3 *db;
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        char sql[2048];
+        snprintf(sql, sizeof sql,
+                "PRAGMA page_size = 512; PRAGMA journal_mode = WAL;"
+                "CREATE TABLE device_ids (dev INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);"
+                "CREATE TABLE keys (kid INTEGER PRIMARY KEY, dev INTEGER NOT NULL, key TEXT NOT NULL,"
+                "  UNIQUE (dev, key));"
+                "CREATE TABLE polls (dev INTEGER NOT NULL, t INTEGER NOT NULL, data BLOB NOT NULL);"
+                "CREATE TABLE chunks (kid INTEGER NOT NULL, t0 INTEGER NOT NULL, t1 INTEGER NOT NULL,"
+                "  decimals INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);"
+                "CREATE INDEX chunks_by_key ON chunks (kid, t0);"
+                "CREATE TABLE device_info (dev INTEGER PRIMARY KEY, model TEXT, serial TEXT, firmware TEXT);"
+                "CREATE TABLE devices (id TEXT PRIMARY KEY, name TEXT NOT NULL, address TEXT NOT NULL,"
+                "  family TEXT NOT NULL, modbus_id INTEGER NOT NULL);"
+                "INSERT INTO device_ids VALUES (1, '%s');"
+                "INSERT INTO keys VALUES (1, 1, 'battery_voltage'), (2, 1, 'load_status');"
+                /* battery 13.4 V (one decimal), load on */
+                "INSERT INTO polls VALUES (1, %lld, x'0001010000008600022000000001');"
+                /* an hour earlier: 12.0 V at t0 + 5 ms, 11.7 V ten seconds later */
+                "INSERT INTO chunks VALUES (1, %lld, %lld, 1, 2, x'05f00190"
+                "4e05');"
+                "PRAGMA user_version = 1;",
+                dev->cfg.id, (long long)(t0 + 2 * hour), (long long)t0, (long long)(t0 + 10005000));
+        char *err = NULL;
+        ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s", err ?: "");
+        sqlite3_close(db);
+
+        struct store *s;
+        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        ck_assert(store_health(s)->ok);
+        ck_assert(!store_health(s)->recreated);
+        struct device fresh = {.cfg = dev->cfg};
+        ck_assert_int_eq(store_restore_device(s, &fresh), 1);
+        const struct renogy_reading *v = renogy_readings_get(&fresh.readings, "battery_voltage");
+        ck_assert_ptr_nonnull(v);
+        ck_assert_double_eq_tol(v->number, 13.4, 1e-9);
+        const struct renogy_reading *load = renogy_readings_get(&fresh.readings, "load_status");
+        ck_assert_ptr_nonnull(load);
+        ck_assert_str_eq(load->text, "on");
+        struct history_point *p;
+        int n = store_history(s, dev->cfg.id, "battery_voltage", t0, t0 + 3 * hour, 3 * 360, &p);
+        ck_assert_int_eq(n, 3);
+        ck_assert_int_eq(p[0].t, t0);
+        ck_assert_double_eq_tol(p[0].avg, 12.0, 1e-9);
+        ck_assert_double_eq_tol(p[1].avg, 11.7, 1e-9);
+        ck_assert_double_eq_tol(p[2].avg, 13.4, 1e-9);
+        free(p);
+        /* New polls go on in the new format next to the migrated ones. */
+        dev->readings_at = t0 + 2 * hour + 10 * 1000000;
+        ck_assert_int_eq(store_record(s, dev), 0);
+        store_close(s);
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        sqlite3_stmt *st;
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 2);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+}
+END_TEST
+
 int main(void)
 {
         Suite *su = suite_create("store");
@@ -180,6 +249,7 @@ int main(void)
         tcase_add_test(tc, history_across_compaction);
         tcase_add_test(tc, damaged_file_moved_aside);
         tcase_add_test(tc, unwritable_place_keeps_serving);
+        tcase_add_test(tc, schema_1_database_is_migrated);
         suite_add_tcase(su, tc);
         SRunner *sr = srunner_create(su);
         srunner_run_all(sr, CK_NORMAL);
