@@ -15,6 +15,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("BLUPOW_BUILD_ROOT", os.path.join(ROOT, "build"))
 N = 10
+INTERVAL = 12  # the shortest interval ten controllers on one adapter allow (about 1 s each)
 
 
 def wrk(url, seconds):
@@ -25,6 +26,11 @@ def wrk(url, seconds):
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, p99, int(errors.group(1)) if errors else 0
+
+
+def polls_done(port):
+    diag = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/diagnostics"))
+    return sum(d["polls_ok"] for d in diag["devices"]), sum(d["polls_failed"] for d in diag["devices"])
 
 
 def main():
@@ -39,7 +45,7 @@ def main():
     with open(os.path.join(d, "scenario.json"), "w") as f:
         json.dump({"adapters": [{"name": "hci0", "address": "00:1A:7D:DA:71:13", "powered": True}], "modules": modules}, f)
     with open(os.path.join(d, "options.json"), "w") as f:
-        json.dump({"devices": devices, "poll_interval": 15}, f)
+        json.dump({"devices": devices, "poll_interval": INTERVAL}, f)
     out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
                          check=True).stdout.split()
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
@@ -72,14 +78,29 @@ events {{ worker_connections 1024; }}
 http {{ access_log off; default_type application/json;
   server {{ listen 127.0.0.1:{nginx_port}; root {d}/www; }} }}
 """)
+        # nginx's workers drop root: they must be able to read the file.
+        for root, dirs, files in os.walk(d):
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
         procs.append(subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.5)
+        static = urllib.request.urlopen(f"http://127.0.0.1:{nginx_port}/api/v1/devices").read()
+        if len(static) != len(body):
+            sys.exit(f"nginx served {len(static)} bytes instead of {len(body)}")
+        ok0, failed0 = polls_done(port)
+        t0 = time.monotonic()
         ours = wrk(url, seconds)
+        elapsed = time.monotonic() - t0
+        ok1, failed1 = polls_done(port)
+        polls_during = f"{ok1 - ok0} ({failed1 - failed0} failed)"
+        expected = round(N * elapsed / INTERVAL)
         theirs = wrk(f"http://127.0.0.1:{nginx_port}/api/v1/devices", seconds)
         print(f"GET /api/v1/devices, {N} devices, {len(body)} bytes; wrk -t2 -c100 -d{seconds}s, polling on\n")
         print("| server | requests/s | p99 (ms) | non-2xx |")
         print("|---|---|---|---|")
         print(f"| blupowd | {ours[0]:.0f} | {ours[1]:.2f} | {ours[2]} |")
+        print(f"| blupowd, polls during the run | {polls_during} of {expected} expected | | |")
         print(f"| nginx (static file, 1 worker) | {theirs[0]:.0f} | {theirs[1]:.2f} | {theirs[2]} |")
         print(f"\nthroughput ratio blupowd/nginx: {ours[0] / theirs[0]:.2f} (target >= 0.8)")
     finally:

@@ -42,6 +42,7 @@ struct http_request {
 
 static int queue(struct http_request *req, unsigned status, struct MHD_Response *resp,
         const char *content_type, const char *const *extra);
+static void add_headers(struct MHD_Response *resp, const char *content_type, const char *const *extra);
 
 static char *memdup_or_null(const char *p, size_t n)
 {
@@ -278,11 +279,7 @@ static int queue(struct http_request *req, unsigned status, struct MHD_Response 
 {
         if (!resp)
                 return -ENOMEM;
-        if (content_type)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-        for (const char *const *h = extra; h && h[0]; h += 2)
-                MHD_add_response_header(resp, h[0], h[1]);
+        add_headers(resp, content_type, extra);
         enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
         MHD_destroy_response(resp);
         req->responded = true;
@@ -320,6 +317,58 @@ int http_respond_file(struct http_request *req, int fd, uint64_t size, const cha
                 close(fd);
         static const char *const cache[] = {"Cache-Control", "no-cache", NULL};
         return queue(req, 200, resp, content_type, cache);
+}
+
+struct http_response {
+        struct MHD_Response *resp;
+        char *body; /* owned by resp; kept to answer a suspended request */
+        size_t len;
+        const char *content_type;
+};
+
+static void add_headers(struct MHD_Response *resp, const char *content_type, const char *const *extra)
+{
+        if (content_type)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        for (const char *const *h = extra; h && h[0]; h += 2)
+                MHD_add_response_header(resp, h[0], h[1]);
+}
+
+struct http_response *http_response_new(
+        const char *content_type, char *body, size_t len, const char *const *extra_headers)
+{
+        struct http_response *r = calloc(1, sizeof *r);
+        if (r)
+                r->resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!r || !r->resp) {
+                free(r);
+                free(body);
+                return NULL;
+        }
+        r->body = body;
+        r->len = len;
+        r->content_type = content_type;
+        add_headers(r->resp, content_type, extra_headers);
+        return r;
+}
+
+struct http_response *http_response_unref(struct http_response *r)
+{
+        if (r) {
+                MHD_destroy_response(r->resp); /* freed when the last connection is done with it */
+                free(r);
+        }
+        return NULL;
+}
+
+int http_respond_shared(struct http_request *req, unsigned status, struct http_response *r)
+{
+        if (req->suspended) /* answered later: needs bytes of its own */
+                return http_respond(req, status, r->content_type, r->body, r->len, false, NULL);
+        enum MHD_Result rc = MHD_queue_response(req->conn, status, r->resp);
+        req->responded = true;
+        return rc == MHD_YES ? 0 : -EIO;
 }
 
 void http_suspend(struct http_request *req)

@@ -40,6 +40,15 @@ int http_respond(struct http_request *req, unsigned status, const char *content_
         bool owned, const char *const *extra_headers);
 int http_respond_file(struct http_request *req, int fd, uint64_t size, const char *content_type);
 
+/* A response built once and sent to many requests: MHD counts the connections still sending
+ * it, so dropping it here while some are never frees their bytes under them. */
+struct http_response;
+/* Takes ownership of body (malloc'd). extra_headers are copied. NULL when out of memory. */
+struct http_response *http_response_new(
+        const char *content_type, char *body, size_t len, const char *const *extra_headers);
+struct http_response *http_response_unref(struct http_response *r);
+int http_respond_shared(struct http_request *req, unsigned status, struct http_response *r);
+
 /* Keeps the connection waiting; a later http_respond() (from the same loop) resumes it.
  * extra_headers of such a response must outlive the request (static arrays). */
 void http_suspend(struct http_request *req);

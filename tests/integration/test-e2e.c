@@ -405,7 +405,14 @@ START_TEST(api_routes_and_errors)
         const char *extra =
                 "{\"name\":\"Spare "
                 "Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\",\"modbus_id\":16}";
+        ck_assert_int_eq(status_of("GET", "/api/v1/devices", NULL, &r), 200); /* the list is cached now */
+        ck_assert_ptr_null(strstr(r, "spare-rover"));
+        free(r);
         ck_assert_int_eq(status_of("POST", "/api/v1/devices", extra, &r), 201);
+        free(r);
+        /* A change through the API shows in the very next list, cache or not. */
+        ck_assert_int_eq(status_of("GET", "/api/v1/devices", NULL, &r), 200);
+        ck_assert_ptr_nonnull(strstr(r, "\"spare-rover\""));
         free(r);
         ck_assert_int_eq(status_of("POST", "/api/v1/devices",
                                  "{\"name\":\"X\",\"address\":\"bad\",\"type\":\"controller\"}", &r),
@@ -422,6 +429,9 @@ START_TEST(api_routes_and_errors)
                 sleep_s(0.2);
         }
         ck_assert_int_eq(status_of("GET", "/api/v1/devices/spare-rover", NULL, &r), 404);
+        free(r);
+        ck_assert_int_eq(status_of("GET", "/api/v1/devices", NULL, &r), 200);
+        ck_assert_ptr_null(strstr(r, "spare-rover"));
         free(r);
 
         /* Verify: steps, readings, verdict. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The BlueZ 5.66 D-Bus surface: Adapter1, Device1, GattService1 and GattCharacteristic1,
  * with the reply semantics, error names and signal order of bluetoothd (BLUEZ.md §1). */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -878,17 +879,93 @@ static void module_lost(struct sim_module *m)
                 emit_invalidated(m, "RSSI");
 }
 
+/* ---- discovery filters ---- */
+
+static struct sim_filter *filter_of(struct sim_adapter *a, const char *client)
+{
+        for (int i = 0; i < SIM_MAX_CLIENTS; i++)
+                if (a->filters[i].client && streq(a->filters[i].client, client))
+                        return &a->filters[i];
+        return NULL;
+}
+
+static void filter_clear(struct sim_adapter *a, const char *client)
+{
+        for (int i = 0; i < SIM_MAX_CLIENTS; i++)
+                if (a->filters[i].client && (!client || streq(a->filters[i].client, client))) {
+                        free(a->filters[i].client);
+                        a->filters[i] = (struct sim_filter){0};
+                }
+}
+
+/* A filter's UUID as the full lower-case 128-bit string (BlueZ accepts 16-bit short forms). */
+static void normalize_uuid(const char *in, char *out, size_t size)
+{
+        if (strlen(in) == 4)
+                snprintf(out, size, "0000%s-0000-1000-8000-00805f9b34fb", in);
+        else
+                snprintf(out, size, "%s", in);
+        for (char *c = out; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
+}
+
+static bool filter_matches(const struct sim_filter *f, const struct sim_module *m, int16_t rssi)
+{
+        if (!f->le)
+                return false; /* Transport=bredr: LE advertisements are not reported */
+        if (f->has_rssi && rssi < f->rssi)
+                return false;
+        if (f->n_uuids) {
+                const char *adv = m->shunt ? UUID("c011") : UUID("ffd0");
+                bool any = false;
+                for (size_t i = 0; i < f->n_uuids; i++)
+                        any = any || streq(f->uuids[i], adv);
+                if (!any)
+                        return false;
+        }
+        return !f->pattern[0] || startswith(m->address, f->pattern) || startswith(m->name, f->pattern);
+}
+
+/* Whether BlueZ reports this advertisement to D-Bus, and whether repeated ones are reported too
+ * (DuplicateData): with every discovering client asking for no duplicates, the controller's
+ * duplicate filter lets one report per device through per discovery session. */
+static bool discovery_reports(
+        struct sim_adapter *a, const struct sim_module *m, int16_t rssi, bool *duplicates)
+{
+        bool reported = false;
+        *duplicates = false;
+        for (int i = 0; i < SIM_MAX_CLIENTS; i++) {
+                const char *c = a->discovery_clients[i];
+                if (!c)
+                        continue;
+                const struct sim_filter *f = filter_of(a, c);
+                if (!f) {
+                        reported = *duplicates = true;
+                        continue;
+                }
+                if (filter_matches(f, m, rssi)) {
+                        reported = true;
+                        *duplicates = *duplicates || f->duplicate_data;
+                }
+        }
+        return reported;
+}
+
 static void module_advertised(struct sim_module *m)
 {
         m->last_adv_usec = sim_now();
+        /* RSSI varies a little from one advertisement to the next. */
+        static const int8_t jitter[] = {0, 2, -1, 3, -2, 1, -3, 0};
+        int16_t rssi = (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
+        bool duplicates;
+        if (!discovery_reports(m->adapter, m, rssi, &duplicates) || (m->seen && !duplicates))
+                return;
+        m->rssi = rssi;
         if (!m->exported) {
                 m->temporary = true;
                 module_export(m, true);
                 return;
         }
-        /* RSSI varies a little from one advertisement to the next. */
-        static const int8_t jitter[] = {0, 2, -1, 3, -2, 1, -3, 0};
-        m->rssi = (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
         if (!m->seen) {
                 sd_bus_add_object_vtable(
                         m->sim->bus, &m->rssi_slot, m->path, "org.bluez.Device1", rssi_vtable, m);
@@ -983,10 +1060,16 @@ static int method_set_discovery_filter(sd_bus_message *msg, void *userdata, sd_b
         };
         if (!a->powered)
                 return sd_bus_error_set(error, ERR_NOT_READY, "Resource Not Ready");
+        const char *sender = sd_bus_message_get_sender(msg);
+        if (!sender)
+                return sd_bus_error_set(error, ERR_FAILED, "No sender");
+        struct sim_filter f = {.le = true, .bredr = true, .duplicate_data = true};
+        bool empty = true;
         int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                empty = false;
                 const char *key, *contents;
                 if ((r = sd_bus_message_read(msg, "s", &key)) < 0 ||
                         (r = sd_bus_message_peek_type(msg, NULL, &contents)) < 0)
@@ -1005,6 +1088,33 @@ static int method_set_discovery_filter(sd_bus_message *msg, void *userdata, sd_b
                         if (!streq(t, "auto") && !streq(t, "le") && !streq(t, "bredr"))
                                 return sd_bus_error_set(error, "org.bluez.Error.InvalidArguments",
                                         "Invalid arguments in method call");
+                        f.le = !streq(t, "bredr");
+                        f.bredr = !streq(t, "le");
+                } else if (streq(key, "RSSI")) {
+                        if ((r = sd_bus_message_read(msg, "v", "n", &f.rssi)) < 0)
+                                return r;
+                        f.has_rssi = true;
+                } else if (streq(key, "DuplicateData")) {
+                        int v;
+                        if ((r = sd_bus_message_read(msg, "v", "b", &v)) < 0)
+                                return r;
+                        f.duplicate_data = v;
+                } else if (streq(key, "Pattern")) {
+                        const char *p;
+                        if ((r = sd_bus_message_read(msg, "v", "s", &p)) < 0)
+                                return r;
+                        snprintf(f.pattern, sizeof f.pattern, "%s", p);
+                } else if (streq(key, "UUIDs")) {
+                        const char *u;
+                        if ((r = sd_bus_message_enter_container(msg, 'v', "as")) < 0 ||
+                                (r = sd_bus_message_enter_container(msg, 'a', "s")) < 0)
+                                return r;
+                        while ((r = sd_bus_message_read(msg, "s", &u)) > 0)
+                                if (f.n_uuids < ELEMENTSOF(f.uuids))
+                                        normalize_uuid(u, f.uuids[f.n_uuids++], sizeof f.uuids[0]);
+                        if (r < 0 || (r = sd_bus_message_exit_container(msg)) < 0 ||
+                                (r = sd_bus_message_exit_container(msg)) < 0)
+                                return r;
                 } else if ((r = sd_bus_message_skip(msg, "v")) < 0)
                         return r;
                 if ((r = sd_bus_message_exit_container(msg)) < 0)
@@ -1012,6 +1122,19 @@ static int method_set_discovery_filter(sd_bus_message *msg, void *userdata, sd_b
         }
         if (r < 0)
                 return r;
+        /* An empty dict clears the client's filter. */
+        filter_clear(a, sender);
+        if (!empty) {
+                int i = 0;
+                while (i < SIM_MAX_CLIENTS && a->filters[i].client)
+                        i++;
+                if (i == SIM_MAX_CLIENTS)
+                        return sd_bus_error_set(error, ERR_FAILED, "Too many discovery filters");
+                f.client = strdup(sender);
+                if (!f.client)
+                        return -ENOMEM;
+                a->filters[i] = f;
+        }
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -1123,6 +1246,7 @@ void sim_adapter_set_powered(struct sim_adapter *a, bool powered)
                         if (a->sim->modules[i].adapter == a)
                                 sim_module_drop_link(&a->sim->modules[i]);
                 client_remove(a->discovery_clients, NULL);
+                filter_clear(a, NULL);
                 discovery_update(a);
         }
         if (a->slot && a->sim->name_owned)
@@ -1147,6 +1271,7 @@ void sim_adapter_remove(struct sim_adapter *a)
         if (!a->slot)
                 return;
         client_remove(a->discovery_clients, NULL);
+        filter_clear(a, NULL);
         a->discovering = false;
         if (a->adv_timer)
                 sd_event_source_set_enabled(a->adv_timer, SD_EVENT_OFF);
@@ -1168,9 +1293,11 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         if (sd_bus_message_read(msg, "sss", &name, &old, &new) < 0 || name[0] != ':' || *new)
                 return 0;
         /* BlueZ drops the discovery and notify sessions of a client that left the bus. */
-        for (size_t i = 0; i < sim->n_adapters; i++)
+        for (size_t i = 0; i < sim->n_adapters; i++) {
+                filter_clear(&sim->adapters[i], name);
                 if (client_remove(sim->adapters[i].discovery_clients, name))
                         discovery_update(&sim->adapters[i]);
+        }
         for (size_t i = 0; i < sim->n_modules; i++) {
                 struct sim_module *m = &sim->modules[i];
                 if (client_remove(m->notify_clients, name) && list_empty(m->notify_clients) &&
@@ -1221,6 +1348,7 @@ void sim_bluez_restart(struct sim *sim, unsigned down_ms)
         for (size_t i = 0; i < sim->n_adapters; i++) {
                 struct sim_adapter *a = &sim->adapters[i];
                 client_remove(a->discovery_clients, NULL);
+                filter_clear(a, NULL);
                 a->discovering = false;
                 if (a->adv_timer)
                         sd_event_source_set_enabled(a->adv_timer, SD_EVENT_OFF);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "macro.h"
 #include "modbus.h"
 #include "readings-json.h"
@@ -98,11 +99,57 @@ static int method_set_fault(sd_bus_message *msg, void *userdata, sd_bus_error *e
         if (f < 0)
                 return sd_bus_error_setf(
                         error, "org.blupow.Sim1.Error.NoSuchFault", "Unknown fault %s", fault);
-        m->faults[f] = count;
-        /* A module that falls asleep or is taken by another central drops our link. */
-        if ((f == FAULT_ASLEEP || f == FAULT_HELD) && count != 0)
-                sim_module_drop_link(m);
+        sim_module_set_fault(m, f, count);
         return sd_bus_reply_method_return(msg, NULL);
+}
+
+void sim_module_set_fault(struct sim_module *m, int fault, int count)
+{
+        m->faults[fault] = count;
+        /* A module that falls asleep or is taken by another central drops our link. */
+        if ((fault == FAULT_ASLEEP || fault == FAULT_HELD) && count != 0)
+                sim_module_drop_link(m);
+}
+
+/* ---- scheduled events ---- */
+
+static int on_event(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct sim_event *e = userdata;
+        switch (e->kind) {
+        case SIM_EVENT_FAULT:
+                log_info("blupow-sim: scheduled: %s fault %d = %d", e->module->address, e->fault, e->count);
+                sim_module_set_fault(e->module, e->fault, e->count);
+                break;
+        case SIM_EVENT_POWERED:
+                log_info("blupow-sim: scheduled: %s powered %s", e->adapter->name, e->on ? "on" : "off");
+                sim_adapter_set_powered(e->adapter, e->on);
+                break;
+        case SIM_EVENT_PRESENT:
+                log_info("blupow-sim: scheduled: %s %s", e->adapter->name, e->on ? "plugged in" : "removed");
+                if (e->on)
+                        sim_adapter_add(e->adapter);
+                else
+                        sim_adapter_remove(e->adapter);
+                break;
+        case SIM_EVENT_RESTART_BLUEZ:
+                log_info("blupow-sim: scheduled: bluetoothd restart (%u ms down)", e->down_ms);
+                sim_bluez_restart(e->sim, e->down_ms);
+                break;
+        }
+        return 0;
+}
+
+int sim_events_start(struct sim *sim)
+{
+        for (size_t i = 0; i < sim->n_events; i++) {
+                struct sim_event *e = &sim->events[i];
+                int r = sd_event_add_time_relative(
+                        sim->event, NULL, CLOCK_MONOTONIC, e->at_usec, 1000, on_event, e);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 static int method_set_powered(sd_bus_message *msg, void *userdata, sd_bus_error *error)

@@ -42,7 +42,18 @@ static void help(void)
                "                 \"registers\": {\"0x0100\": 87}, \"missing_blocks\": [4311], \"animate\": "
                "true}],\n"
                "      \"faults\": {\"connect_abort\": 2}\n"
-               "    }]\n"
+               "    }],\n"
+               "    \"events\": [                      changes at a time after start\n"
+               "      {\"at_s\": 30, \"module\": \"60:98:66:ED:FC:11\", \"fault\": "
+               "\"held_by_other_central\", "
+               "\"set\": true},\n"
+               "      {\"at_s\": 60, \"module\": \"60:98:66:ED:FC:11\", \"fault\": "
+               "\"held_by_other_central\", "
+               "\"set\": false},\n"
+               "      {\"at_s\": 90, \"adapter\": \"hci0\", \"powered\": false},   or \"present\": false "
+               "(unplugged)\n"
+               "      {\"at_s\": 120, \"restart_bluetoothd_ms\": 2000}\n"
+               "    ]\n"
                "  }\n"
                "Families: controller, dcc, battery, inverter, shunt. Values use the reading keys of\n"
                "`blupowd decode`. Faults (a count, or true for \"until cleared\"): connect_abort,\n"
@@ -141,6 +152,10 @@ int main(int argc, char **argv)
                 return 1;
         }
         sim.name_owned = true;
+        if ((r = sim_events_start(&sim)) < 0) {
+                log_error_errno(r, "Failed to schedule the scenario's events: %m");
+                return 1;
+        }
         log_info("blupow-sim: serving %zu module(s) on %zu adapter(s)", sim.n_modules, sim.n_adapters);
         printf("ready\n");
         fflush(stdout);

@@ -212,6 +212,59 @@ static int parse_module(
         return 0;
 }
 
+/* {"at_s": 30, "module": ADDRESS, "fault": NAME, "set": true | false | COUNT}
+ * {"at_s": 30, "adapter": "hci0", "powered": BOOL} or {..., "present": BOOL}
+ * {"at_s": 30, "restart_bluetoothd_ms": 2000} */
+static int parse_event(
+        struct sim *sim, struct sim_event *e, json_t *je, size_t idx, char *err, size_t err_size)
+{
+        char where[32];
+        snprintf(where, sizeof where, "events[%zu]", idx);
+        if (!json_is_object(je))
+                FAIL("%s: expected an object", where);
+        json_t *at = json_object_get(je, "at_s");
+        if (!json_is_number(at) || !(json_number_value(at) >= 0) || json_number_value(at) > 86400)
+                FAIL("%s.at_s: expected seconds after start, from 0 to 86400", where);
+        *e = (struct sim_event){.sim = sim, .at_usec = (uint64_t)(json_number_value(at) * 1e6)};
+        json_t *fault = json_object_get(je, "fault");
+        if (fault) {
+                const char *addr = json_string_value(json_object_get(je, "module"));
+                if (!addr || !(e->module = sim_module_by_address(sim, addr)))
+                        FAIL("%s.module: expected the address of a module of this scenario", where);
+                if (!json_is_string(fault) || (e->fault = sim_fault_from_name(json_string_value(fault))) < 0)
+                        FAIL("%s.fault: unknown fault", where);
+                json_t *set = json_object_get(je, "set");
+                if (!set || json_is_true(set))
+                        e->count = -1;
+                else if (json_is_false(set))
+                        e->count = 0;
+                else if (json_is_integer(set) && json_integer_value(set) >= 0 &&
+                         json_integer_value(set) <= 1000)
+                        e->count = (int)json_integer_value(set);
+                else
+                        FAIL("%s.set: expected true, false or a count up to 1000", where);
+                e->kind = SIM_EVENT_FAULT;
+                return 0;
+        }
+        json_t *restart = json_object_get(je, "restart_bluetoothd_ms");
+        if (restart) {
+                e->kind = SIM_EVENT_RESTART_BLUEZ;
+                return get_uint(je, "restart_bluetoothd_ms", 60000, &e->down_ms, where, err, err_size);
+        }
+        json_t *powered = json_object_get(je, "powered"), *present = json_object_get(je, "present");
+        if (!powered == !present)
+                FAIL("%s: expected one of fault, powered, present, restart_bluetoothd_ms", where);
+        json_t *v = powered ?: present;
+        if (!json_is_boolean(v))
+                FAIL("%s.%s: expected true or false", where, powered ? "powered" : "present");
+        const char *name = json_string_value(json_object_get(je, "adapter"));
+        if (!(e->adapter = sim_adapter_by_name(sim, name ?: "hci0")))
+                FAIL("%s.adapter: no adapter %s in this scenario", where, name ?: "hci0");
+        e->kind = powered ? SIM_EVENT_POWERED : SIM_EVENT_PRESENT;
+        e->on = json_is_true(v);
+        return 0;
+}
+
 int sim_scenario_parse(struct sim *sim, const char *text, char *err, size_t err_size)
 {
         json_error_t jerr;
@@ -284,6 +337,23 @@ int sim_scenario_parse(struct sim *sim, const char *text, char *err, size_t err_
                                 goto out;
                         }
         }
+        json_t *events = json_object_get(root, "events"), *je;
+        if (events && (!json_is_array(events) || json_array_size(events) > 64)) {
+                snprintf(err, err_size, "events: expected a list of at most 64 events");
+                goto out;
+        }
+        if (events && json_array_size(events)) {
+                sim->events = calloc(json_array_size(events), sizeof *sim->events);
+                if (!sim->events) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                json_array_foreach(events, i, je)
+                {
+                        if (parse_event(sim, &sim->events[sim->n_events++], je, i, err, err_size) < 0)
+                                goto out;
+                }
+        }
         r = 0;
 out:
         json_decref(root);
@@ -324,12 +394,21 @@ int sim_scenario_load(struct sim *sim, const char *name_or_path, char *err, size
 
 void sim_free(struct sim *sim)
 {
-        for (size_t i = 0; i < sim->n_modules; i++)
+        for (size_t i = 0; i < sim->n_adapters; i++)
+                for (int c = 0; c < SIM_MAX_CLIENTS; c++) {
+                        free(sim->adapters[i].discovery_clients[c]);
+                        free(sim->adapters[i].filters[c].client);
+                }
+        for (size_t i = 0; i < sim->n_modules; i++) {
                 for (size_t j = 0; j < sim->modules[i].n_units; j++) {
                         free(sim->modules[i].units[j].regs);
                         free(sim->modules[i].units[j].defined);
                 }
+                for (int c = 0; c < SIM_MAX_CLIENTS; c++)
+                        free(sim->modules[i].notify_clients[c]);
+        }
         free(sim->modules);
+        free(sim->events);
         for (size_t i = 0; i < sim->n_calls; i++)
                 sim_call_free(&sim->calls[i]);
         free(sim->calls);

@@ -17,6 +17,19 @@
 
 struct sim;
 
+/* One client's SetDiscoveryFilter. BlueZ reports an advertisement when any discovering client
+ * without a filter, or whose filter matches it, is scanning. */
+struct sim_filter {
+        char *client; /* unique name; NULL = slot free */
+        bool has_rssi;
+        int16_t rssi;
+        char uuids[4][40];
+        size_t n_uuids;
+        char pattern[64];
+        bool le, bredr;
+        bool duplicate_data; /* default true: every advertisement is reported */
+};
+
 struct sim_adapter {
         struct sim *sim;
         char name[16];
@@ -26,6 +39,7 @@ struct sim_adapter {
         bool powered;
         bool discovering;
         char *discovery_clients[SIM_MAX_CLIENTS]; /* unique names with a discovery session */
+        struct sim_filter filters[SIM_MAX_CLIENTS];
         sd_bus_slot *slot;
         sd_event_source *adv_timer;
 };
@@ -121,6 +135,27 @@ struct sim_call {
         char *detail;
 };
 
+/* A change the scenario schedules at a time after start: a fault set or cleared, an adapter
+ * powered or unplugged, bluetoothd restarted. The same operations as the control interface. */
+enum sim_event_kind {
+        SIM_EVENT_FAULT,
+        SIM_EVENT_POWERED,
+        SIM_EVENT_PRESENT,
+        SIM_EVENT_RESTART_BLUEZ,
+};
+
+struct sim_event {
+        struct sim *sim;
+        uint64_t at_usec; /* after start */
+        enum sim_event_kind kind;
+        struct sim_module *module;
+        struct sim_adapter *adapter;
+        int fault;
+        int count; /* fault count, -1 = until cleared, 0 clears */
+        bool on;
+        unsigned down_ms;
+};
+
 struct sim {
         sd_event *event;
         sd_bus *bus;
@@ -132,6 +167,8 @@ struct sim {
         unsigned temporary_timeout_s;
         unsigned le_connect_timeout_ms;
         uint64_t start_usec;
+        struct sim_event *events;
+        size_t n_events;
         struct sim_call *calls;
         size_t n_calls, calls_cap;
         sd_event_source *tick;
@@ -158,6 +195,10 @@ void sim_unit_rebase(struct sim_unit *u, const char *key, double value);
 int sim_bluez_start(struct sim *sim);
 int sim_bluez_export_all(struct sim *sim);
 void sim_bluez_restart(struct sim *sim, unsigned down_ms);
+/* Sets a fault on a module (count -1 = until cleared, 0 clears); asleep and held drop its link. */
+void sim_module_set_fault(struct sim_module *m, int fault, int count);
+/* Arms a timer for each scheduled event of the scenario. */
+int sim_events_start(struct sim *sim);
 void sim_adapter_set_powered(struct sim_adapter *a, bool powered);
 void sim_adapter_remove(struct sim_adapter *a);
 void sim_adapter_add(struct sim_adapter *a);

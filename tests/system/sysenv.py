@@ -72,7 +72,8 @@ class Env:
                         BLUPOW_WEB_DIR=os.path.join(SOURCE, "web"))
         self.sim_log = open(os.path.join(self.dir, "sim.log"), "w")
         self.sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
-                                     os.path.join(SOURCE, "scenarios", scenario + ".json")],
+                                     scenario if scenario.endswith(".json")
+                                     else os.path.join(SOURCE, "scenarios", scenario + ".json")],
                                     env=self.env, stdout=self.sim_log, stderr=subprocess.STDOUT)
         self.procs.append(self.sim)
         self.wait_for(lambda: subprocess.run(["busctl", "--system", "status", "org.blupow.Sim"], env=self.env,

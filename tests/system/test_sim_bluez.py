@@ -3,7 +3,7 @@ names, checked over the bus with dbus-fast (the D-Bus library bleak uses), not w
 import asyncio
 import unittest
 
-from dbus_fast import BusType, Message, MessageType
+from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 import sysenv
@@ -158,6 +158,62 @@ class Bluez(unittest.TestCase):
             else:
                 self.fail("RSSI was not invalidated when discovery stopped")
             bus.disconnect()
+        self.run_async(go())
+
+    async def reported(self, *filters, seconds=2.0):
+        """Sets the filters in turn (none: no SetDiscoveryFilter), starts a discovery and counts
+        the advertisements reported per device path."""
+        bus, seen = await self.connect()
+        for flt in filters:
+            r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "SetDiscoveryFilter", "a{sv}", [flt])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+        r = await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StartDiscovery")
+        self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+        await asyncio.sleep(seconds)
+        await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
+        counts = {}
+        for m in seen:
+            if m.member == "PropertiesChanged" and m.body[0] == "org.bluez.Device1" and "RSSI" in m.body[1]:
+                counts[m.path] = counts.get(m.path, 0) + 1
+            elif m.member == "InterfacesAdded" and "RSSI" in m.body[1].get("org.bluez.Device1", {}):
+                counts[m.body[0]] = counts.get(m.body[0], 0) + 1
+        bus.disconnect()
+        return counts
+
+    def test_discovery_filters(self):
+        """SetDiscoveryFilter is applied per client, as BlueZ 5.66 does: RSSI threshold, Pattern
+        (address or name prefix), UUIDs, Transport, DuplicateData."""
+        rover = ADAPTER + "/dev_60_98_66_ED_FC_11"
+        shunt = ADAPTER + "/dev_C4_D3_6A_00_11_22"
+        inverter = ADAPTER + "/dev_D8_B6_73_10_20_35"
+        battery = ADAPTER + "/dev_F8_55_48_1B_1B_B7"
+
+        async def go():
+            everything = await self.reported()
+            self.assertLessEqual({rover, shunt, inverter, battery}, set(everything), everything)
+            # The default reports every advertisement (every 200 ms here).
+            self.assertGreaterEqual(everything[rover], 4, everything)
+
+            strong = await self.reported({"RSSI": Variant("n", -62)})
+            self.assertIn(rover, strong)  # -58 dBm
+            self.assertNotIn(inverter, strong)  # -66 dBm
+            self.assertNotIn(battery, strong)  # -71 dBm
+
+            by_name = await self.reported({"Pattern": Variant("s", "BT-TH-66ED")})
+            self.assertEqual(set(by_name), {rover}, by_name)
+            by_address = await self.reported({"Pattern": Variant("s", "C4:D3:6A")})
+            self.assertEqual(set(by_address), {shunt}, by_address)
+
+            shunt_service = await self.reported({"UUIDs": Variant("as", ["c011"])})
+            self.assertEqual(set(shunt_service), {shunt}, shunt_service)
+
+            self.assertEqual(await self.reported({"Transport": Variant("s", "bredr")}), {})
+
+            once = await self.reported({"Pattern": Variant("s", "BT-TH-66ED"), "DuplicateData": Variant("b", False)})
+            self.assertEqual(once, {rover: 1}, "without duplicates, one report per discovery session")
+
+            # An empty dict clears the filter.
+            self.assertIn(rover, await self.reported({"Transport": Variant("s", "bredr")}, {}))
         self.run_async(go())
 
     def test_error_names(self):
