@@ -735,6 +735,16 @@ static int method_connect(sd_bus_message *msg, void *userdata, sd_bus_error *err
         return 1;
 }
 
+/* A module that was not answering connection requests (hang, asleep) answers again: the
+ * controller's pending LE connection completes, as it does when the device becomes
+ * connectable, instead of waiting for the Connect's timeout. */
+void sim_module_connectable_again(struct sim_module *m)
+{
+        if (m->pending_connect && !m->connected && !m->faults[FAULT_CONNECT_HANG] &&
+                !m->faults[FAULT_ASLEEP] && !m->faults[FAULT_HELD])
+                later(m, m->timing.connect_ms, connect_done, NULL);
+}
+
 void sim_module_drop_link(struct sim_module *m)
 {
         m->generation++;

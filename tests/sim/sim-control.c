@@ -109,6 +109,8 @@ void sim_module_set_fault(struct sim_module *m, int fault, int count)
         /* A module that falls asleep or is taken by another central drops our link. */
         if ((fault == FAULT_ASLEEP || fault == FAULT_HELD) && count != 0)
                 sim_module_drop_link(m);
+        if ((fault == FAULT_ASLEEP || fault == FAULT_CONNECT_HANG) && count == 0)
+                sim_module_connectable_again(m);
 }
 
 /* ---- scheduled events ---- */

@@ -197,6 +197,7 @@ int sim_bluez_export_all(struct sim *sim);
 void sim_bluez_restart(struct sim *sim, unsigned down_ms);
 /* Sets a fault on a module (count -1 = until cleared, 0 clears); asleep and held drop its link. */
 void sim_module_set_fault(struct sim_module *m, int fault, int count);
+void sim_module_connectable_again(struct sim_module *m);
 /* Arms a timer for each scheduled event of the scenario. */
 int sim_events_start(struct sim *sim);
 void sim_adapter_set_powered(struct sim_adapter *a, bool powered);
