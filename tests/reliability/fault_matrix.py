@@ -100,16 +100,10 @@ def main():
             if log.strip():
                 failures.append("valgrind reported:\n" + log[-3000:])
         print(f"\n{len(recoveries)} recoveries, slowest {max(recoveries):.1f} s; daemon exit status {code}")
-    finally:
-        if failures:
-            os.environ["BLUPOW_KEEP_TEST_DIR"] = "1"
-            print(env.log())
+    except BaseException:
         env.close()
-    if failures:
-        print("\n".join(failures))
-        return 1
-    print("fault matrix: ok")
-    return 0
+        raise
+    return env.close_campaign(failures, "fault matrix")
 
 
 if __name__ == "__main__":

@@ -104,17 +104,12 @@ def main():
         code = env.stop_daemon()
         if code != 0:
             failures.append(f"daemon exit status {code}")
-    finally:
-        if failures:
-            os.environ["BLUPOW_KEEP_TEST_DIR"] = "1"
-            print(env.log())
+    except BaseException:
         env.close()
+        raise
+    finally:
         os.unlink(scenario_path)
-    if failures:
-        print("\n".join(failures))
-        return 1
-    print("soak: ok")
-    return 0
+    return env.close_campaign(failures, "soak")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,19 @@ class Env:
         if not os.environ.get("BLUPOW_KEEP_TEST_DIR"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def close_campaign(self, failures, name):
+        """End of a campaign script: on failure keeps the test directory and prints the daemon's
+        log and the failures. Returns the script's exit status."""
+        if failures:
+            os.environ["BLUPOW_KEEP_TEST_DIR"] = "1"
+            print(self.log())
+        self.close()
+        if failures:
+            print("\n".join(failures))
+            return 1
+        print(f"{name}: ok")
+        return 0
+
     def log(self):
         try:
             with open(os.path.join(self.dir, "daemon.log")) as f:
