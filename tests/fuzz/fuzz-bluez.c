@@ -168,7 +168,7 @@ static int append_variant(sd_bus_message *m, struct input *in, unsigned depth)
                 r = sd_bus_message_append(m, "d", (double)(int8_t)take(in) / 3.0);
                 break;
         case 'x':
-                r = sd_bus_message_append(m, "x", (int64_t)(int8_t)take(in) << 40);
+                r = sd_bus_message_append(m, "x", (int64_t)(int8_t)take(in) * ((int64_t)1 << 40));
                 break;
         }
         if (r < 0)
