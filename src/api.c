@@ -528,9 +528,8 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 return respond_error(
                         req, 413, "body_too_large", "request bodies are limited to %d bytes", HTTP_MAX_BODY);
         bool change = !streq(info->method, "GET") && !streq(info->method, "HEAD");
-        if (change)
-                a->devices_view = http_response_unref(a->devices_view);
         if (change) {
+                a->devices_view = http_response_unref(a->devices_view);
                 int r = api_check_change(info->client, http_header(req, "Authorization"), d->opts.api_token,
                         a->under_supervisor);
                 if (r == -EACCES) {

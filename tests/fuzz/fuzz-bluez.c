@@ -86,8 +86,6 @@ static void take_string(struct input *in, char *buf, size_t size)
         buf[n] = 0;
 }
 
-static int append_value(sd_bus_message *m, struct input *in, unsigned depth);
-
 static int append_variant(sd_bus_message *m, struct input *in, unsigned depth)
 {
         static const char *const sigs[] = {
@@ -154,7 +152,7 @@ static int append_variant(sd_bus_message *m, struct input *in, unsigned depth)
                         else
                                 r = sd_bus_message_append(m, "s", PICK(in, properties));
                         if (r >= 0)
-                                r = append_value(m, in, depth + 1);
+                                r = append_variant(m, in, depth + 1);
                         if (r >= 0)
                                 r = sd_bus_message_close_container(m);
                 }
@@ -176,11 +174,6 @@ static int append_variant(sd_bus_message *m, struct input *in, unsigned depth)
         return sd_bus_message_close_container(m);
 }
 
-static int append_value(sd_bus_message *m, struct input *in, unsigned depth)
-{
-        return append_variant(m, in, depth);
-}
-
 /* a{sv}: known property names with values of any type. */
 static int append_props(sd_bus_message *m, struct input *in)
 {
@@ -190,7 +183,7 @@ static int append_props(sd_bus_message *m, struct input *in)
                         break;
                 r = sd_bus_message_append(m, "s", PICK(in, properties));
                 if (r >= 0)
-                        r = append_value(m, in, 0);
+                        r = append_variant(m, in, 0);
                 if (r >= 0)
                         r = sd_bus_message_close_container(m);
         }
