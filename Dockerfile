@@ -1,4 +1,5 @@
-# Build stage: Debian 12 with the -dev packages; the same script and build as CI.
+# Build stage: Debian 12 with the -dev packages; the same script and build as CI (it also
+# builds the static, HTTPS-less libmicrohttpd that blupowd links).
 FROM debian:bookworm AS build
 WORKDIR /src
 COPY . /src
@@ -11,7 +12,7 @@ RUN BLUPOW_DEPS=build ./scripts/install-deps.sh \
 ARG BUILD_FROM=ghcr.io/home-assistant/amd64-base-debian:bookworm
 FROM ${BUILD_FROM}
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libsystemd0 libmicrohttpd12 libjansson4 libsqlite3-0 curl \
+    && apt-get install -y --no-install-recommends libsystemd0 libjansson4 libsqlite3-0 curl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /install/usr/ /usr/
 COPY addon/rootfs/ /

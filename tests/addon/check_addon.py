@@ -108,9 +108,18 @@ check(r.returncode == 0, "shellcheck:\n" + r.stdout)
 docker = open(os.path.join(ROOT, "Dockerfile")).read()
 check("BLUPOW_DEPS=build ./scripts/install-deps.sh" in docker and "meson setup" in docker, "Dockerfile runs the project's build")
 check(re.search(r"^ARG BUILD_FROM=\S+", docker, re.M) is not None, "Dockerfile: ARG BUILD_FROM with a default")
+runtime = docker.split("FROM ${BUILD_FROM}", 1)[-1]
+check("libmicrohttpd" not in runtime and "gnutls" not in runtime,
+      "Dockerfile: the runtime stage installs no libmicrohttpd/GnuTLS (blupowd links its own, without HTTPS)")
 check("HEALTHCHECK" in docker and "/api/v1/health" in docker, "Dockerfile: HEALTHCHECK on /api/v1/health")
 for p in ("icon.png", "logo.png", "DOCS.md", "CHANGELOG.md", "README.md", "repository.yaml"):
     check(os.path.exists(os.path.join(ROOT, p)), f"{p} exists")
+# The daemon as built: with the bundled libmicrohttpd it needs neither Debian's nor GnuTLS.
+if len(sys.argv) > 3 and sys.argv[3] == "bundled":
+    dyn = subprocess.run(["readelf", "-d", sys.argv[2]], capture_output=True, text=True, check=True).stdout
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn)
+    check(needed and not [n for n in needed if "microhttpd" in n or "gnutls" in n],
+          f"blupowd links no libmicrohttpd/GnuTLS shared library: {needed}")
 check(re.search(r"^## \d+\.\d+\.\d+", open(os.path.join(ROOT, "CHANGELOG.md")).read(), re.M) is not None,
       "CHANGELOG.md has ## X.Y.Z headings")
 check(f"## {config['version']}" in open(os.path.join(ROOT, "CHANGELOG.md")).read(), "CHANGELOG has the current version")
