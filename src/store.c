@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "daemon.h"
+#include "id-cache.h"
 #include "log.h"
 #include "macro.h"
 #include "store-codec.h"
@@ -30,6 +31,9 @@ enum {
         STMT_INFO_SET,
         STMT_INFO_GET,
         STMT_KEY_NAME,
+        STMT_BEGIN,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
         _STMT_MAX,
 };
 
@@ -45,6 +49,10 @@ static const char *const stmt_sql[_STMT_MAX] = {
                           "firmware = excluded.firmware",
         [STMT_INFO_GET] = "SELECT model, serial, firmware FROM device_info WHERE dev = ?",
         [STMT_KEY_NAME] = "SELECT key FROM keys WHERE kid = ?",
+        /* Prepared once: every poll is one transaction. */
+        [STMT_BEGIN] = "BEGIN IMMEDIATE",
+        [STMT_COMMIT] = "COMMIT",
+        [STMT_ROLLBACK] = "ROLLBACK",
 };
 
 struct store {
@@ -52,6 +60,10 @@ struct store {
         char *path;
         unsigned history_days;
         sqlite3_stmt *stmt[_STMT_MAX];
+        /* Row ids of device ids (scope -1) and of keys (scope: the device's row id). Rows of
+         * device_ids and keys are never deleted, so an id stays right while this database is
+         * open and no transaction that added it was rolled back. */
+        struct id_cache ids;
         struct store_health health;
 };
 
@@ -278,6 +290,7 @@ static int open_db(struct store *s)
 
 static void close_db(struct store *s)
 {
+        id_cache_clear(&s->ids);
         for (int i = 0; i < _STMT_MAX; i++)
                 s->stmt[i] = (sqlite3_finalize(s->stmt[i]), NULL);
         if (s->db)
@@ -374,6 +387,9 @@ int store_checkpoint(struct store *s)
 
 static int64_t lookup_or_add(struct store *s, int get, int add, int64_t dev, const char *text)
 {
+        int64_t v;
+        if (id_cache_get(&s->ids, dev, text, &v))
+                return v;
         sqlite3_stmt *g = s->stmt[get], *a = s->stmt[add];
         int i = 1;
         sqlite3_reset(g);
@@ -381,21 +397,23 @@ static int64_t lookup_or_add(struct store *s, int get, int add, int64_t dev, con
                 sqlite3_bind_int64(g, i++, dev);
         sqlite3_bind_text(g, i, text, -1, SQLITE_STATIC);
         if (sqlite3_step(g) == SQLITE_ROW) {
-                int64_t v = sqlite3_column_int64(g, 0);
+                v = sqlite3_column_int64(g, 0);
                 sqlite3_reset(g);
-                return v;
+        } else {
+                sqlite3_reset(g);
+                i = 1;
+                sqlite3_reset(a);
+                if (dev >= 0)
+                        sqlite3_bind_int64(a, i++, dev);
+                sqlite3_bind_text(a, i, text, -1, SQLITE_STATIC);
+                int rc = sqlite3_step(a);
+                sqlite3_reset(a);
+                if (rc != SQLITE_DONE)
+                        return errno_of(rc) ?: -EIO;
+                v = sqlite3_last_insert_rowid(s->db);
         }
-        sqlite3_reset(g);
-        i = 1;
-        sqlite3_reset(a);
-        if (dev >= 0)
-                sqlite3_bind_int64(a, i++, dev);
-        sqlite3_bind_text(a, i, text, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(a);
-        sqlite3_reset(a);
-        if (rc != SQLITE_DONE)
-                return errno_of(rc) ?: -EIO;
-        return sqlite3_last_insert_rowid(s->db);
+        (void)id_cache_put(&s->ids, dev, text, v); /* without memory, the next poll asks SQLite */
+        return v;
 }
 
 static int64_t dev_id(struct store *s, const char *id)
@@ -417,6 +435,14 @@ static int enum_index(const struct renogy_reading *r)
         return -1;
 }
 
+static int step_once(struct store *s, int stmt)
+{
+        sqlite3_stmt *st = s->stmt[stmt];
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        return rc;
+}
+
 int store_record(struct store *s, const struct device *dev)
 {
         if (!s->db)
@@ -424,8 +450,8 @@ int store_record(struct store *s, const struct device *dev)
         uint8_t blob[RENOGY_MAX_READINGS * POLL_ROW_READING_MAX];
         size_t len = 0, n_stored = 0;
         int64_t prev_kid = 0;
-        int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
+        int rc = step_once(s, STMT_BEGIN);
+        if (rc != SQLITE_DONE)
                 return write_failed(s, rc, "BEGIN");
         int64_t dv = dev_id(s, dev->cfg.id);
         if (dv < 0)
@@ -491,15 +517,18 @@ int store_record(struct store *s, const struct device *dev)
                                 goto fail;
                 }
         }
-        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
+        rc = step_once(s, STMT_COMMIT);
+        if (rc != SQLITE_DONE)
                 goto fail;
         s->health.samples_written += (int64_t)n_stored;
         write_ok(s);
         return 0;
 fail:
         rc = sqlite3_errcode(s->db);
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        if (!sqlite3_get_autocommit(s->db))
+                step_once(s, STMT_ROLLBACK);
+        /* Ids added in this transaction are gone with it. */
+        id_cache_clear(&s->ids);
         return write_failed(s, rc, "recording a poll");
 }
 
