@@ -4,7 +4,9 @@ wall time per full read of a charge controller, CPU seconds per read and peak RS
 The peer does what bleak-based gateways do: find the module by scanning, connect (bleak waits
 for service resolution), subscribe, write each register block and wait for its reply,
 disconnect. Two peer variants: "find" stops scanning at the first advertisement (bleak's
-best case); "discover" scans for a fixed 5 s first, as renogy-bt-style gateways do.
+best case); "discover" scans for a fixed 5 s first, as renogy-bt-style gateways do. Both sides
+start a read every 5 s, as a gateway polls, and CPU is counted over the same stretch, idle
+included: waking after each idle gap is part of what a poll costs.
     make && /usr/bin/python3 bench/bleak_peer.py [READS]"""
 import asyncio
 import json
@@ -17,10 +19,13 @@ import tempfile
 import time
 import urllib.request
 
+import scale
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("BLUPOW_BUILD_ROOT", os.path.join(ROOT, "build"))
 CONTROLLER = "60:98:66:ED:FC:11"
 BLOCKS = [(0x000C, 8), (0x001A, 1), (0x0100, 34), (0xE004, 1)]  # what blupowd reads per poll
+PERIOD = 5  # seconds from the start of one read to the next: blupowd's poll_interval here
 WRITE = "0000ffd1-0000-1000-8000-00805f9b34fb"
 NOTIFY = "0000fff1-0000-1000-8000-00805f9b34fb"
 
@@ -68,8 +73,18 @@ async def peer_read(mode):
     return values
 
 
+def wakes(pid="self"):
+    """Voluntary context switches of every thread: how often the process went to sleep and woke."""
+    n = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            n += sum(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+    return n
+
+
 def run_peer(mode, reads):
-    """In a child process of its own, so that its RSS and CPU are its own."""
+    """In a child process of its own, so that its RSS and CPU are its own. Reads start every
+    PERIOD seconds, as blupowd's polls do, so both sides pay for waking after the same idle gaps."""
     code = f"""
 import asyncio, json, resource, sys, time
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
@@ -77,13 +92,15 @@ import bleak_peer
 import bleak  # imported before measuring: start-up is not a read
 walls = []
 r0 = resource.getrusage(resource.RUSAGE_SELF)
+w0 = bleak_peer.wakes()
 for _ in range({reads}):
     t = time.monotonic()
     asyncio.run(bleak_peer.peer_read({mode!r}))
     walls.append(time.monotonic() - t)
+    time.sleep(max(0, t + bleak_peer.PERIOD - time.monotonic()))
 r1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-print(json.dumps({{"walls": walls, "cpu": cpu, "maxrss_kb": r1.ru_maxrss}}))
+print(json.dumps({{"walls": walls, "cpu": cpu, "maxrss_kb": r1.ru_maxrss, "wakes": bleak_peer.wakes() - w0}}))
 """
     p = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, env=os.environ)
     if p.returncode:
@@ -115,7 +132,7 @@ def run_blupow(reads, env):
     opts = os.path.join(d, "options.json")
     with open(opts, "w") as f:
         json.dump({"devices": [{"name": "Rover", "address": CONTROLLER, "type": "controller"}],
-                   "poll_interval": 5}, f)
+                   "poll_interval": PERIOD}, f)
     port = 18199
     daemon = subprocess.Popen([os.path.join(BUILD, "src/blupowd"), "--options", opts, "--data-dir", d, "--port",
                                str(port), "--bind", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
@@ -133,10 +150,11 @@ def run_blupow(reads, env):
                 polls[dev["last_poll"]] = dev["poll_ms"] / 1000
         walls = list(polls.values())[1:]
         # CPU: a quiet stretch with no API requests but the two that count the polls.
-        n0, cpu0 = polls_ok(port), cpu_seconds(daemon.pid)
-        time.sleep(reads * 5 + 1)
-        cpu1, n1 = cpu_seconds(daemon.pid), polls_ok(port)
-        return {"walls": walls, "cpu": (cpu1 - cpu0) * len(walls) / max(n1 - n0, 1),
+        n0, cpu0, w0 = polls_ok(port), cpu_seconds(daemon.pid), wakes(daemon.pid)
+        time.sleep(reads * PERIOD + 1)
+        cpu1, w1, n1 = cpu_seconds(daemon.pid), wakes(daemon.pid), polls_ok(port)
+        per = len(walls) / max(n1 - n0, 1)
+        return {"walls": walls, "cpu": (cpu1 - cpu0) * per, "wakes": (w1 - w0) * per,
                 "maxrss_kb": hwm_kb(daemon.pid)}
     finally:
         daemon.terminate()
@@ -162,13 +180,14 @@ def main():
         os.kill(bus_pid, 15)
     ours = results["blupowd"]
     med = lambda xs: sorted(xs)[len(xs) // 2]
-    print(f"Reads of one charge controller (4 register blocks), {reads} per side.\n")
-    print("| reader | reads | median wall per read (s) | CPU per read (ms) | peak RSS (MiB) | wall ratio | CPU ratio | RSS ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"Reads of one charge controller (4 register blocks), {reads} per side, one every {PERIOD} s.")
+    print(scale.machine_note() + "\n")
+    print("| reader | reads | median wall per read (s) | CPU per read (ms) | wakes per read | peak RSS (MiB) | wall ratio | CPU ratio | RSS ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         n = len(r["walls"])
         cpu_ms = r["cpu"] / n * 1000
-        row = f"| {name} | {n} | {med(r['walls']):.3f} | {cpu_ms:.1f} | {r['maxrss_kb'] / 1024:.1f} |"
+        row = f"| {name} | {n} | {med(r['walls']):.3f} | {cpu_ms:.1f} | {r['wakes'] / n:.0f} | {r['maxrss_kb'] / 1024:.1f} |"
         if name == "blupowd":
             row += " 1 | 1 | 1 |"
         else:

@@ -17,7 +17,8 @@ BUILD = os.environ.get("BLUPOW_BUILD_ROOT", os.path.join(ROOT, "build"))
 
 
 def proc(pid):
-    """CPU seconds (schedstat, ns precision), RSS and peak RSS (KiB), open fds."""
+    """CPU seconds (schedstat, ns precision), RSS and peak RSS (KiB), open fds, wakes (voluntary
+    context switches)."""
     with open(f"/proc/{pid}/schedstat") as f:
         cpu = int(f.read().split()[0]) / 1e9
     status = {}
@@ -25,7 +26,8 @@ def proc(pid):
         for line in f:
             k, _, v = line.partition(":")
             status[k] = v.strip()
-    return cpu, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]), len(os.listdir(f"/proc/{pid}/fd"))
+    return (cpu, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]), len(os.listdir(f"/proc/{pid}/fd")),
+            int(status["voluntary_ctxt_switches"]))
 
 
 def polls_ok(port):
@@ -72,10 +74,10 @@ def run(n, seconds):
         time.sleep(min(interval + 2, 60))
         # Two API requests in the measured stretch, to count the polls; nothing else.
         ok0, failed0 = polls_ok(port)
-        cpu0, rss0, _, fds0 = proc(daemon.pid)
+        cpu0, rss0, _, fds0, wakes0 = proc(daemon.pid)
         t0 = time.monotonic()
         time.sleep(seconds)
-        cpu1, rss1, hwm, fds1 = proc(daemon.pid)
+        cpu1, rss1, hwm, fds1, wakes1 = proc(daemon.pid)
         elapsed = time.monotonic() - t0
         ok1, failed1 = polls_ok(port)
         polls = ok1 - ok0
@@ -83,6 +85,7 @@ def run(n, seconds):
         missed = max(0, round(expected - polls))
         return {"n": n, "interval": interval, "seconds": round(elapsed), "polls": polls, "failed": failed1 - failed0,
                 "expected": round(expected), "missed": missed, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / max(polls, 1),
+                "wakes_per_poll": (wakes1 - wakes0) / max(polls, 1),
                 "rss_start_kib": rss0, "rss_end_kib": rss1, "hwm_kib": hwm, "fds": (fds0, fds1)}
     finally:
         daemon.terminate()
@@ -92,15 +95,26 @@ def run(n, seconds):
         os.kill(bus_pid, 15)
 
 
+def machine_note():
+    """What this machine charges for a wake (bench/wake-cost.c): the floor under CPU per poll."""
+    out = subprocess.run([os.path.join(BUILD, "bench/wake-cost")], capture_output=True, text=True, check=True).stdout
+    w = json.loads(out)["us_per_wake"]
+    return (f"Machine: a wake costs {w['1ms_0p']:.0f} µs after 1 ms idle, {w['60ms_0p']:.0f} µs after 60 ms, "
+            f"{w['60ms_100p']:.0f} µs after 60 ms touching 100 pages, {w['300ms_100p']:.0f} µs after 300 ms "
+            f"touching 100 pages (bench/wake-cost).")
+
+
 def main():
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 60
     counts = [int(x) for x in sys.argv[2:]] or [1, 10, 50, 200]
-    print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(machine_note())
+    print()
+    print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | wakes per poll | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in counts:
         r = run(n, seconds)
         print(f"| {r['n']} | {r['interval']} | {r['seconds']} | {r['polls']} | {r['failed']} | {r['expected']} | {r['missed']} | "
-              f"{r['cpu_ms_per_poll']:.2f} | {r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} | "
+              f"{r['cpu_ms_per_poll']:.2f} | {r['wakes_per_poll']:.0f} | {r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} | "
               f"{r['hwm_kib'] / 1024:.1f} | {r['fds'][0]} → {r['fds'][1]} |", flush=True)
 
 
