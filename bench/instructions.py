@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""CPU work per read as instructions, for blupowd and the bleak peer (bench/bleak_peer.py), counted
+by valgrind's callgrind in user space. CPU seconds depend on the machine: where waking a process
+is dear (some virtual machines charge hundreds of microseconds for the first touch of each page
+after an idle gap), a reader that wakes 20 times per read pays for the wakes, not for its work.
+Instructions do not depend on that, so this is the ratio of work done; kernel time is not
+counted on either side, and the peer wakes twice as often.
+    make && /usr/bin/python3 bench/instructions.py [READS]"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import bleak_peer
+
+ROOT = bleak_peer.ROOT
+BUILD = bleak_peer.BUILD
+
+
+def collected(log):
+    m = re.search(r"Collected : (\d+)", log)
+    if not m:
+        raise SystemExit("callgrind printed no total:\n" + log[-2000:])
+    return int(m.group(1))
+
+
+def blupowd_per_poll(reads, env):
+    """Counts from zero after two warm-up polls to the dump `reads` intervals later. The two API
+    requests that count the polls fall outside that window: under valgrind each costs about as much
+    as a poll."""
+    d = tempfile.mkdtemp(prefix="blupow-instr.")
+    opts = os.path.join(d, "options.json")
+    with open(opts, "w") as f:
+        json.dump({"devices": [{"name": "Rover", "address": bleak_peer.CONTROLLER, "type": "controller"}],
+                   "poll_interval": bleak_peer.PERIOD}, f)
+    port = 18198
+    out = os.path.join(d, "callgrind.out")
+    daemon = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                               os.path.join(BUILD, "src/blupowd"), "--options", opts, "--data-dir", d,
+                               "--port", str(port), "--bind", "127.0.0.1"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def polls():
+            try:
+                return bleak_peer.polls_ok(port)
+            except OSError:
+                return -1
+        while polls() < 2:
+            time.sleep(0.5)
+        n0 = polls()
+        subprocess.run(["callgrind_control", "-z", str(daemon.pid)], check=True, capture_output=True)
+        time.sleep(reads * bleak_peer.PERIOD + 1)
+        subprocess.run(["callgrind_control", "-d", str(daemon.pid)], check=True, capture_output=True)
+        n1 = polls()
+        dumps = [f for f in os.listdir(d) if f.startswith("callgrind.out.")]
+        with open(os.path.join(d, sorted(dumps)[-1])) as f:
+            total = int(re.search(r"^totals: (\d+)", f.read(), re.M).group(1))
+        return total / (n1 - n0)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+
+
+def peer_per_read(mode, reads, env):
+    """Runs the peer under callgrind with 1 read and with 1 + `reads`: the difference is the reads,
+    without Python's start-up and the first read's imports."""
+    code = f"""
+import asyncio, sys, time
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import bleak_peer, bleak
+for _ in range(int(sys.argv[1])):
+    t = time.monotonic()
+    asyncio.run(bleak_peer.peer_read({mode!r}))
+    time.sleep(max(0, t + bleak_peer.PERIOD - time.monotonic()))
+"""
+    totals = []
+    for n in (1, 1 + reads):
+        p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                            "/usr/bin/python3", "-c", code, str(n)], capture_output=True, text=True, env=env)
+        if p.returncode:
+            raise SystemExit(p.stderr[-3000:])
+        totals.append(collected(p.stderr))
+    return (totals[1] - totals[0]) / reads
+
+
+def main():
+    reads = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
+    bus_pid = int(out[1])
+    sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
+                            os.path.join(ROOT, "scenarios/demo.json")], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        results = {"blupowd": blupowd_per_poll(reads, env),
+                   "bleak (find)": peer_per_read("find", reads, env),
+                   "bleak (discover 5 s)": peer_per_read("discover", max(2, reads // 4), env)}
+    finally:
+        sim.terminate()
+        sim.wait()
+        os.kill(bus_pid, 15)
+    print(f"User-space instructions per read of one charge controller (callgrind), one read every "
+          f"{bleak_peer.PERIOD} s.\n")
+    print("| reader | instructions per read (millions) | ratio |")
+    print("|---|---|---|")
+    for name, v in results.items():
+        print(f"| {name} | {v / 1e6:.2f} | {v / results['blupowd']:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()
