@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -36,6 +37,7 @@ struct bluez_call {
         struct bluez *b;
         sd_bus_slot *slot;
         bluez_done_t cb;
+        bluez_fd_done_t fd_cb; /* instead of cb, for calls that answer with a file descriptor */
         void *userdata;
         struct bluez_call *next, *prev;
 };
@@ -978,11 +980,27 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
         enum bluez_error e = error_from_reply(m, &msg);
         _cleanup_free_ char *msg_copy = msg ? strdup(msg) : NULL;
         bluez_done_t cb = c->cb;
+        bluez_fd_done_t fd_cb = c->fd_cb;
         void *ud = c->userdata;
         call_unlink(c);
         sd_bus_slot_unref(c->slot);
         free(c);
-        if (cb)
+        if (fd_cb) {
+                int fd = -1, passed;
+                uint16_t mtu = 0;
+                if (e == BLUEZ_OK) {
+                        /* The message owns the descriptor it carries: keep a duplicate. */
+                        if (sd_bus_message_read(m, "hq", &passed, &mtu) < 0) {
+                                e = BLUEZ_ERR_FAILED;
+                                msg_copy =
+                                        (free(msg_copy), strdup("malformed reply: expected (h fd, q mtu)"));
+                        } else if ((fd = fcntl(passed, F_DUPFD_CLOEXEC, 3)) < 0) {
+                                e = BLUEZ_ERR_FAILED;
+                                msg_copy = (free(msg_copy), strdup(strerror(errno)));
+                        }
+                }
+                fd_cb(ud, e, msg_copy, fd, mtu);
+        } else if (cb)
                 cb(ud, e, msg_copy);
         return 0;
 }
@@ -1134,6 +1152,25 @@ int bluez_start_notify(
 {
         return simple_call(b, char_path, "org.bluez.GattCharacteristic1", "StartNotify",
                 DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
+}
+
+int bluez_acquire_notify(
+        struct bluez *b, const char *char_path, bluez_fd_done_t cb, void *userdata, struct bluez_call **ret)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        struct bluez_call *c = NULL;
+        int r = sd_bus_message_new_method_call(
+                b->bus, &m, BLUEZ, char_path, "org.bluez.GattCharacteristic1", "AcquireNotify");
+        if (r < 0)
+                return r;
+        if ((r = sd_bus_message_append(m, "a{sv}", 0)) < 0)
+                return r;
+        if ((r = call_send(b, m, DEFAULT_CALL_TIMEOUT, NULL, userdata, &c)) < 0)
+                return r;
+        c->fd_cb = cb;
+        if (ret)
+                *ret = c;
+        return 0;
 }
 
 int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len,

@@ -112,6 +112,10 @@ struct bluez;
 struct bluez_call;
 
 typedef void (*bluez_done_t)(void *userdata, enum bluez_error e, const char *message);
+/* AcquireNotify's answer: on success `fd` (owned by the callee from then on) is a SOCK_SEQPACKET
+ * socket with one notification per packet, and `mtu` the ATT MTU; on failure fd is -1. */
+typedef void (*bluez_fd_done_t)(
+        void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
 
 /* Opens the system bus (DBUS_SYSTEM_BUS_ADDRESS is honoured) and starts following org.bluez.
  * Returns -ENOENT when there is no bus socket. */
@@ -141,6 +145,10 @@ int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_use
 int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata);
 int bluez_start_notify(
         struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret);
+/* Notifications through a socket instead of PropertiesChanged(Value) signals: each arrives as
+ * one packet, with no D-Bus message to route and parse. */
+int bluez_acquire_notify(
+        struct bluez *b, const char *char_path, bluez_fd_done_t cb, void *userdata, struct bluez_call **ret);
 int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len,
         bluez_done_t cb, void *userdata, struct bluez_call **ret);
 int bluez_set_powered(struct bluez *b, const char *adapter_path, bool on, bluez_done_t cb, void *userdata);

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "link.h"
 #include "log.h"
@@ -44,6 +46,11 @@ struct link {
         char *device_path;
         char *notify_path;
         char *write_path;
+        /* AcquireNotify's socket while a session holds it, else -1. */
+        int notify_fd;
+        sd_event_source *notify_src;
+        /* BlueZ answered AcquireNotify with NotSupported/UnknownMethod: StartNotify from now on. */
+        bool acquire_unsupported;
         bool discovering;
         bool connected_by_us;
         struct link_report report;
@@ -289,6 +296,49 @@ static bool chars_ready(struct link *l)
 }
 
 static void on_start_notify(void *userdata, enum bluez_error e, const char *message);
+static void on_acquire_notify(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
+static void on_bytes(struct link *l, const uint8_t *data, size_t len);
+
+static void release_notify(struct link *l)
+{
+        l->notify_src = sd_event_source_disable_unref(l->notify_src);
+        if (l->notify_fd >= 0)
+                close(l->notify_fd);
+        l->notify_fd = -1;
+}
+
+/* Notifications come from AcquireNotify's socket when BlueZ grants it: one packet each, none of
+ * the D-Bus routing and parsing a PropertiesChanged(Value) signal costs. StartNotify remains for
+ * a BlueZ without it, or a characteristic another client already subscribed to. */
+static void subscribe(struct link *l)
+{
+        int r = l->acquire_unsupported
+                        ? bluez_start_notify(l->cfg.bluez, l->notify_path, on_start_notify, l, &l->call)
+                        : bluez_acquire_notify(l->cfg.bluez, l->notify_path, on_acquire_notify, l, &l->call);
+        if (r < 0)
+                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "StartNotify: %s", strerror(-r));
+}
+
+static int on_notify_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct link *l = userdata;
+        uint8_t buf[520]; /* one packet is at most the ATT MTU (517) */
+        while (l->notify_fd == fd) {
+                ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+                if (n > 0) {
+                        on_bytes(l, buf, (size_t)n);
+                        continue;
+                }
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        break;
+                /* Closed by BlueZ (the link dropped: Connected=false tells the rest) or refused. */
+                if (n < 0)
+                        log_warning("%s: notification socket: %s", l->cfg.address, strerror(errno));
+                release_notify(l);
+                break;
+        }
+        return 0;
+}
 
 static void check_resolved(struct link *l)
 {
@@ -303,9 +353,7 @@ static void check_resolved(struct link *l)
         step(l, "services", true, "Renogy characteristics found");
         l->phase = PHASE_NOTIFY;
         disarm(l);
-        int r = bluez_start_notify(l->cfg.bluez, l->notify_path, on_start_notify, l, &l->call);
-        if (r < 0)
-                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "StartNotify: %s", strerror(-r));
+        subscribe(l);
 }
 
 static void on_connect(void *userdata, enum bluez_error e, const char *message)
@@ -359,6 +407,47 @@ static void on_connect(void *userdata, enum bluez_error e, const char *message)
                 message ? message : bluez_error_to_string(e));
 }
 
+static void subscribed(struct link *l);
+
+static void on_acquire_notify(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu)
+{
+        struct link *l = userdata;
+        l->call = NULL;
+        if (e == BLUEZ_OK && l->phase != PHASE_NOTIFY) {
+                close(fd);
+                return;
+        }
+        if (e == BLUEZ_OK) {
+                l->notify_fd = fd;
+                int r = sd_event_add_io(l->cfg.event, &l->notify_src, fd, EPOLLIN, on_notify_fd, l);
+                if (r < 0) {
+                        release_notify(l);
+                        fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_FAILED, "AcquireNotify: %s", strerror(-r));
+                        return;
+                }
+                step(l, "notify", true, "subscribed (notification socket, MTU %u)", mtu);
+                subscribed(l);
+                return;
+        }
+        if (fd >= 0)
+                close(fd);
+        if (e == BLUEZ_ERR_NOT_CONNECTED || e == BLUEZ_ERR_TIMEOUT || e == BLUEZ_ERR_DISCONNECTED ||
+                e == BLUEZ_ERR_NO_OWNER || e == BLUEZ_ERR_ACCESS_DENIED) {
+                fail(l, LINK_STAGE_NOTIFY, e, "AcquireNotify: %s",
+                        message ? message : bluez_error_to_string(e));
+                return;
+        }
+        /* Not offered (NotSupported, UnknownMethod: remembered), or taken by another client's
+         * subscription (InProgress, NotPermitted: asked again next session). */
+        if (e == BLUEZ_ERR_NOT_SUPPORTED || e == BLUEZ_ERR_UNKNOWN_OBJECT)
+                l->acquire_unsupported = true;
+        log_debug("%s: AcquireNotify: %s; StartNotify instead", l->cfg.address,
+                message ? message : bluez_error_to_string(e));
+        int r = bluez_start_notify(l->cfg.bluez, l->notify_path, on_start_notify, l, &l->call);
+        if (r < 0)
+                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "StartNotify: %s", strerror(-r));
+}
+
 static void on_start_notify(void *userdata, enum bluez_error e, const char *message)
 {
         struct link *l = userdata;
@@ -369,6 +458,11 @@ static void on_start_notify(void *userdata, enum bluez_error e, const char *mess
                 return;
         }
         step(l, "notify", true, "subscribed");
+        subscribed(l);
+}
+
+static void subscribed(struct link *l)
+{
         l->report.connect_usec = now_usec() - l->connect_start;
         if (is_shunt(l)) {
                 l->phase = PHASE_SHUNT_FRAME;
@@ -592,6 +686,11 @@ void link_on_notification(struct link *l, const char *char_path, const uint8_t *
 {
         if (!l->notify_path || !streq(char_path, l->notify_path))
                 return;
+        on_bytes(l, data, len);
+}
+
+static void on_bytes(struct link *l, const uint8_t *data, size_t len)
+{
         if (l->phase == PHASE_SHUNT_FRAME) {
                 uint8_t frame[SHUNT_LIVE_FRAME_LEN];
                 size_t flen;
@@ -676,6 +775,7 @@ static void start_disconnect(struct link *l)
 
 static void finish(struct link *l)
 {
+        release_notify(l);
         disarm(l);
         bluez_call_cancel(l->call);
         l->call = NULL;
@@ -806,6 +906,7 @@ int link_new(struct link **ret, const struct link_config *cfg)
         if (!l)
                 return -ENOMEM;
         l->cfg = *cfg;
+        l->notify_fd = -1;
         if (!l->cfg.fresh_adv_usec)
                 l->cfg.fresh_adv_usec = 60 * USEC_PER_SEC;
         if (!l->cfg.find_timeout_usec)
@@ -821,6 +922,7 @@ struct link *link_free(struct link *l)
         if (!l)
                 return NULL;
         bluez_call_cancel(l->call);
+        release_notify(l);
         sd_event_source_unref(l->timer);
         free(l->device_path);
         free(l->notify_path);

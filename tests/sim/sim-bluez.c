@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "modbus.h"
@@ -238,6 +240,13 @@ static int prop_char_flags(sd_bus *bus, const char *path, const char *iface, con
         return sd_bus_message_append(reply, "as", 2, "write-without-response", "write");
 }
 
+static int prop_char_notify_acquired(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        return sd_bus_message_append(reply, "b", g->module->notify_acquired);
+}
+
 static int prop_char_mtu(sd_bus *bus, const char *path, const char *iface, const char *prop,
         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -355,6 +364,8 @@ static int method_start_notify(sd_bus_message *msg, void *userdata, sd_bus_error
         struct sim_module *m = g->module;
         if (!g->notify)
                 return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
+        if (m->notify_acquired)
+                return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Notify acquired");
         const char *sender = sd_bus_message_get_sender(msg);
         if (!sender)
                 return -EINVAL;
@@ -366,6 +377,78 @@ static int method_start_notify(sd_bus_message *msg, void *userdata, sd_bus_error
                 emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
         }
         return r;
+}
+
+/* The acquirer's end is closed (the client released it or left) or the link dropped: BlueZ
+ * forgets the acquisition. */
+void sim_notify_release(struct sim_module *m)
+{
+        if (!m->notify_acquired)
+                return;
+        m->notify_fd_src = sd_event_source_disable_unref(m->notify_fd_src);
+        close(m->notify_fd);
+        m->notify_fd = -1;
+        m->notify_acquired = false;
+        struct sim_gatt *g = notify_char(m);
+        if (g && m->gatt_exported)
+                emit(m, g->path, "org.bluez.GattCharacteristic1", "NotifyAcquired");
+        if (list_empty(m->notify_clients) && m->notifying) {
+                m->notifying = false;
+                if (g && m->gatt_exported)
+                        emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
+        }
+}
+
+static int on_acquired_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct sim_module *m = userdata;
+        if (revents & (EPOLLHUP | EPOLLERR)) {
+                sim_notify_release(m);
+                return 0;
+        }
+        uint8_t b[64]; /* BlueZ reads and ignores what the client writes on a notify socket */
+        if (recv(fd, b, sizeof b, MSG_DONTWAIT) == 0)
+                sim_notify_release(m);
+        return 0;
+}
+
+/* AcquireNotify (BLUEZ.md 1.5): a SOCK_SEQPACKET pair, one notification per packet; refused
+ * while another client holds a StartNotify session (InProgress) or the socket (NotPermitted). */
+static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        struct sim_module *m = g->module;
+        if (m->faults[FAULT_NO_ACQUIRE_NOTIFY])
+                return sd_bus_error_set(error, "org.freedesktop.DBus.Error.UnknownMethod",
+                        "Unknown method AcquireNotify or interface org.bluez.GattCharacteristic1.");
+        if (!g->notify)
+                return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
+        if (!m->connected)
+                return sd_bus_error_set(error, ERR_FAILED, "Not connected");
+        if (m->notify_acquired)
+                return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Notify acquired");
+        if (!list_empty(m->notify_clients))
+                return sd_bus_error_set(error, "org.bluez.Error.InProgress", "Notify already in progress");
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+                return sd_bus_error_set_errno(error, errno);
+        int r = sd_event_add_io(m->sim->event, &m->notify_fd_src, sv[0], EPOLLIN, on_acquired_fd, m);
+        if (r >= 0)
+                r = sd_bus_reply_method_return(msg, "hq", sv[1], (uint16_t)(m->timing.chunk_size + 3));
+        close(sv[1]); /* the reply carries a duplicate */
+        if (r < 0) {
+                m->notify_fd_src = sd_event_source_disable_unref(m->notify_fd_src);
+                close(sv[0]);
+                return r;
+        }
+        m->notify_fd = sv[0];
+        m->notify_acquired = true;
+        emit(m, g->path, "org.bluez.GattCharacteristic1", "NotifyAcquired");
+        if (!m->notifying) {
+                m->notifying = true;
+                emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
+        }
+        return 1;
 }
 
 static int method_stop_notify(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -411,18 +494,33 @@ static const sd_bus_vtable service_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+#define CHAR_VTABLE_COMMON                                                                                  \
+        SD_BUS_METHOD("ReadValue", "a{sv}", "ay", method_read_value, SD_BUS_VTABLE_UNPRIVILEGED),           \
+                SD_BUS_METHOD("WriteValue", "aya{sv}", "", method_write_value, SD_BUS_VTABLE_UNPRIVILEGED), \
+                SD_BUS_METHOD("StartNotify", "", "", method_start_notify, SD_BUS_VTABLE_UNPRIVILEGED),      \
+                SD_BUS_METHOD("StopNotify", "", "", method_stop_notify, SD_BUS_VTABLE_UNPRIVILEGED),        \
+                SD_BUS_METHOD(                                                                              \
+                        "AcquireNotify", "a{sv}", "hq", method_acquire_notify, SD_BUS_VTABLE_UNPRIVILEGED), \
+                SD_BUS_PROPERTY("UUID", "s", prop_gatt_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),              \
+                SD_BUS_PROPERTY("Service", "o", prop_char_service, 0, SD_BUS_VTABLE_PROPERTY_CONST),        \
+                SD_BUS_PROPERTY("Value", "ay", prop_char_value, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),    \
+                SD_BUS_PROPERTY(                                                                            \
+                        "Notifying", "b", prop_char_notifying, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),     \
+                SD_BUS_PROPERTY("Flags", "as", prop_char_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),           \
+                SD_BUS_PROPERTY("MTU", "q", prop_char_mtu, 0, SD_BUS_VTABLE_PROPERTY_CONST)
+
 static const sd_bus_vtable char_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD("ReadValue", "a{sv}", "ay", method_read_value, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD("WriteValue", "aya{sv}", "", method_write_value, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD("StartNotify", "", "", method_start_notify, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD("StopNotify", "", "", method_stop_notify, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_PROPERTY("UUID", "s", prop_gatt_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Service", "o", prop_char_service, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Value", "ay", prop_char_value, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Notifying", "b", prop_char_notifying, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Flags", "as", prop_char_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("MTU", "q", prop_char_mtu, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        CHAR_VTABLE_COMMON,
+        SD_BUS_VTABLE_END,
+};
+
+/* BlueZ shows NotifyAcquired only on characteristics that can notify. */
+static const sd_bus_vtable notify_char_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        CHAR_VTABLE_COMMON,
+        SD_BUS_PROPERTY(
+                "NotifyAcquired", "b", prop_char_notify_acquired, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };
 
@@ -459,7 +557,10 @@ static void gatt_export(struct sim_module *m)
                 struct sim_gatt *g = &m->gatt[i];
                 const char *iface = g->service ? "org.bluez.GattCharacteristic1" : "org.bluez.GattService1";
                 if (sd_bus_add_object_vtable(m->sim->bus, &m->gatt_slots[i], g->path, iface,
-                            g->service ? char_vtable : service_vtable, g) < 0)
+                            !g->service ? service_vtable
+                            : g->notify ? notify_char_vtable
+                                        : char_vtable,
+                            g) < 0)
                         continue;
                 if (m->sim->name_owned)
                         sd_bus_emit_interfaces_added(m->sim->bus, g->path, iface, NULL);
@@ -495,7 +596,11 @@ static void send_chunk(struct sim_module *m, void *data)
 {
         struct chunk_data *c = data;
         struct sim_gatt *g = notify_char(m);
-        if (m->connected && m->notifying && g && m->gatt_exported) {
+        if (m->connected && m->notify_acquired) {
+                /* Acquired: a packet on the socket, and Value is left as it was. */
+                if (send(m->notify_fd, c->bytes, c->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                        sim_notify_release(m);
+        } else if (m->connected && m->notifying && g && m->gatt_exported) {
                 memcpy(m->value, c->bytes, c->len);
                 m->value_len = c->len;
                 /* BlueZ emits Value on every notification, even with the same bytes. */
@@ -761,6 +866,7 @@ void sim_module_drop_link(struct sim_module *m)
                 m->resolved = false;
                 emit_device(m, "ServicesResolved");
         }
+        sim_notify_release(m); /* the client sees HUP on its end */
         if (m->notifying) {
                 m->notifying = false;
                 client_remove(m->notify_clients, NULL);

@@ -58,7 +58,7 @@ static void help(void)
                "Families: controller, dcc, battery, inverter, shunt. Values use the reading keys of\n"
                "`blupowd decode`. Faults (a count, or true for \"until cleared\"): connect_abort,\n"
                "connect_hang, drop_mid_response, resolved_before_characteristics, corrupt_notification,\n"
-               "modbus_exception, asleep, held_by_other_central.\n"
+               "modbus_exception, asleep, held_by_other_central, no_acquire_notify (BlueZ before 5.46).\n"
                "\n"
                "Run-time control, e.g. with busctl --system:\n"
                "  call org.blupow.Sim / org.blupow.Sim1 SetFault ssi ADDRESS FAULT COUNT  (0 clears)\n"

@@ -62,6 +62,7 @@ enum sim_fault {
         FAULT_EXCEPTION,         /* a Modbus exception reply (device failure) */
         FAULT_ASLEEP,            /* not advertising, connects time out */
         FAULT_HELD,              /* another central holds it: not advertising, connects abort */
+        FAULT_NO_ACQUIRE_NOTIFY, /* a BlueZ without AcquireNotify (before 5.46): UnknownMethod */
         _FAULT_MAX,
 };
 
@@ -105,6 +106,10 @@ struct sim_module {
         bool gatt_exported;
         bool notifying;
         char *notify_clients[SIM_MAX_CLIENTS];
+        /* AcquireNotify: our end of the socket pair, one notification per packet. */
+        bool notify_acquired;
+        int notify_fd;
+        sd_event_source *notify_fd_src;
         uint64_t last_adv_usec;
         uint64_t lost_usec; /* when it stopped being seen */
         sd_bus_message *pending_connect;
@@ -204,6 +209,7 @@ void sim_adapter_set_powered(struct sim_adapter *a, bool powered);
 void sim_adapter_remove(struct sim_adapter *a);
 void sim_adapter_add(struct sim_adapter *a);
 void sim_module_drop_link(struct sim_module *m);
+void sim_notify_release(struct sim_module *m);
 void sim_module_unexport(struct sim_module *m);
 struct sim_module *sim_module_by_address(struct sim *sim, const char *address);
 struct sim_adapter *sim_adapter_by_name(struct sim *sim, const char *name);

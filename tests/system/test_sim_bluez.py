@@ -1,6 +1,10 @@
 """blupow-sim seen as a BlueZ client sees BlueZ 5.66: property types, signal order and error
 names, checked over the bus with dbus-fast (the D-Bus library bleak uses), not with our code."""
 import asyncio
+import os
+import select
+import socket
+import struct
 import unittest
 
 from dbus_fast import BusType, Message, MessageType, Variant
@@ -214,6 +218,121 @@ class Bluez(unittest.TestCase):
 
             # An empty dict clears the filter.
             self.assertIn(rover, await self.reported({"Transport": Variant("s", "bredr")}, {}))
+        self.run_async(go())
+
+    def test_acquire_notify(self):
+        """AcquireNotify as 5.66 has it: a SOCK_SEQPACKET socket with one notification per packet
+        and the MTU; Value left alone while acquired; StartNotify refused meanwhile, and
+        AcquireNotify refused while another client has a StartNotify session; released when the
+        client closes its end; HUP on disconnect."""
+        def request(reg, count):
+            body = struct.pack(">BBHH", 0xFF, 3, reg, count)
+            crc = 0xFFFF
+            for b in body:
+                crc ^= b
+                for _ in range(8):
+                    crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+            return body + struct.pack("<H", crc)
+
+        def take_fd(reply):
+            """Our own socket; dbus-fast's copy is closed, or BlueZ would never see the last close."""
+            fd = reply.unix_fds[reply.body[0]]
+            sock = socket.socket(fileno=os.dup(fd))
+            os.close(fd)
+            return sock
+
+        async def prop(bus, path, name):
+            r = await self.call(bus, path, "org.freedesktop.DBus.Properties", "Get", "ss",
+                                ["org.bluez.GattCharacteristic1", name])
+            return r.body[0].value
+
+        async def go():
+            bus, _ = await self.connect()
+            try:
+                await exchange(bus)
+            finally:
+                # Connected, the controller would not advertise to the next test.
+                await self.call(bus, ADAPTER + "/dev_60_98_66_ED_FC_11", "org.bluez.Device1", "Disconnect")
+                await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
+                bus.disconnect()
+
+        async def exchange(bus):
+            other = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
+                                     negotiate_unix_fd=True).connect()
+            fdbus = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
+                                     negotiate_unix_fd=True).connect()
+            path, _ = await self.discover(bus)
+            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            for _ in range(50):
+                objs = await self.objects(bus)
+                if objs[path]["org.bluez.Device1"]["ServicesResolved"].value:
+                    break
+                await asyncio.sleep(0.1)
+            chars = {i["org.bluez.GattCharacteristic1"]["UUID"].value[4:8]: (p, i["org.bluez.GattCharacteristic1"])
+                     for p, i in objs.items() if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
+            notify, write = chars["fff1"][0], chars["ffd1"][0]
+            self.assertEqual(sig(chars["fff1"][1]["NotifyAcquired"]), "b")
+            self.assertFalse(chars["fff1"][1]["NotifyAcquired"].value)
+            self.assertNotIn("NotifyAcquired", chars["ffd1"][1], "only on characteristics that notify")
+
+            r = await self.call(fdbus, write, "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
+            self.assertEqual(r.error_name, "org.bluez.Error.NotSupported")
+            value_before = await prop(bus, notify, "Value")
+            r = await self.call(fdbus, notify, "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            self.assertEqual(r.signature, "hq")
+            self.assertEqual(r.body[1], 23, "the ATT MTU")
+            sock = take_fd(r)
+            self.assertEqual(sock.type, socket.SOCK_SEQPACKET)
+            self.assertTrue(await prop(bus, notify, "NotifyAcquired"))
+            self.assertTrue(await prop(bus, notify, "Notifying"))
+            r = await self.call(other, notify, "org.bluez.GattCharacteristic1", "StartNotify")
+            self.assertEqual((r.error_name, r.body[0]), ("org.bluez.Error.NotPermitted", "Notify acquired"))
+            r = await self.call(other, notify, "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
+            self.assertEqual(r.error_name, "org.bluez.Error.NotPermitted")
+
+            # A read of 34 registers: 73 bytes in packets of at most MTU - 3.
+            r = await self.call(bus, write, "org.bluez.GattCharacteristic1", "WriteValue", "aya{sv}",
+                                [request(0x0100, 34), {"type": Variant("s", "command")}])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            frame, packets = b"", []
+            sock.setblocking(False)
+            while len(frame) < 73:
+                ready, _, _ = select.select([sock], [], [], 3)
+                self.assertTrue(ready, f"only {len(frame)} bytes arrived")
+                packets.append(sock.recv(512))
+                frame += packets[-1]
+            self.assertEqual(len(frame), 73)
+            self.assertEqual(frame[:3], bytes([0xFF, 3, 68]))
+            self.assertTrue(all(0 < len(p) <= 20 for p in packets), [len(p) for p in packets])
+            self.assertEqual(await prop(bus, notify, "Value"), value_before, "Value is not updated while acquired")
+
+            # Closing our end releases it; then a StartNotify session blocks AcquireNotify.
+            sock.close()
+            for _ in range(30):
+                if not await prop(bus, notify, "NotifyAcquired"):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.fail("NotifyAcquired stayed true after the socket was closed")
+            r = await self.call(other, notify, "org.bluez.GattCharacteristic1", "StartNotify")
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            r = await self.call(fdbus, notify, "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
+            self.assertEqual(r.error_name, "org.bluez.Error.InProgress")
+            await self.call(other, notify, "org.bluez.GattCharacteristic1", "StopNotify")
+
+            # Acquired again, then the link drops: our end sees end-of-file.
+            r = await self.call(fdbus, notify, "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            sock = take_fd(r)
+            await self.call(bus, path, "org.bluez.Device1", "Disconnect")
+            ready, _, _ = select.select([sock], [], [], 3)
+            self.assertTrue(ready)
+            self.assertEqual(sock.recv(512), b"", "HUP on disconnect")
+            sock.close()
+            for b in (other, fdbus):
+                b.disconnect()
         self.run_async(go())
 
     def test_error_names(self):
