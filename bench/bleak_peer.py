@@ -3,10 +3,12 @@
 wall time per full read of a charge controller, CPU seconds per read and peak RSS.
 The peer does what bleak-based gateways do: find the module by scanning, connect (bleak waits
 for service resolution), subscribe, write each register block and wait for its reply,
-disconnect. Two peer variants: "find" stops scanning at the first advertisement (bleak's
-best case); "discover" scans for a fixed 5 s first, as renogy-bt-style gateways do. Both sides
-start a read every 5 s, as a gateway polls, and CPU is counted over the same stretch, idle
-included: waking after each idle gap is part of what a poll costs.
+disconnect. Three peer variants: "find" stops scanning at the first advertisement (bleak's best
+case); "discover" scans for a fixed 5 s first, as renogy-bt does (DISCOVERY_TIMEOUT = 5);
+"renogy-bt" also waits as renogy-bt does: 0.5 s after each write (BLEManager) and 0.5 s before
+the next register block (BaseClient). Both sides start a read every 5 s (or as soon as the last
+one ended), as a gateway polls, and CPU is counted over the same stretch, idle included: waking
+after each idle gap is part of what a poll costs.
     make && /usr/bin/python3 bench/bleak_peer.py [READS]"""
 import asyncio
 import json
@@ -48,7 +50,7 @@ async def peer_read(mode):
     from bleak import BleakClient, BleakScanner
     if mode == "find":
         device = await BleakScanner.find_device_by_address(CONTROLLER, timeout=20)
-    else:
+    else:  # "discover" and "renogy-bt"
         found = await BleakScanner.discover(timeout=5.0)
         device = next(d for d in found if d.address == CONTROLLER)
     buf = bytearray()
@@ -65,10 +67,14 @@ async def peer_read(mode):
             buf.clear()
             got.clear()
             await client.write_gatt_char(WRITE, request(reg, count), response=False)
+            if mode == "renogy-bt":
+                await asyncio.sleep(0.5)  # renogy-bt's BLEManager.characteristic_write_value
             await asyncio.wait_for(got.wait(), 5)
             frame = bytes(buf[:5 + buf[2]])
             assert crc16(frame) == 0, frame.hex()
             values += count
+            if mode == "renogy-bt" and (reg, count) != BLOCKS[-1]:
+                await asyncio.sleep(0.5)  # renogy-bt's BaseClient, before the next section
         await client.stop_notify(NOTIFY)
     return values
 
@@ -174,6 +180,7 @@ def main():
         results = {"blupowd": run_blupow(reads, os.environ)}
         results["bleak (find)"] = run_peer("find", reads)
         results["bleak (discover 5 s)"] = run_peer("discover", max(3, reads // 3))
+        results["renogy-bt style"] = run_peer("renogy-bt", max(3, reads // 3))
     finally:
         sim.terminate()
         sim.wait()

@@ -5,7 +5,8 @@ is dear (some virtual machines charge hundreds of microseconds for the first tou
 after an idle gap), a reader that wakes 20 times per read pays for the wakes, not for its work.
 Instructions do not depend on that, so this is the ratio of work done; kernel time is not
 counted on either side, and the peer wakes twice as often.
-    make && /usr/bin/python3 bench/instructions.py [READS]"""
+    make && /usr/bin/python3 bench/instructions.py [READS] [--blupowd-only]
+BLUPOW_BUILD_ROOT=DIR measures the blupowd of another build (an older version, say)."""
 import json
 import os
 import re
@@ -88,7 +89,9 @@ for _ in range(int(sys.argv[1])):
 
 
 def main():
-    reads = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    reads = int(args[0]) if args else 10
+    only_ours = "--blupowd-only" in sys.argv
     out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
                          check=True).stdout.split()
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
@@ -98,9 +101,10 @@ def main():
                            stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     try:
-        results = {"blupowd": blupowd_per_poll(reads, env),
-                   "bleak (find)": peer_per_read("find", reads, env),
-                   "bleak (discover 5 s)": peer_per_read("discover", max(2, reads // 4), env)}
+        results = {"blupowd": blupowd_per_poll(reads, env)}
+        if not only_ours:
+            results["bleak (find)"] = peer_per_read("find", reads, env)
+            results["bleak (discover 5 s)"] = peer_per_read("discover", max(2, reads // 4), env)
     finally:
         sim.terminate()
         sim.wait()

@@ -989,13 +989,14 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 int fd = -1, passed;
                 uint16_t mtu = 0;
                 if (e == BLUEZ_OK) {
-                        /* The message owns the descriptor it carries: keep a duplicate. */
+                        /* The message owns the descriptor it carries: keep a duplicate. A reply
+                         * without one (a bus or security policy that does not pass descriptors
+                         * to us) counts as not supported, so that the caller stops asking. */
                         if (sd_bus_message_read(m, "hq", &passed, &mtu) < 0) {
-                                e = BLUEZ_ERR_FAILED;
-                                msg_copy =
-                                        (free(msg_copy), strdup("malformed reply: expected (h fd, q mtu)"));
+                                e = BLUEZ_ERR_NOT_SUPPORTED;
+                                msg_copy = (free(msg_copy), strdup("reply without (h fd, q mtu)"));
                         } else if ((fd = fcntl(passed, F_DUPFD_CLOEXEC, 3)) < 0) {
-                                e = BLUEZ_ERR_FAILED;
+                                e = BLUEZ_ERR_NOT_SUPPORTED;
                                 msg_copy = (free(msg_copy), strdup(strerror(errno)));
                         }
                 }

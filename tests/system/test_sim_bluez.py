@@ -63,6 +63,17 @@ class Bluez(unittest.TestCase):
             await asyncio.sleep(0.1)
         self.fail("the controller was not discovered")
 
+    async def connect_device(self, bus, path):
+        """Connects and waits for ServicesResolved; returns the objects then."""
+        r = await self.call(bus, path, "org.bluez.Device1", "Connect")
+        self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+        for _ in range(50):
+            objs = await self.objects(bus)
+            if objs[path]["org.bluez.Device1"]["ServicesResolved"].value:
+                return objs
+            await asyncio.sleep(0.1)
+        self.fail("services were not resolved")
+
     def test_property_types(self):
         async def go():
             bus, _ = await self.connect()
@@ -80,13 +91,7 @@ class Bluez(unittest.TestCase):
             self.assertTrue(d["Name"].value.startswith("BT-TH-"))
             for v in d["ManufacturerData"].value.values():
                 self.assertEqual(v.signature, "ay")
-            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
-            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
-            for _ in range(50):
-                objs = await self.objects(bus)
-                if objs[path]["org.bluez.Device1"]["ServicesResolved"].value:
-                    break
-                await asyncio.sleep(0.1)
+            objs = await self.connect_device(bus, path)
             chars = {p: i["org.bluez.GattCharacteristic1"] for p, i in objs.items()
                      if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
             uuids = {c["UUID"].value[4:8]: c for c in chars.values()}
@@ -262,13 +267,7 @@ class Bluez(unittest.TestCase):
             fdbus = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
                                      negotiate_unix_fd=True).connect()
             path, _ = await self.discover(bus)
-            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
-            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
-            for _ in range(50):
-                objs = await self.objects(bus)
-                if objs[path]["org.bluez.Device1"]["ServicesResolved"].value:
-                    break
-                await asyncio.sleep(0.1)
+            objs = await self.connect_device(bus, path)
             chars = {i["org.bluez.GattCharacteristic1"]["UUID"].value[4:8]: (p, i["org.bluez.GattCharacteristic1"])
                      for p, i in objs.items() if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
             notify, write = chars["fff1"][0], chars["ffd1"][0]
