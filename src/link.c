@@ -46,8 +46,7 @@ struct link {
         char *device_path;
         char *notify_path;
         char *write_path;
-        /* AcquireNotify's socket while a session holds it, else -1. */
-        int notify_fd;
+        /* AcquireNotify's socket (owned by the source) while a session holds it. */
         sd_event_source *notify_src;
         /* BlueZ answered AcquireNotify with NotSupported/UnknownMethod: StartNotify from now on. */
         bool acquire_unsupported;
@@ -299,12 +298,17 @@ static void on_start_notify(void *userdata, enum bluez_error e, const char *mess
 static void on_acquire_notify(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
 static void on_bytes(struct link *l, const uint8_t *data, size_t len);
 
+/* Closes the socket too: the source owns it. */
 static void release_notify(struct link *l)
 {
         l->notify_src = sd_event_source_disable_unref(l->notify_src);
-        if (l->notify_fd >= 0)
-                close(l->notify_fd);
-        l->notify_fd = -1;
+}
+
+static void start_notify(struct link *l)
+{
+        int r = bluez_start_notify(l->cfg.bluez, l->notify_path, on_start_notify, l, &l->call);
+        if (r < 0)
+                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "StartNotify: %s", strerror(-r));
 }
 
 /* Notifications come from AcquireNotify's socket when BlueZ grants it: one packet each, none of
@@ -312,18 +316,21 @@ static void release_notify(struct link *l)
  * a BlueZ without it, or a characteristic another client already subscribed to. */
 static void subscribe(struct link *l)
 {
-        int r = l->acquire_unsupported
-                        ? bluez_start_notify(l->cfg.bluez, l->notify_path, on_start_notify, l, &l->call)
-                        : bluez_acquire_notify(l->cfg.bluez, l->notify_path, on_acquire_notify, l, &l->call);
+        if (l->acquire_unsupported) {
+                start_notify(l);
+                return;
+        }
+        int r = bluez_acquire_notify(l->cfg.bluez, l->notify_path, on_acquire_notify, l, &l->call);
         if (r < 0)
-                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "StartNotify: %s", strerror(-r));
+                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "AcquireNotify: %s", strerror(-r));
 }
 
 static int on_notify_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct link *l = userdata;
         uint8_t buf[520]; /* one packet is at most the ATT MTU (517) */
-        while (l->notify_fd == fd) {
+        /* on_bytes may end the session, which releases this source. */
+        while (l->notify_src == s) {
                 ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
                 if (n > 0) {
                         on_bytes(l, buf, (size_t)n);
@@ -413,15 +420,17 @@ static void on_acquire_notify(void *userdata, enum bluez_error e, const char *me
 {
         struct link *l = userdata;
         l->call = NULL;
-        if (e == BLUEZ_OK && l->phase != PHASE_NOTIFY) {
-                close(fd);
-                return;
-        }
         if (e == BLUEZ_OK) {
-                l->notify_fd = fd;
+                if (l->phase != PHASE_NOTIFY) {
+                        close(fd);
+                        return;
+                }
                 int r = sd_event_add_io(l->cfg.event, &l->notify_src, fd, EPOLLIN, on_notify_fd, l);
+                if (r >= 0)
+                        r = sd_event_source_set_io_fd_own(l->notify_src, true);
                 if (r < 0) {
-                        release_notify(l);
+                        release_notify(l); /* a source that failed to take the socket */
+                        close(fd);
                         fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_FAILED, "AcquireNotify: %s", strerror(-r));
                         return;
                 }
@@ -429,8 +438,6 @@ static void on_acquire_notify(void *userdata, enum bluez_error e, const char *me
                 subscribed(l);
                 return;
         }
-        if (fd >= 0)
-                close(fd);
         if (e == BLUEZ_ERR_NOT_CONNECTED || e == BLUEZ_ERR_TIMEOUT || e == BLUEZ_ERR_DISCONNECTED ||
                 e == BLUEZ_ERR_NO_OWNER || e == BLUEZ_ERR_ACCESS_DENIED) {
                 fail(l, LINK_STAGE_NOTIFY, e, "AcquireNotify: %s",
@@ -443,9 +450,7 @@ static void on_acquire_notify(void *userdata, enum bluez_error e, const char *me
                 l->acquire_unsupported = true;
         log_debug("%s: AcquireNotify: %s; StartNotify instead", l->cfg.address,
                 message ? message : bluez_error_to_string(e));
-        int r = bluez_start_notify(l->cfg.bluez, l->notify_path, on_start_notify, l, &l->call);
-        if (r < 0)
-                fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "StartNotify: %s", strerror(-r));
+        start_notify(l);
 }
 
 static void on_start_notify(void *userdata, enum bluez_error e, const char *message)
@@ -906,7 +911,6 @@ int link_new(struct link **ret, const struct link_config *cfg)
         if (!l)
                 return -ENOMEM;
         l->cfg = *cfg;
-        l->notify_fd = -1;
         if (!l->cfg.fresh_adv_usec)
                 l->cfg.fresh_adv_usec = 60 * USEC_PER_SEC;
         if (!l->cfg.find_timeout_usec)

@@ -244,7 +244,7 @@ static int prop_char_notify_acquired(sd_bus *bus, const char *path, const char *
         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct sim_gatt *g = userdata;
-        return sd_bus_message_append(reply, "b", g->module->notify_acquired);
+        return sd_bus_message_append(reply, "b", g->module->notify_fd_src != NULL);
 }
 
 static int prop_char_mtu(sd_bus *bus, const char *path, const char *iface, const char *prop,
@@ -364,7 +364,7 @@ static int method_start_notify(sd_bus_message *msg, void *userdata, sd_bus_error
         struct sim_module *m = g->module;
         if (!g->notify)
                 return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
-        if (m->notify_acquired)
+        if (m->notify_fd_src)
                 return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Notify acquired");
         const char *sender = sd_bus_message_get_sender(msg);
         if (!sender)
@@ -383,12 +383,9 @@ static int method_start_notify(sd_bus_message *msg, void *userdata, sd_bus_error
  * forgets the acquisition. */
 void sim_notify_release(struct sim_module *m)
 {
-        if (!m->notify_acquired)
+        if (!m->notify_fd_src)
                 return;
-        m->notify_fd_src = sd_event_source_disable_unref(m->notify_fd_src);
-        close(m->notify_fd);
-        m->notify_fd = -1;
-        m->notify_acquired = false;
+        m->notify_fd_src = sd_event_source_disable_unref(m->notify_fd_src); /* closes our end */
         struct sim_gatt *g = notify_char(m);
         if (g && m->gatt_exported)
                 emit(m, g->path, "org.bluez.GattCharacteristic1", "NotifyAcquired");
@@ -425,7 +422,7 @@ static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_err
                 return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
         if (!m->connected)
                 return sd_bus_error_set(error, ERR_FAILED, "Not connected");
-        if (m->notify_acquired)
+        if (m->notify_fd_src)
                 return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Notify acquired");
         if (!list_empty(m->notify_clients))
                 return sd_bus_error_set(error, "org.bluez.Error.InProgress", "Notify already in progress");
@@ -434,15 +431,17 @@ static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_err
                 return sd_bus_error_set_errno(error, errno);
         int r = sd_event_add_io(m->sim->event, &m->notify_fd_src, sv[0], EPOLLIN, on_acquired_fd, m);
         if (r >= 0)
+                r = sd_event_source_set_io_fd_own(m->notify_fd_src, true);
+        if (r >= 0)
                 r = sd_bus_reply_method_return(msg, "hq", sv[1], (uint16_t)(m->timing.chunk_size + 3));
         close(sv[1]); /* the reply carries a duplicate */
         if (r < 0) {
+                bool owned = m->notify_fd_src && sd_event_source_get_io_fd_own(m->notify_fd_src) > 0;
                 m->notify_fd_src = sd_event_source_disable_unref(m->notify_fd_src);
-                close(sv[0]);
+                if (!owned)
+                        close(sv[0]);
                 return r;
         }
-        m->notify_fd = sv[0];
-        m->notify_acquired = true;
         emit(m, g->path, "org.bluez.GattCharacteristic1", "NotifyAcquired");
         if (!m->notifying) {
                 m->notifying = true;
@@ -596,9 +595,10 @@ static void send_chunk(struct sim_module *m, void *data)
 {
         struct chunk_data *c = data;
         struct sim_gatt *g = notify_char(m);
-        if (m->connected && m->notify_acquired) {
+        if (m->connected && m->notify_fd_src) {
                 /* Acquired: a packet on the socket, and Value is left as it was. */
-                if (send(m->notify_fd, c->bytes, c->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                if (send(sd_event_source_get_io_fd(m->notify_fd_src), c->bytes, c->len,
+                            MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                         sim_notify_release(m);
         } else if (m->connected && m->notifying && g && m->gatt_exported) {
                 memcpy(m->value, c->bytes, c->len);

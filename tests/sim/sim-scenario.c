@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "macro.h"
 #include "sim.h"
@@ -16,10 +15,10 @@ static const char *const fault_names[_FAULT_MAX] = {
         [FAULT_DROP_MID_RESPONSE] = "drop_mid_response",
         [FAULT_RESOLVED_EARLY] = "resolved_before_characteristics",
         [FAULT_CORRUPT] = "corrupt_notification",
-        [FAULT_NO_ACQUIRE_NOTIFY] = "no_acquire_notify",
         [FAULT_EXCEPTION] = "modbus_exception",
         [FAULT_ASLEEP] = "asleep",
         [FAULT_HELD] = "held_by_other_central",
+        [FAULT_NO_ACQUIRE_NOTIFY] = "no_acquire_notify",
 };
 
 const char *sim_fault_name(enum sim_fault f)
@@ -408,10 +407,7 @@ void sim_free(struct sim *sim)
                 }
                 for (int c = 0; c < SIM_MAX_CLIENTS; c++)
                         free(sim->modules[i].notify_clients[c]);
-                if (sim->modules[i].notify_acquired) {
-                        sd_event_source_disable_unref(sim->modules[i].notify_fd_src);
-                        close(sim->modules[i].notify_fd);
-                }
+                sd_event_source_disable_unref(sim->modules[i].notify_fd_src); /* and its socket */
         }
         free(sim->modules);
         free(sim->events);

@@ -106,9 +106,7 @@ struct sim_module {
         bool gatt_exported;
         bool notifying;
         char *notify_clients[SIM_MAX_CLIENTS];
-        /* AcquireNotify: our end of the socket pair, one notification per packet. */
-        bool notify_acquired;
-        int notify_fd;
+        /* AcquireNotify: watches (and owns) our end of the socket pair while acquired. */
         sd_event_source *notify_fd_src;
         uint64_t last_adv_usec;
         uint64_t lost_usec; /* when it stopped being seen */
