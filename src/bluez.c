@@ -1155,13 +1155,14 @@ int bluez_start_notify(
                 DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
 }
 
-int bluez_acquire_notify(
-        struct bluez *b, const char *char_path, bluez_fd_done_t cb, void *userdata, struct bluez_call **ret)
+/* AcquireNotify and AcquireWrite take the same options and answer the same "hq". */
+static int acquire(struct bluez *b, const char *char_path, const char *method, bluez_fd_done_t cb,
+        void *userdata, struct bluez_call **ret)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         struct bluez_call *c = NULL;
         int r = sd_bus_message_new_method_call(
-                b->bus, &m, BLUEZ, char_path, "org.bluez.GattCharacteristic1", "AcquireNotify");
+                b->bus, &m, BLUEZ, char_path, "org.bluez.GattCharacteristic1", method);
         if (r < 0)
                 return r;
         if ((r = sd_bus_message_append(m, "a{sv}", 0)) < 0)
@@ -1172,6 +1173,18 @@ int bluez_acquire_notify(
         if (ret)
                 *ret = c;
         return 0;
+}
+
+int bluez_acquire_notify(
+        struct bluez *b, const char *char_path, bluez_fd_done_t cb, void *userdata, struct bluez_call **ret)
+{
+        return acquire(b, char_path, "AcquireNotify", cb, userdata, ret);
+}
+
+int bluez_acquire_write(
+        struct bluez *b, const char *char_path, bluez_fd_done_t cb, void *userdata, struct bluez_call **ret)
+{
+        return acquire(b, char_path, "AcquireWrite", cb, userdata, ret);
 }
 
 int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len,

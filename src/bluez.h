@@ -112,8 +112,9 @@ struct bluez;
 struct bluez_call;
 
 typedef void (*bluez_done_t)(void *userdata, enum bluez_error e, const char *message);
-/* AcquireNotify's answer: on success `fd` (owned by the callee from then on) is a SOCK_SEQPACKET
- * socket with one notification per packet, and `mtu` the ATT MTU; on failure fd is -1. */
+/* AcquireNotify's and AcquireWrite's answer: on success `fd` (owned by the callee from then on)
+ * is a SOCK_SEQPACKET socket with one notification or one write per packet, and `mtu` the ATT
+ * MTU; on failure fd is -1. */
 typedef void (*bluez_fd_done_t)(
         void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
 
@@ -148,6 +149,9 @@ int bluez_start_notify(
 /* Notifications through a socket instead of PropertiesChanged(Value) signals: each arrives as
  * one packet, with no D-Bus message to route and parse. */
 int bluez_acquire_notify(
+        struct bluez *b, const char *char_path, bluez_fd_done_t cb, void *userdata, struct bluez_call **ret);
+/* Writes without response through a socket instead of a WriteValue call and its reply each. */
+int bluez_acquire_write(
         struct bluez *b, const char *char_path, bluez_fd_done_t cb, void *userdata, struct bluez_call **ret);
 int bluez_write_command(struct bluez *b, const char *char_path, const uint8_t *data, size_t len,
         bluez_done_t cb, void *userdata, struct bluez_call **ret);

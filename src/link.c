@@ -50,6 +50,11 @@ struct link {
         sd_event_source *notify_src;
         /* BlueZ answered AcquireNotify with NotSupported/UnknownMethod: StartNotify from now on. */
         bool acquire_unsupported;
+        /* AcquireWrite's socket while a session holds it: each request is one packet. */
+        int write_fd;
+        /* BlueZ answered AcquireWrite with NotSupported/UnknownMethod: WriteValue from now on. */
+        bool acquire_write_unsupported;
+        bool write_socket_possible;
         bool discovering;
         bool connected_by_us;
         struct link_report report;
@@ -291,6 +296,8 @@ static bool chars_ready(struct link *l)
                 return false;
         set_str(&l->notify_path, n->path);
         set_str(&l->write_path, w ? w->path : NULL);
+        /* BlueZ offers AcquireWrite only on characteristics that write without response. */
+        l->write_socket_possible = w && (w->flags & BLUEZ_CHAR_WRITE_NO_RESPONSE);
         return true;
 }
 
@@ -302,6 +309,14 @@ static void on_bytes(struct link *l, const uint8_t *data, size_t len);
 static void release_notify(struct link *l)
 {
         l->notify_src = sd_event_source_disable_unref(l->notify_src);
+}
+
+/* Closing our end is how a client gives an acquired write back to BlueZ. */
+static void release_write(struct link *l)
+{
+        if (l->write_fd >= 0)
+                close(l->write_fd);
+        l->write_fd = -1;
 }
 
 static void start_notify(struct link *l)
@@ -466,6 +481,9 @@ static void on_start_notify(void *userdata, enum bluez_error e, const char *mess
         subscribed(l);
 }
 
+static void start_requests(struct link *l);
+static void on_acquire_write(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
+
 static void subscribed(struct link *l)
 {
         l->report.connect_usec = now_usec() - l->connect_start;
@@ -475,6 +493,49 @@ static void subscribed(struct link *l)
                 arm(l, SHUNT_FRAME_TIMEOUT);
                 return;
         }
+        /* Requests go through AcquireWrite's socket when BlueZ grants it: one packet each instead
+         * of a WriteValue call, its reply and the wake that reply costs. */
+        if (l->write_socket_possible && l->write_fd < 0 && !l->acquire_write_unsupported) {
+                int r = bluez_acquire_write(l->cfg.bluez, l->write_path, on_acquire_write, l, &l->call);
+                if (r < 0)
+                        fail(l, LINK_STAGE_EXCHANGE, BLUEZ_ERR_DISCONNECTED, "AcquireWrite: %s",
+                                strerror(-r));
+                return;
+        }
+        start_requests(l);
+}
+
+static void on_acquire_write(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu)
+{
+        struct link *l = userdata;
+        l->call = NULL;
+        if (e == BLUEZ_OK) {
+                if (l->phase != PHASE_NOTIFY) {
+                        close(fd);
+                        return;
+                }
+                l->write_fd = fd;
+                step(l, "write", true, "write socket (MTU %u)", mtu);
+                start_requests(l);
+                return;
+        }
+        if (e == BLUEZ_ERR_NOT_CONNECTED || e == BLUEZ_ERR_TIMEOUT || e == BLUEZ_ERR_DISCONNECTED ||
+                e == BLUEZ_ERR_NO_OWNER || e == BLUEZ_ERR_ACCESS_DENIED) {
+                fail(l, LINK_STAGE_EXCHANGE, e, "AcquireWrite: %s",
+                        message ? message : bluez_error_to_string(e));
+                return;
+        }
+        /* Not offered (NotSupported, UnknownMethod: remembered), or held by another client on
+         * this host (NotPermitted: WriteValue then says so in its own error). */
+        if (e == BLUEZ_ERR_NOT_SUPPORTED || e == BLUEZ_ERR_UNKNOWN_OBJECT)
+                l->acquire_write_unsupported = true;
+        step(l, "write", true, "WriteValue calls (AcquireWrite: %s)",
+                message ? message : bluez_error_to_string(e));
+        start_requests(l);
+}
+
+static void start_requests(struct link *l)
+{
         l->phase = PHASE_REQUEST;
         l->cur_unit = 0;
         l->cur_block = 0;
@@ -513,6 +574,21 @@ static void send_request(
         }
         modbus_reasm_expect(&l->reasm, &l->req);
         arm(l, timeout);
+        if (l->write_fd >= 0) {
+                ssize_t n = send(l->write_fd, frame, sizeof frame, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n == (ssize_t)sizeof frame)
+                        return;
+                if (n < 0 && (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)) {
+                        /* BlueZ closed its end: the link dropped (Connected=false follows). */
+                        release_write(l);
+                        fail(l, LINK_STAGE_EXCHANGE, BLUEZ_ERR_DISCONNECTED, "write socket closed by BlueZ");
+                        return;
+                }
+                /* Full or refused: WriteValue for the rest of this session. */
+                log_warning("%s: write socket: %s; WriteValue instead", l->cfg.address,
+                        n < 0 ? strerror(errno) : "short write");
+                release_write(l);
+        }
         int r = bluez_write_command(l->cfg.bluez, l->write_path, frame, sizeof frame, on_write, l, &l->call);
         if (r < 0)
                 fail(l, LINK_STAGE_EXCHANGE, BLUEZ_ERR_DISCONNECTED, "WriteValue: %s", strerror(-r));
@@ -781,6 +857,7 @@ static void start_disconnect(struct link *l)
 static void finish(struct link *l)
 {
         release_notify(l);
+        release_write(l);
         disarm(l);
         bluez_call_cancel(l->call);
         l->call = NULL;
@@ -911,6 +988,7 @@ int link_new(struct link **ret, const struct link_config *cfg)
         if (!l)
                 return -ENOMEM;
         l->cfg = *cfg;
+        l->write_fd = -1;
         if (!l->cfg.fresh_adv_usec)
                 l->cfg.fresh_adv_usec = 60 * USEC_PER_SEC;
         if (!l->cfg.find_timeout_usec)
@@ -927,6 +1005,7 @@ struct link *link_free(struct link *l)
                 return NULL;
         bluez_call_cancel(l->call);
         release_notify(l);
+        release_write(l);
         sd_event_source_unref(l->timer);
         free(l->device_path);
         free(l->notify_path);
@@ -946,6 +1025,7 @@ static int begin(struct link *l)
         set_str(&l->device_path, NULL);
         set_str(&l->notify_path, NULL);
         set_str(&l->write_path, NULL);
+        l->write_socket_possible = false;
         if (!bluez_service_up(l->cfg.bluez)) {
                 l->report.reached = LINK_STAGE_ADAPTER;
                 l->report.error = BLUEZ_ERR_NO_OWNER;

@@ -219,9 +219,10 @@ START_TEST(fault_modbus_exception_survived)
 }
 END_TEST
 
-/* Notifications through AcquireNotify's socket; against a BlueZ without it (UnknownMethod),
- * StartNotify, and AcquireNotify is not asked again. */
-START_TEST(notify_socket_and_start_notify_fallback)
+/* Notifications through AcquireNotify's socket and requests through AcquireWrite's; against a
+ * BlueZ without either (UnknownMethod), StartNotify and WriteValue, and neither Acquire is asked
+ * again. */
+START_TEST(sockets_and_fallback_to_start_notify_and_write_value)
 {
         const char *path = "dev_60_98_66_ED_FC_11";
         start("scenarios/fault-connect-abort.json", "scenarios/fault-connect-abort.options.json", NULL);
@@ -229,10 +230,15 @@ START_TEST(notify_socket_and_start_notify_fallback)
         ck_assert_ptr_nonnull(json_object_get(json_object_get(dev, "readings"), "battery_voltage"));
         json_decref(dev);
         ck_assert_int_ge(sim_count_calls(&env, "AcquireNotify", path), 1);
+        ck_assert_int_ge(sim_count_calls(&env, "AcquireWrite", path), 1);
         ck_assert_int_eq(sim_count_calls(&env, "StartNotify", path), 0);
+        ck_assert_int_eq(sim_count_calls(&env, "WriteValue", path), 0);
+        /* The controller's four register blocks, each one packet on the write socket. */
+        ck_assert_int_ge(sim_count_calls(&env, "(write socket)", path), 4);
 
-        ck_assert_int_ge(sim_set_fault(&env, CONTROLLER, "no_acquire_notify", -1), 0);
+        ck_assert_int_ge(sim_set_fault(&env, CONTROLLER, "no_acquire", -1), 0);
         int acquires = sim_count_calls(&env, "AcquireNotify", path);
+        int write_acquires = sim_count_calls(&env, "AcquireWrite", path);
         char t[64];
         for (int poll = 0; poll < 2; poll++) {
                 dev = must_wait("rover", dev_state_is, "online", 5);
@@ -243,7 +249,10 @@ START_TEST(notify_socket_and_start_notify_fallback)
                 json_decref(dev);
         }
         ck_assert_int_ge(sim_count_calls(&env, "StartNotify", path), 1);
+        ck_assert_int_ge(sim_count_calls(&env, "WriteValue", path), 4);
         ck_assert_int_le(sim_count_calls(&env, "AcquireNotify", path), acquires + 1);
+        /* AcquireWrite comes after the subscription: asked at most once after the fault. */
+        ck_assert_int_le(sim_count_calls(&env, "AcquireWrite", path), write_acquires + 1);
 }
 END_TEST
 
@@ -574,7 +583,7 @@ static Suite *suite(void)
                 {"corrupt", fault_corrupt_notification_counted},
                 {"modbus_exception", fault_modbus_exception_survived},
                 {"held", fault_held_by_phone_app_then_released},
-                {"notify_socket", notify_socket_and_start_notify_fallback},
+                {"notify_socket", sockets_and_fallback_to_start_notify_and_write_value},
                 {"asleep", fault_inverter_asleep_power_cycle_advice},
                 {"adapter_off", fault_adapter_off_then_powered_from_the_api},
                 {"wrong_id", fault_wrong_modbus_id_probed},

@@ -15,7 +15,7 @@ import sysenv  # noqa: E402
 
 FAULTS = ["connect_abort", "connect_hang", "drop_mid_response", "resolved_before_characteristics",
           "corrupt_notification", "modbus_exception", "asleep", "held_by_other_central",
-          "no_acquire_notify"]  # last: the module reads through StartNotify from then on
+          "no_acquire"]  # last: the module reads through StartNotify and WriteValue from then on
 MODULES = {  # one module per kind; the hub carries two batteries
     "60:98:66:ED:FC:11": ["rover"],
     "D8:B6:73:10:20:35": ["inverter"],

@@ -179,6 +179,14 @@ static struct sim_gatt *notify_char(struct sim_module *m)
         return NULL;
 }
 
+static struct sim_gatt *write_char(struct sim_module *m)
+{
+        for (size_t i = 0; i < m->n_gatt; i++)
+                if (m->gatt[i].write)
+                        return &m->gatt[i];
+        return NULL;
+}
+
 /* ---- GATT objects ---- */
 
 static int prop_gatt_uuid(sd_bus *bus, const char *path, const char *iface, const char *prop,
@@ -247,6 +255,13 @@ static int prop_char_notify_acquired(sd_bus *bus, const char *path, const char *
         return sd_bus_message_append(reply, "b", g->module->notify_fd_src != NULL);
 }
 
+static int prop_char_write_acquired(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        return sd_bus_message_append(reply, "b", g->module->write_fd_src != NULL);
+}
+
 static int prop_char_mtu(sd_bus *bus, const char *path, const char *iface, const char *prop,
         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -303,6 +318,29 @@ struct request_data {
         uint8_t bytes[512];
 };
 
+/* A write reached the module (WriteValue, or a packet on an acquired write socket): it answers
+ * a request after its response latency. */
+static int accept_write(struct sim_module *m, const uint8_t *bytes, size_t len)
+{
+        m->n_writes++;
+        memcpy(m->write_value, bytes, len);
+        m->write_value_len = len;
+
+        struct request_data *d = malloc(sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        d->len = len;
+        memcpy(d->bytes, bytes, len);
+        if (len == MODBUS_REQUEST_LEN && modbus_crc16(bytes, len) == 0) {
+                m->n_requests++;
+                m->outstanding++;
+                if (m->outstanding > m->max_outstanding)
+                        m->max_outstanding = m->outstanding;
+        }
+        later(m, m->timing.response_ms, deliver_request, d);
+        return 0;
+}
+
 static void write_reply(struct sim_module *m, void *data)
 {
         if (m->pending_write) {
@@ -327,26 +365,14 @@ static int method_write_value(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
         if (!m->connected)
                 return sd_bus_error_set(error, ERR_FAILED, "Not connected");
+        if (m->write_fd_src)
+                return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Write acquired");
         if (m->pending_write)
                 return sd_bus_error_set(error, ERR_IN_PROGRESS, "In Progress");
         if (len > sizeof m->write_value)
                 return sd_bus_error_set(error, "org.bluez.Error.InvalidValueLength", "Invalid Length");
-        m->n_writes++;
-        memcpy(m->write_value, bytes, len);
-        m->write_value_len = len;
-
-        struct request_data *d = malloc(sizeof *d);
-        if (!d)
-                return -ENOMEM;
-        d->len = len;
-        memcpy(d->bytes, bytes, len);
-        if (len == MODBUS_REQUEST_LEN && modbus_crc16(bytes, len) == 0) {
-                m->n_requests++;
-                m->outstanding++;
-                if (m->outstanding > m->max_outstanding)
-                        m->max_outstanding = m->outstanding;
-        }
-        later(m, m->timing.response_ms, deliver_request, d);
+        if ((r = accept_write(m, bytes, len)) < 0)
+                return r;
 
         /* Write without response is answered once queued; with response after the ATT round
          * trip, and a second write meanwhile gets InProgress. */
@@ -415,7 +441,7 @@ static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_err
 {
         struct sim_gatt *g = userdata;
         struct sim_module *m = g->module;
-        if (m->faults[FAULT_NO_ACQUIRE_NOTIFY])
+        if (m->faults[FAULT_NO_ACQUIRE])
                 return sd_bus_error_set(error, "org.freedesktop.DBus.Error.UnknownMethod",
                         "Unknown method AcquireNotify or interface org.bluez.GattCharacteristic1.");
         if (!g->notify)
@@ -447,6 +473,76 @@ static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_err
                 m->notifying = true;
                 emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
         }
+        return 1;
+}
+
+/* The acquirer closed its end, or the link dropped (BlueZ shuts the socket down): BlueZ forgets
+ * the acquisition and writes go through WriteValue again. */
+static void sim_write_release(struct sim_module *m)
+{
+        if (!m->write_fd_src)
+                return;
+        m->write_fd_src = sd_event_source_disable_unref(m->write_fd_src); /* closes our end */
+        m->write_owner[0] = 0;
+        struct sim_gatt *g = write_char(m);
+        if (g && m->gatt_exported)
+                emit(m, g->path, "org.bluez.GattCharacteristic1", "WriteAcquired");
+}
+
+/* BlueZ reads each packet and sends it as a write without response (gatt-client.c sock_read). */
+static int on_write_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct sim_module *m = userdata;
+        uint8_t b[512];
+        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (n <= 0) {
+                sim_write_release(m);
+                return 0;
+        }
+        char detail[1100];
+        sim_hex(detail, sizeof detail, b, (size_t)n);
+        struct sim_gatt *g = write_char(m);
+        sim_record(m->sim, m->write_owner, g ? g->path : "", "(write socket)", detail);
+        if (m->connected)
+                accept_write(m, b, (size_t)n);
+        return 0;
+}
+
+/* AcquireWrite (BLUEZ.md 1.5): only on a characteristic that writes without response; one
+ * holder at a time, and WriteValue is NotPermitted meanwhile. */
+static int method_acquire_write(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        struct sim_gatt *g = userdata;
+        struct sim_module *m = g->module;
+        if (m->faults[FAULT_NO_ACQUIRE])
+                return sd_bus_error_set(error, "org.freedesktop.DBus.Error.UnknownMethod",
+                        "Unknown method AcquireWrite or interface org.bluez.GattCharacteristic1.");
+        if (!m->connected)
+                return sd_bus_error_set(error, ERR_FAILED, "Not connected");
+        if (m->write_fd_src)
+                return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Write acquired");
+        if (!g->write)
+                return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+                return sd_bus_error_set_errno(error, errno);
+        int r = sd_event_add_io(m->sim->event, &m->write_fd_src, sv[0], EPOLLIN, on_write_fd, m);
+        if (r >= 0)
+                r = sd_event_source_set_io_fd_own(m->write_fd_src, true);
+        if (r >= 0)
+                r = sd_bus_reply_method_return(msg, "hq", sv[1], (uint16_t)(m->timing.chunk_size + 3));
+        close(sv[1]); /* the reply carries a duplicate */
+        if (r < 0) {
+                bool owned = m->write_fd_src && sd_event_source_get_io_fd_own(m->write_fd_src) > 0;
+                m->write_fd_src = sd_event_source_disable_unref(m->write_fd_src);
+                if (!owned)
+                        close(sv[0]);
+                return r;
+        }
+        snprintf(m->write_owner, sizeof m->write_owner, "%s", sd_bus_message_get_sender(msg) ?: "");
+        emit(m, g->path, "org.bluez.GattCharacteristic1", "WriteAcquired");
         return 1;
 }
 
@@ -500,6 +596,8 @@ static const sd_bus_vtable service_vtable[] = {
                 SD_BUS_METHOD("StopNotify", "", "", method_stop_notify, SD_BUS_VTABLE_UNPRIVILEGED),        \
                 SD_BUS_METHOD(                                                                              \
                         "AcquireNotify", "a{sv}", "hq", method_acquire_notify, SD_BUS_VTABLE_UNPRIVILEGED), \
+                SD_BUS_METHOD(                                                                              \
+                        "AcquireWrite", "a{sv}", "hq", method_acquire_write, SD_BUS_VTABLE_UNPRIVILEGED),   \
                 SD_BUS_PROPERTY("UUID", "s", prop_gatt_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),              \
                 SD_BUS_PROPERTY("Service", "o", prop_char_service, 0, SD_BUS_VTABLE_PROPERTY_CONST),        \
                 SD_BUS_PROPERTY("Value", "ay", prop_char_value, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),    \
@@ -508,9 +606,12 @@ static const sd_bus_vtable service_vtable[] = {
                 SD_BUS_PROPERTY("Flags", "as", prop_char_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),           \
                 SD_BUS_PROPERTY("MTU", "q", prop_char_mtu, 0, SD_BUS_VTABLE_PROPERTY_CONST)
 
-static const sd_bus_vtable char_vtable[] = {
+/* BlueZ shows WriteAcquired only on characteristics that write without response. */
+static const sd_bus_vtable write_char_vtable[] = {
         SD_BUS_VTABLE_START(0),
         CHAR_VTABLE_COMMON,
+        SD_BUS_PROPERTY(
+                "WriteAcquired", "b", prop_char_write_acquired, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };
 
@@ -558,7 +659,7 @@ static void gatt_export(struct sim_module *m)
                 if (sd_bus_add_object_vtable(m->sim->bus, &m->gatt_slots[i], g->path, iface,
                             !g->service ? service_vtable
                             : g->notify ? notify_char_vtable
-                                        : char_vtable,
+                                        : write_char_vtable,
                             g) < 0)
                         continue;
                 if (m->sim->name_owned)
@@ -867,6 +968,7 @@ void sim_module_drop_link(struct sim_module *m)
                 emit_device(m, "ServicesResolved");
         }
         sim_notify_release(m); /* the client sees HUP on its end */
+        sim_write_release(m);
         if (m->notifying) {
                 m->notifying = false;
                 client_remove(m->notify_clients, NULL);

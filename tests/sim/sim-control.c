@@ -19,7 +19,8 @@ void sim_call_free(struct sim_call *c)
         free(c->detail);
 }
 
-void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail)
+void sim_record(
+        struct sim *sim, const char *sender, const char *path, const char *member, const char *detail)
 {
         if (sim->n_calls == sim->calls_cap) {
                 size_t cap = sim->calls_cap ? sim->calls_cap * 2 : 256;
@@ -39,13 +40,25 @@ void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail)
                         sim->calls_cap = cap;
                 }
         }
-        const char *sender = sd_bus_message_get_sender(m);
         struct sim_call *c = &sim->calls[sim->n_calls++];
         c->usec = sim_now() - sim->start_usec;
-        c->sender = strdup(sender ? sender : "");
-        c->path = strdup(sd_bus_message_get_path(m) ?: "");
-        c->member = strdup(sd_bus_message_get_member(m) ?: "");
-        c->detail = strdup(detail ? detail : "");
+        c->sender = strdup(sender ?: "");
+        c->path = strdup(path ?: "");
+        c->member = strdup(member ?: "");
+        c->detail = strdup(detail ?: "");
+}
+
+void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail)
+{
+        sim_record(sim, sd_bus_message_get_sender(m), sd_bus_message_get_path(m),
+                sd_bus_message_get_member(m), detail);
+}
+
+void sim_hex(char *out, size_t size, const uint8_t *bytes, size_t len)
+{
+        out[0] = 0;
+        for (size_t i = 0; i < len && 2 * i + 3 <= size; i++)
+                snprintf(out + 2 * i, 3, "%02x", bytes[i]);
 }
 
 static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -67,8 +80,7 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 const uint8_t *bytes;
                 size_t len;
                 if (sd_bus_message_read_array(m, 'y', (const void **)&bytes, &len) >= 0)
-                        for (size_t i = 0; i < len && i < 512; i++)
-                                snprintf(detail + 2 * i, 3, "%02x", bytes[i]);
+                        sim_hex(detail, sizeof detail, bytes, len);
                 sd_bus_message_rewind(m, true);
         }
         sim_record_call(sim, m, detail);

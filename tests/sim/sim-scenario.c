@@ -18,7 +18,7 @@ static const char *const fault_names[_FAULT_MAX] = {
         [FAULT_EXCEPTION] = "modbus_exception",
         [FAULT_ASLEEP] = "asleep",
         [FAULT_HELD] = "held_by_other_central",
-        [FAULT_NO_ACQUIRE_NOTIFY] = "no_acquire_notify",
+        [FAULT_NO_ACQUIRE] = "no_acquire",
 };
 
 const char *sim_fault_name(enum sim_fault f)
@@ -408,6 +408,7 @@ void sim_free(struct sim *sim)
                 for (int c = 0; c < SIM_MAX_CLIENTS; c++)
                         free(sim->modules[i].notify_clients[c]);
                 sd_event_source_disable_unref(sim->modules[i].notify_fd_src); /* and its socket */
+                sd_event_source_disable_unref(sim->modules[i].write_fd_src);
         }
         free(sim->modules);
         free(sim->events);

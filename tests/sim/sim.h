@@ -62,7 +62,7 @@ enum sim_fault {
         FAULT_EXCEPTION,         /* a Modbus exception reply (device failure) */
         FAULT_ASLEEP,            /* not advertising, connects time out */
         FAULT_HELD,              /* another central holds it: not advertising, connects abort */
-        FAULT_NO_ACQUIRE_NOTIFY, /* a BlueZ without AcquireNotify (before 5.46): UnknownMethod */
+        FAULT_NO_ACQUIRE,        /* a BlueZ before 5.46: AcquireNotify and AcquireWrite are UnknownMethod */
         _FAULT_MAX,
 };
 
@@ -108,6 +108,9 @@ struct sim_module {
         char *notify_clients[SIM_MAX_CLIENTS];
         /* AcquireNotify: watches (and owns) our end of the socket pair while acquired. */
         sd_event_source *notify_fd_src;
+        /* AcquireWrite: the same for the write characteristic's socket, and who acquired it. */
+        sd_event_source *write_fd_src;
+        char write_owner[64];
         uint64_t last_adv_usec;
         uint64_t lost_usec; /* when it stopped being seen */
         sd_bus_message *pending_connect;
@@ -216,6 +219,11 @@ bool sim_module_advertising(const struct sim_module *m);
 /* sim-control.c: org.blupow.Sim1 and the call record */
 int sim_control_start(struct sim *sim);
 void sim_record_call(struct sim *sim, sd_bus_message *m, const char *detail);
+/* What did not come as a method call: packets on an acquired write socket. */
+void sim_record(
+        struct sim *sim, const char *sender, const char *path, const char *member, const char *detail);
+/* Bytes as lower-case hex, cut to fit `size` with its terminating NUL. */
+void sim_hex(char *out, size_t size, const uint8_t *bytes, size_t len);
 void sim_call_free(struct sim_call *c);
 
 uint64_t sim_now(void);

@@ -1,6 +1,7 @@
 """keep_connected: the link stays up between polls, and every poll still gets its own
-notification socket: the one of the previous poll is closed, so BlueZ (here the simulator) has
-released it before the next AcquireNotify, which would otherwise be refused ("Notify acquired")."""
+notification and write sockets: those of the previous poll are closed, so BlueZ (here the
+simulator) has released them before the next AcquireNotify and AcquireWrite, which would
+otherwise be refused ("Notify acquired", "Write acquired")."""
 import time
 import unittest
 
@@ -11,7 +12,7 @@ PATH = "/org/bluez/hci0/dev_60_98_66_ED_FC_11"
 
 
 class KeepConnected(unittest.TestCase):
-    def test_polls_on_one_link_each_with_its_own_socket(self):
+    def test_polls_on_one_link_each_with_its_own_sockets(self):
         env = sysenv.Env(devices=[{"name": "Rover", "address": ROVER, "type": "controller"}],
                          options={"poll_interval": 5, "keep_connected": True})
         try:
@@ -27,6 +28,9 @@ class KeepConnected(unittest.TestCase):
             self.assertNotIn("Disconnect", members, "the link is kept between polls")
             self.assertNotIn("StartNotify", members, "no fallback: each AcquireNotify was granted")
             self.assertGreaterEqual(members.count("AcquireNotify"), 3, members)
+            self.assertNotIn("WriteValue", members, "no fallback: each AcquireWrite was granted")
+            self.assertGreaterEqual(members.count("AcquireWrite"), 3, members)
+            self.assertGreaterEqual(members.count("(write socket)"), 12, "four requests per poll")
             self.assertEqual(env.stop_daemon(), 0, env.log())
         finally:
             env.close()

@@ -20,6 +20,38 @@ def sig(variant):
     return variant.signature
 
 
+def modbus_read(reg, count):
+    """A Modbus read of holding registers from id 0xFF, CRC appended."""
+    body = struct.pack(">BBHH", 0xFF, 3, reg, count)
+    crc = 0xFFFF
+    for b in body:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return body + struct.pack("<H", crc)
+
+
+def take_fd(reply):
+    """Our own socket; dbus-fast's copy is closed, or BlueZ would never see the last close."""
+    fd = reply.unix_fds[reply.body[0]]
+    sock = socket.socket(fileno=os.dup(fd))
+    os.close(fd)
+    return sock
+
+
+def read_frame(sock, size):
+    """Packets from a notification socket until `size` bytes have come."""
+    frame, packets = b"", []
+    sock.setblocking(False)
+    while len(frame) < size:
+        ready, _, _ = select.select([sock], [], [], 3)
+        if not ready:
+            raise AssertionError(f"only {len(frame)} bytes arrived")
+        packets.append(sock.recv(512))
+        frame += packets[-1]
+    return frame, packets
+
+
 class Bluez(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -230,36 +262,7 @@ class Bluez(unittest.TestCase):
         and the MTU; Value left alone while acquired; StartNotify refused meanwhile, and
         AcquireNotify refused while another client has a StartNotify session; released when the
         client closes its end; HUP on disconnect."""
-        def request(reg, count):
-            body = struct.pack(">BBHH", 0xFF, 3, reg, count)
-            crc = 0xFFFF
-            for b in body:
-                crc ^= b
-                for _ in range(8):
-                    crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-            return body + struct.pack("<H", crc)
-
-        def take_fd(reply):
-            """Our own socket; dbus-fast's copy is closed, or BlueZ would never see the last close."""
-            fd = reply.unix_fds[reply.body[0]]
-            sock = socket.socket(fileno=os.dup(fd))
-            os.close(fd)
-            return sock
-
-        async def prop(bus, path, name):
-            r = await self.call(bus, path, "org.freedesktop.DBus.Properties", "Get", "ss",
-                                ["org.bluez.GattCharacteristic1", name])
-            return r.body[0].value
-
-        async def go():
-            bus, _ = await self.connect()
-            try:
-                await exchange(bus)
-            finally:
-                # Connected, the controller would not advertise to the next test.
-                await self.call(bus, ADAPTER + "/dev_60_98_66_ED_FC_11", "org.bluez.Device1", "Disconnect")
-                await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
-                bus.disconnect()
+        prop = self.char_prop
 
         async def exchange(bus):
             other = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
@@ -293,15 +296,9 @@ class Bluez(unittest.TestCase):
 
             # A read of 34 registers: 73 bytes in packets of at most MTU - 3.
             r = await self.call(bus, write, "org.bluez.GattCharacteristic1", "WriteValue", "aya{sv}",
-                                [request(0x0100, 34), {"type": Variant("s", "command")}])
+                                [modbus_read(0x0100, 34), {"type": Variant("s", "command")}])
             self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
-            frame, packets = b"", []
-            sock.setblocking(False)
-            while len(frame) < 73:
-                ready, _, _ = select.select([sock], [], [], 3)
-                self.assertTrue(ready, f"only {len(frame)} bytes arrived")
-                packets.append(sock.recv(512))
-                frame += packets[-1]
+            frame, packets = read_frame(sock, 73)
             self.assertEqual(len(frame), 73)
             self.assertEqual(frame[:3], bytes([0xFF, 3, 68]))
             self.assertTrue(all(0 < len(p) <= 20 for p in packets), [len(p) for p in packets])
@@ -332,7 +329,94 @@ class Bluez(unittest.TestCase):
             sock.close()
             for b in (other, fdbus):
                 b.disconnect()
-        self.run_async(go())
+        self.run_async(self.connected_session(exchange))
+
+    async def char_prop(self, bus, path, name):
+        r = await self.call(bus, path, "org.freedesktop.DBus.Properties", "Get", "ss",
+                            ["org.bluez.GattCharacteristic1", name])
+        return r.body[0].value
+
+    async def connected_session(self, exchange):
+        bus, _ = await self.connect()
+        try:
+            await exchange(bus)
+        finally:
+            # Connected, the controller would not advertise to the next test.
+            await self.call(bus, ADAPTER + "/dev_60_98_66_ED_FC_11", "org.bluez.Device1", "Disconnect")
+            await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
+            bus.disconnect()
+
+    def test_acquire_write(self):
+        """AcquireWrite as 5.66 has it: only on a characteristic that writes without response
+        (WriteAcquired only there); a SOCK_SEQPACKET socket whose every packet is a write;
+        WriteValue and a second AcquireWrite refused meanwhile; released when the client closes
+        its end; closed by BlueZ on disconnect."""
+        prop = self.char_prop
+
+        async def exchange(bus):
+            other = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
+                                     negotiate_unix_fd=True).connect()
+            fdbus = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
+                                     negotiate_unix_fd=True).connect()
+            path, _ = await self.discover(bus)
+            objs = await self.connect_device(bus, path)
+            chars = {i["org.bluez.GattCharacteristic1"]["UUID"].value[4:8]: (p, i["org.bluez.GattCharacteristic1"])
+                     for p, i in objs.items() if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
+            notify, write = chars["fff1"][0], chars["ffd1"][0]
+            self.assertEqual(sig(chars["ffd1"][1]["WriteAcquired"]), "b")
+            self.assertFalse(chars["ffd1"][1]["WriteAcquired"].value)
+            self.assertNotIn("WriteAcquired", chars["fff1"][1], "only where write-without-response is")
+
+            r = await self.call(fdbus, notify, "org.bluez.GattCharacteristic1", "AcquireWrite", "a{sv}", [{}])
+            self.assertEqual(r.error_name, "org.bluez.Error.NotSupported")
+            r = await self.call(fdbus, notify, "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            replies = take_fd(r)
+            r = await self.call(fdbus, write, "org.bluez.GattCharacteristic1", "AcquireWrite", "a{sv}", [{}])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            self.assertEqual(r.signature, "hq")
+            self.assertEqual(r.body[1], 23, "the ATT MTU")
+            sock = take_fd(r)
+            self.assertEqual(sock.type, socket.SOCK_SEQPACKET)
+            self.assertTrue(await prop(bus, write, "WriteAcquired"))
+            r = await self.call(other, write, "org.bluez.GattCharacteristic1", "WriteValue", "aya{sv}",
+                                [modbus_read(0x0100, 34), {"type": Variant("s", "command")}])
+            self.assertEqual((r.error_name, r.body[0]), ("org.bluez.Error.NotPermitted", "Write acquired"))
+            r = await self.call(other, write, "org.bluez.GattCharacteristic1", "AcquireWrite", "a{sv}", [{}])
+            self.assertEqual((r.error_name, r.body[0]), ("org.bluez.Error.NotPermitted", "Write acquired"))
+
+            # One packet is one write: the controller answers the read it carries.
+            sock.send(modbus_read(0x0100, 34))
+            frame, _ = read_frame(replies, 73)
+            self.assertEqual(frame[:3], bytes([0xFF, 3, 68]))
+
+            # Closing our end releases it: WriteValue works again.
+            sock.close()
+            for _ in range(30):
+                if not await prop(bus, write, "WriteAcquired"):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.fail("WriteAcquired stayed true after the socket was closed")
+            r = await self.call(other, write, "org.bluez.GattCharacteristic1", "WriteValue", "aya{sv}",
+                                [modbus_read(0x0100, 34), {"type": Variant("s", "command")}])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            frame, _ = read_frame(replies, 73)
+            self.assertEqual(frame[:3], bytes([0xFF, 3, 68]))
+
+            # Acquired again, then the link drops: BlueZ closes its end.
+            r = await self.call(fdbus, write, "org.bluez.GattCharacteristic1", "AcquireWrite", "a{sv}", [{}])
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            sock = take_fd(r)
+            await self.call(bus, path, "org.bluez.Device1", "Disconnect")
+            ready, _, _ = select.select([sock], [], [], 3)
+            self.assertTrue(ready)
+            self.assertEqual(sock.recv(512), b"", "closed on disconnect")
+            for s in (sock, replies):
+                s.close()
+            for b in (other, fdbus):
+                b.disconnect()
+        self.run_async(self.connected_session(exchange))
 
     def test_error_names(self):
         async def go():
