@@ -31,6 +31,9 @@ struct bluez {
         struct bluez_char **chars;
         size_t n_chars;
         struct bluez_call *calls; /* in flight, freed with the bluez object */
+        /* Characteristics' PropertiesChanged are routed to us only once a StartNotify needs their
+         * Value: otherwise every acquire and release would wake us to parse what we never use. */
+        bool char_signals;
 };
 
 struct bluez_call {
@@ -453,21 +456,10 @@ static int set_char_flags(sd_bus_message *m, void *obj, unsigned *changed)
         return sd_bus_message_exit_container(m);
 }
 
-static int set_char_notifying(sd_bus_message *m, void *obj, unsigned *changed)
-{
-        struct bluez_char *c = obj;
-        int v;
-        int r = sd_bus_message_read(m, "b", &v);
-        if (r >= 0)
-                c->notifying = v;
-        return r;
-}
-
 static const struct prop_map char_props[] = {
         {"UUID", "s", set_char_uuid},
         {"Service", "o", set_char_service},
         {"Flags", "as", set_char_flags},
-        {"Notifying", "b", set_char_notifying},
         {},
 };
 
@@ -723,13 +715,6 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                                         return 0;
                                 if (b->h.notification)
                                         b->h.notification(b->userdata, path, data, len);
-                        } else if (streq(key, "Notifying") && streq(contents, "b")) {
-                                struct bluez_char *c = FIND(b->chars, b->n_chars, path);
-                                int v;
-                                if (sd_bus_message_read(m, "v", "b", &v) < 0)
-                                        return 0;
-                                if (c)
-                                        c->notifying = v;
                         } else if (sd_bus_message_skip(m, "v") < 0)
                                 return 0;
                         if (sd_bus_message_exit_container(m) < 0)
@@ -737,6 +722,18 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 }
         }
         return 0;
+}
+
+/* One interface's PropertiesChanged, filtered by the bus (arg0) so that the others never reach
+ * us. */
+static int match_properties_changed(struct bluez *b, const char *iface)
+{
+        char rule[256];
+        snprintf(rule, sizeof rule,
+                "type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
+                "member='PropertiesChanged',path_namespace='/org/bluez',arg0='%s'",
+                iface);
+        return sd_bus_add_match_async(b->bus, NULL, rule, on_properties_changed, NULL, b);
 }
 
 /* ---- sync with GetManagedObjects ---- */
@@ -848,10 +845,9 @@ int bluez_new(struct bluez **ret, sd_event *event, const struct bluez_handlers *
                 r = sd_bus_match_signal_async(b->bus, NULL, BLUEZ, "/", "org.freedesktop.DBus.ObjectManager",
                         "InterfacesRemoved", on_interfaces_removed, NULL, b);
         if (r >= 0)
-                r = sd_bus_add_match_async(b->bus, NULL,
-                        "type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
-                        "member='PropertiesChanged',path_namespace='/org/bluez'",
-                        on_properties_changed, NULL, b);
+                r = match_properties_changed(b, "org.bluez.Adapter1");
+        if (r >= 0)
+                r = match_properties_changed(b, "org.bluez.Device1");
         if (r >= 0)
                 r = sd_bus_add_match_async(b->bus, NULL,
                         "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
@@ -1151,6 +1147,14 @@ int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, 
 int bluez_start_notify(
         struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret)
 {
+        /* AddMatch goes out before StartNotify on the same connection: the bus installs it before
+         * BlueZ can send the first Value. */
+        if (!b->char_signals) {
+                int r = match_properties_changed(b, "org.bluez.GattCharacteristic1");
+                if (r < 0)
+                        return r;
+                b->char_signals = true;
+        }
         return simple_call(b, char_path, "org.bluez.GattCharacteristic1", "StartNotify",
                 DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
 }

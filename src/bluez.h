@@ -79,7 +79,6 @@ struct bluez_char {
         char *service_path;
         char uuid[40];
         unsigned flags;
-        bool notifying;
 };
 
 struct bluez_service {
