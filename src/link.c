@@ -52,6 +52,9 @@ struct link {
         bool acquire_unsupported;
         /* AcquireWrite's socket while a session holds it: each request is one packet. */
         int write_fd;
+        /* AcquireWrite goes out with the subscription, so both replies come in one wake. */
+        struct bluez_call *write_call;
+        bool notify_ready, write_ready;
         /* BlueZ answered AcquireWrite with NotSupported/UnknownMethod: WriteValue from now on. */
         bool acquire_write_unsupported;
         bool write_socket_possible;
@@ -362,6 +365,23 @@ static int on_notify_fd(sd_event_source *s, int fd, uint32_t revents, void *user
         return 0;
 }
 
+static void on_acquire_write(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
+
+/* Requests go through AcquireWrite's socket when BlueZ grants it: one packet each instead of a
+ * WriteValue call, its reply and the wake that reply costs. */
+static void acquire_write(struct link *l)
+{
+        if (is_shunt(l) || !l->write_socket_possible || l->acquire_write_unsupported) {
+                l->write_ready = true; /* a shunt only streams; the others use WriteValue */
+                return;
+        }
+        int r = bluez_acquire_write(l->cfg.bluez, l->write_path, on_acquire_write, l, &l->write_call);
+        if (r < 0) {
+                log_debug("%s: AcquireWrite: %s; WriteValue instead", l->cfg.address, strerror(-r));
+                l->write_ready = true;
+        }
+}
+
 static void check_resolved(struct link *l)
 {
         const struct bluez_device *d = device(l);
@@ -374,8 +394,11 @@ static void check_resolved(struct link *l)
         }
         step(l, "services", true, "Renogy characteristics found");
         l->phase = PHASE_NOTIFY;
+        l->notify_ready = l->write_ready = false;
         disarm(l);
         subscribe(l);
+        if (l->phase == PHASE_NOTIFY)
+                acquire_write(l);
 }
 
 static void on_connect(void *userdata, enum bluez_error e, const char *message)
@@ -482,10 +505,12 @@ static void on_start_notify(void *userdata, enum bluez_error e, const char *mess
 }
 
 static void start_requests(struct link *l);
-static void on_acquire_write(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
 
-static void subscribed(struct link *l)
+/* Both the subscription and AcquireWrite have answered: the exchange can begin. */
+static void setup_done(struct link *l)
 {
+        if (l->phase != PHASE_NOTIFY || !l->notify_ready || !l->write_ready)
+                return;
         l->report.connect_usec = now_usec() - l->connect_start;
         if (is_shunt(l)) {
                 l->phase = PHASE_SHUNT_FRAME;
@@ -493,30 +518,28 @@ static void subscribed(struct link *l)
                 arm(l, SHUNT_FRAME_TIMEOUT);
                 return;
         }
-        /* Requests go through AcquireWrite's socket when BlueZ grants it: one packet each instead
-         * of a WriteValue call, its reply and the wake that reply costs. */
-        if (l->write_socket_possible && l->write_fd < 0 && !l->acquire_write_unsupported) {
-                int r = bluez_acquire_write(l->cfg.bluez, l->write_path, on_acquire_write, l, &l->call);
-                if (r < 0)
-                        fail(l, LINK_STAGE_EXCHANGE, BLUEZ_ERR_DISCONNECTED, "AcquireWrite: %s",
-                                strerror(-r));
-                return;
-        }
         start_requests(l);
+}
+
+static void subscribed(struct link *l)
+{
+        l->notify_ready = true;
+        setup_done(l);
 }
 
 static void on_acquire_write(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu)
 {
         struct link *l = userdata;
-        l->call = NULL;
+        l->write_call = NULL;
         if (e == BLUEZ_OK) {
                 if (l->phase != PHASE_NOTIFY) {
                         close(fd);
                         return;
                 }
                 l->write_fd = fd;
+                l->write_ready = true;
                 step(l, "write", true, "write socket (MTU %u)", mtu);
-                start_requests(l);
+                setup_done(l);
                 return;
         }
         if (e == BLUEZ_ERR_NOT_CONNECTED || e == BLUEZ_ERR_TIMEOUT || e == BLUEZ_ERR_DISCONNECTED ||
@@ -529,9 +552,10 @@ static void on_acquire_write(void *userdata, enum bluez_error e, const char *mes
          * this host (NotPermitted: WriteValue then says so in its own error). */
         if (e == BLUEZ_ERR_NOT_SUPPORTED || e == BLUEZ_ERR_UNKNOWN_OBJECT)
                 l->acquire_write_unsupported = true;
+        l->write_ready = true;
         step(l, "write", true, "WriteValue calls (AcquireWrite: %s)",
                 message ? message : bluez_error_to_string(e));
-        start_requests(l);
+        setup_done(l);
 }
 
 static void start_requests(struct link *l)
@@ -834,6 +858,8 @@ static void start_disconnect(struct link *l)
 {
         bluez_call_cancel(l->call);
         l->call = NULL;
+        bluez_call_cancel(l->write_call);
+        l->write_call = NULL;
         disarm(l);
         const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
         if (l->discovering && a) {
@@ -861,6 +887,8 @@ static void finish(struct link *l)
         disarm(l);
         bluez_call_cancel(l->call);
         l->call = NULL;
+        bluez_call_cancel(l->write_call);
+        l->write_call = NULL;
         l->phase = PHASE_IDLE;
         l->report.duration_usec = now_usec() - l->report.started_usec;
         if (l->cfg.done)
@@ -973,6 +1001,8 @@ void link_on_adapter_gone(struct link *l)
                 return;
         bluez_call_cancel(l->call);
         l->call = NULL;
+        bluez_call_cancel(l->write_call);
+        l->write_call = NULL;
         l->report.reached = LINK_STAGE_ADAPTER;
         l->report.error = BLUEZ_ERR_NOT_READY;
         snprintf(l->report.message, sizeof l->report.message, "the adapter went away");
@@ -1004,6 +1034,7 @@ struct link *link_free(struct link *l)
         if (!l)
                 return NULL;
         bluez_call_cancel(l->call);
+        bluez_call_cancel(l->write_call);
         release_notify(l);
         release_write(l);
         sd_event_source_unref(l->timer);
