@@ -3,7 +3,10 @@
 Reports the daemon's RSS, CPU per poll, and polls that missed their schedule.
 One adapter holds one session at a time and a controller read takes about 1 s of link time,
 so the interval is the shortest the link allows: max(5 s, 1.2 s x devices).
-    make && /usr/bin/python3 bench/scale.py [SECONDS_PER_RUN] [COUNTS...]"""
+--instant-link sets the simulated link's latencies to zero (connect, service resolution, replies),
+so that no wake of a poll follows a wait for the radio: what is left is the work and the hops
+through the bus.
+    make && /usr/bin/python3 bench/scale.py [--instant-link] [SECONDS_PER_RUN] [COUNTS...]"""
 import json
 import os
 import subprocess
@@ -30,12 +33,23 @@ def proc(pid):
             int(status["voluntary_ctxt_switches"]))
 
 
+def user_kernel(pid):
+    """User and kernel CPU seconds (clock ticks, so coarser than schedstat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / hz, int(fields[12]) / hz
+
+
 def polls_ok(port):
     diag = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/diagnostics"))
     return sum(d["polls_ok"] for d in diag["devices"]), sum(d["polls_failed"] for d in diag["devices"])
 
 
-def run(n, seconds):
+INSTANT = {"connect_ms": 0, "resolve_ms": 0, "response_ms": 0, "chunk_interval_ms": 0}
+
+
+def run(n, seconds, instant=False):
     d = tempfile.mkdtemp(prefix=f"blupow-scale{n}.")
     modules, devices = [], []
     for i in range(n):
@@ -43,6 +57,8 @@ def run(n, seconds):
         name = "BT-TH-66%02X%02X%02X" % (i >> 16 & 0xFF, i >> 8 & 0xFF, i & 0xFF)
         modules.append({"name": name, "address": addr, "rssi": -60 - i % 20,
                         "units": [{"family": "controller", "id": 255}]})
+        if instant:
+            modules[-1]["timing"] = INSTANT
         devices.append({"name": f"Controller {i}", "address": addr, "type": "controller"})
     interval = max(5, int(1.2 * n + 0.999))
     with open(os.path.join(d, "scenario.json"), "w") as f:
@@ -75,9 +91,11 @@ def run(n, seconds):
         # Two API requests in the measured stretch, to count the polls; nothing else.
         ok0, failed0 = polls_ok(port)
         cpu0, rss0, _, fds0, wakes0 = proc(daemon.pid)
+        user0, kernel0 = user_kernel(daemon.pid)
         t0 = time.monotonic()
         time.sleep(seconds)
         cpu1, rss1, hwm, fds1, wakes1 = proc(daemon.pid)
+        user1, kernel1 = user_kernel(daemon.pid)
         elapsed = time.monotonic() - t0
         ok1, failed1 = polls_ok(port)
         polls = ok1 - ok0
@@ -86,6 +104,8 @@ def run(n, seconds):
         return {"n": n, "interval": interval, "seconds": round(elapsed), "polls": polls, "failed": failed1 - failed0,
                 "expected": round(expected), "missed": missed, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / max(polls, 1),
                 "wakes_per_poll": (wakes1 - wakes0) / max(polls, 1),
+                "user_ms_per_poll": (user1 - user0) * 1000 / max(polls, 1),
+                "kernel_ms_per_poll": (kernel1 - kernel0) * 1000 / max(polls, 1),
                 "rss_start_kib": rss0, "rss_end_kib": rss1, "hwm_kib": hwm, "fds": (fds0, fds1)}
     finally:
         daemon.terminate()
@@ -105,16 +125,22 @@ def machine_note():
 
 
 def main():
-    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-    counts = [int(x) for x in sys.argv[2:]] or [1, 10, 50, 200]
+    args = sys.argv[1:]
+    instant = "--instant-link" in args
+    args = [a for a in args if a != "--instant-link"]
+    seconds = int(args[0]) if args else 60
+    counts = [int(x) for x in args[1:]] or [1, 10, 50, 200]
     print(machine_note())
+    if instant:
+        print("Instant link: no latency on the simulated radio.")
     print()
-    print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | wakes per poll | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | user + kernel (ms) | wakes per poll | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in counts:
-        r = run(n, seconds)
+        r = run(n, seconds, instant)
         print(f"| {r['n']} | {r['interval']} | {r['seconds']} | {r['polls']} | {r['failed']} | {r['expected']} | {r['missed']} | "
-              f"{r['cpu_ms_per_poll']:.2f} | {r['wakes_per_poll']:.0f} | {r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} | "
+              f"{r['cpu_ms_per_poll']:.2f} | {r['user_ms_per_poll']:.1f} + {r['kernel_ms_per_poll']:.1f} | {r['wakes_per_poll']:.0f} | "
+              f"{r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} | "
               f"{r['hwm_kib'] / 1024:.1f} | {r['fds'][0]} → {r['fds'][1]} |", flush=True)
 
 

@@ -52,12 +52,14 @@ struct link {
         bool acquire_unsupported;
         /* AcquireWrite's socket while a session holds it: each request is one packet. */
         int write_fd;
-        /* AcquireWrite goes out with the subscription, so both replies come in one wake. */
+        /* AcquireWrite goes out with the subscription (l->call), so both replies come in one
+         * wake; the exchange begins when both are ready. */
         struct bluez_call *write_call;
         bool notify_ready, write_ready;
+        /* The write characteristic writes without response, which AcquireWrite requires. */
+        bool write_socket_possible;
         /* BlueZ answered AcquireWrite with NotSupported/UnknownMethod: WriteValue from now on. */
         bool acquire_write_unsupported;
-        bool write_socket_possible;
         bool discovering;
         bool connected_by_us;
         struct link_report report;
@@ -312,6 +314,15 @@ static void on_bytes(struct link *l, const uint8_t *data, size_t len);
 static void release_notify(struct link *l)
 {
         l->notify_src = sd_event_source_disable_unref(l->notify_src);
+}
+
+/* Their callbacks will not run. */
+static void cancel_calls(struct link *l)
+{
+        bluez_call_cancel(l->call);
+        l->call = NULL;
+        bluez_call_cancel(l->write_call);
+        l->write_call = NULL;
 }
 
 /* Closing our end is how a client gives an acquired write back to BlueZ. */
@@ -856,10 +867,7 @@ static void on_disconnect(void *userdata, enum bluez_error e, const char *messag
 
 static void start_disconnect(struct link *l)
 {
-        bluez_call_cancel(l->call);
-        l->call = NULL;
-        bluez_call_cancel(l->write_call);
-        l->write_call = NULL;
+        cancel_calls(l);
         disarm(l);
         const struct bluez_adapter *a = bluez_adapter_find(l->cfg.bluez, l->cfg.adapter);
         if (l->discovering && a) {
@@ -885,10 +893,7 @@ static void finish(struct link *l)
         release_notify(l);
         release_write(l);
         disarm(l);
-        bluez_call_cancel(l->call);
-        l->call = NULL;
-        bluez_call_cancel(l->write_call);
-        l->write_call = NULL;
+        cancel_calls(l);
         l->phase = PHASE_IDLE;
         l->report.duration_usec = now_usec() - l->report.started_usec;
         if (l->cfg.done)
@@ -999,10 +1004,7 @@ void link_on_adapter_gone(struct link *l)
 {
         if (l->phase == PHASE_IDLE)
                 return;
-        bluez_call_cancel(l->call);
-        l->call = NULL;
-        bluez_call_cancel(l->write_call);
-        l->write_call = NULL;
+        cancel_calls(l);
         l->report.reached = LINK_STAGE_ADAPTER;
         l->report.error = BLUEZ_ERR_NOT_READY;
         snprintf(l->report.message, sizeof l->report.message, "the adapter went away");
@@ -1033,8 +1035,7 @@ struct link *link_free(struct link *l)
 {
         if (!l)
                 return NULL;
-        bluez_call_cancel(l->call);
-        bluez_call_cancel(l->write_call);
+        cancel_calls(l);
         release_notify(l);
         release_write(l);
         sd_event_source_unref(l->timer);
