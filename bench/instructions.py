@@ -7,6 +7,7 @@ Instructions do not depend on that, so this is the ratio of work done; kernel ti
 counted on either side, and the peer wakes twice as often.
     make && /usr/bin/python3 bench/instructions.py [READS] [--blupowd-only]
 BLUPOW_BUILD_ROOT=DIR measures the blupowd of another build (an older version, say)."""
+import collections
 import json
 import os
 import re
@@ -27,6 +28,39 @@ def collected(log):
     if not m:
         raise SystemExit("callgrind printed no total:\n" + log[-2000:])
     return int(m.group(1))
+
+
+def self_cost_by_object(path):
+    """Instructions spent in each shared object's own code (self cost), from a callgrind file:
+    cost lines count for the function they are in, except the line after calls=, which is the
+    inclusive cost of that call. Names may be compressed as "(id) name" and later "(id)"."""
+    names, cost = {}, collections.Counter()
+    ob = fn_ob = None
+    after_call = False
+
+    def name(v):
+        m = re.match(r"\((\d+)\)(?: (.*))?", v)
+        if not m:
+            return v
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), "?")
+    with open(path) as f:
+        for line in f:
+            if line.startswith("ob="):
+                ob = name(line[3:].strip())
+            elif line.startswith("cob="):
+                name(line[4:].strip())
+            elif line.startswith("fn="):
+                fn_ob = ob
+            elif line.startswith("calls="):
+                after_call = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if after_call:
+                    after_call = False
+                elif len(line.split()) >= 2:
+                    cost[os.path.basename(fn_ob or "?")] += int(line.split()[1])
+    return cost
 
 
 def blupowd_per_poll(reads, env):
@@ -58,9 +92,10 @@ def blupowd_per_poll(reads, env):
         subprocess.run(["callgrind_control", "-d", str(daemon.pid)], check=True, capture_output=True)
         n1 = polls()
         dumps = [f for f in os.listdir(d) if f.startswith("callgrind.out.")]
-        with open(os.path.join(d, sorted(dumps)[-1])) as f:
+        dump = os.path.join(d, sorted(dumps)[-1])
+        with open(dump) as f:
             total = int(re.search(r"^totals: (\d+)", f.read(), re.M).group(1))
-        return total / (n1 - n0)
+        return total / (n1 - n0), self_cost_by_object(dump)
     finally:
         daemon.terminate()
         daemon.wait()
@@ -101,7 +136,8 @@ def main():
                            stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     try:
-        results = {"blupowd": blupowd_per_poll(reads, env)}
+        ours, split = blupowd_per_poll(reads, env)
+        results = {"blupowd": ours}
         if not only_ours:
             results["bleak (find)"] = peer_per_read("find", reads, env)
             results["bleak (discover 5 s)"] = peer_per_read("discover", max(2, reads // 4), env)
@@ -115,6 +151,9 @@ def main():
     print("|---|---|---|")
     for name, v in results.items():
         print(f"| {name} | {v / 1e6:.2f} | {v / results['blupowd']:.1f}× |")
+    total = sum(split.values())
+    print("\nblupowd's instructions by where they run: " +
+          ", ".join(f"{ob} {100 * n / total:.0f}%" for ob, n in split.most_common() if n >= total / 200))
 
 
 if __name__ == "__main__":

@@ -316,6 +316,23 @@ static void release_notify(struct link *l)
         l->notify_src = sd_event_source_disable_unref(l->notify_src);
 }
 
+/* An AcquireNotify or AcquireWrite that failed: true when the link is gone and the session
+ * failed with it. Otherwise the caller uses the D-Bus way instead; for a method not offered at
+ * all (NotSupported, UnknownMethod) *unsupported remembers that, while a refusal because another
+ * client holds the characteristic is asked again next session. */
+static bool acquire_failed(struct link *l, enum bluez_error e, const char *message, enum link_stage stage,
+        const char *method, bool *unsupported)
+{
+        if (e == BLUEZ_ERR_NOT_CONNECTED || e == BLUEZ_ERR_TIMEOUT || e == BLUEZ_ERR_DISCONNECTED ||
+                e == BLUEZ_ERR_NO_OWNER || e == BLUEZ_ERR_ACCESS_DENIED) {
+                fail(l, stage, e, "%s: %s", method, message ? message : bluez_error_to_string(e));
+                return true;
+        }
+        if (e == BLUEZ_ERR_NOT_SUPPORTED || e == BLUEZ_ERR_UNKNOWN_OBJECT)
+                *unsupported = true;
+        return false;
+}
+
 /* Their callbacks will not run. */
 static void cancel_calls(struct link *l)
 {
@@ -487,16 +504,10 @@ static void on_acquire_notify(void *userdata, enum bluez_error e, const char *me
                 subscribed(l);
                 return;
         }
-        if (e == BLUEZ_ERR_NOT_CONNECTED || e == BLUEZ_ERR_TIMEOUT || e == BLUEZ_ERR_DISCONNECTED ||
-                e == BLUEZ_ERR_NO_OWNER || e == BLUEZ_ERR_ACCESS_DENIED) {
-                fail(l, LINK_STAGE_NOTIFY, e, "AcquireNotify: %s",
-                        message ? message : bluez_error_to_string(e));
+        /* Taken by another client's subscription (InProgress, NotPermitted): asked again next
+         * session. */
+        if (acquire_failed(l, e, message, LINK_STAGE_NOTIFY, "AcquireNotify", &l->acquire_unsupported))
                 return;
-        }
-        /* Not offered (NotSupported, UnknownMethod: remembered), or taken by another client's
-         * subscription (InProgress, NotPermitted: asked again next session). */
-        if (e == BLUEZ_ERR_NOT_SUPPORTED || e == BLUEZ_ERR_UNKNOWN_OBJECT)
-                l->acquire_unsupported = true;
         log_debug("%s: AcquireNotify: %s; StartNotify instead", l->cfg.address,
                 message ? message : bluez_error_to_string(e));
         start_notify(l);
@@ -553,16 +564,11 @@ static void on_acquire_write(void *userdata, enum bluez_error e, const char *mes
                 setup_done(l);
                 return;
         }
-        if (e == BLUEZ_ERR_NOT_CONNECTED || e == BLUEZ_ERR_TIMEOUT || e == BLUEZ_ERR_DISCONNECTED ||
-                e == BLUEZ_ERR_NO_OWNER || e == BLUEZ_ERR_ACCESS_DENIED) {
-                fail(l, LINK_STAGE_EXCHANGE, e, "AcquireWrite: %s",
-                        message ? message : bluez_error_to_string(e));
+        /* Held by another client on this host (NotPermitted): WriteValue then says so in its
+         * own error. */
+        if (acquire_failed(
+                    l, e, message, LINK_STAGE_EXCHANGE, "AcquireWrite", &l->acquire_write_unsupported))
                 return;
-        }
-        /* Not offered (NotSupported, UnknownMethod: remembered), or held by another client on
-         * this host (NotPermitted: WriteValue then says so in its own error). */
-        if (e == BLUEZ_ERR_NOT_SUPPORTED || e == BLUEZ_ERR_UNKNOWN_OBJECT)
-                l->acquire_write_unsupported = true;
         l->write_ready = true;
         step(l, "write", true, "WriteValue calls (AcquireWrite: %s)",
                 message ? message : bluez_error_to_string(e));

@@ -435,6 +435,29 @@ static int on_acquired_fd(sd_event_source *s, int fd, uint32_t revents, void *us
         return 0;
 }
 
+/* AcquireNotify's and AcquireWrite's answer: one end of a SOCK_SEQPACKET pair and the ATT MTU,
+ * while *src watches (and owns) the other end. */
+static int reply_with_socket(struct sim_module *m, sd_bus_message *msg, sd_event_source **src,
+        sd_event_io_handler_t handler, sd_bus_error *error)
+{
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+                return sd_bus_error_set_errno(error, errno);
+        int r = sd_event_add_io(m->sim->event, src, sv[0], EPOLLIN, handler, m);
+        if (r >= 0)
+                r = sd_event_source_set_io_fd_own(*src, true);
+        if (r >= 0)
+                r = sd_bus_reply_method_return(msg, "hq", sv[1], (uint16_t)(m->timing.chunk_size + 3));
+        close(sv[1]); /* the reply carries a duplicate */
+        if (r < 0) {
+                bool owned = *src && sd_event_source_get_io_fd_own(*src) > 0;
+                *src = sd_event_source_disable_unref(*src);
+                if (!owned)
+                        close(sv[0]);
+        }
+        return r;
+}
+
 /* AcquireNotify (BLUEZ.md 1.5): a SOCK_SEQPACKET pair, one notification per packet; refused
  * while another client holds a StartNotify session (InProgress) or the socket (NotPermitted). */
 static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -452,22 +475,9 @@ static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_err
                 return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Notify acquired");
         if (!list_empty(m->notify_clients))
                 return sd_bus_error_set(error, "org.bluez.Error.InProgress", "Notify already in progress");
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
-                return sd_bus_error_set_errno(error, errno);
-        int r = sd_event_add_io(m->sim->event, &m->notify_fd_src, sv[0], EPOLLIN, on_acquired_fd, m);
-        if (r >= 0)
-                r = sd_event_source_set_io_fd_own(m->notify_fd_src, true);
-        if (r >= 0)
-                r = sd_bus_reply_method_return(msg, "hq", sv[1], (uint16_t)(m->timing.chunk_size + 3));
-        close(sv[1]); /* the reply carries a duplicate */
-        if (r < 0) {
-                bool owned = m->notify_fd_src && sd_event_source_get_io_fd_own(m->notify_fd_src) > 0;
-                m->notify_fd_src = sd_event_source_disable_unref(m->notify_fd_src);
-                if (!owned)
-                        close(sv[0]);
+        int r = reply_with_socket(m, msg, &m->notify_fd_src, on_acquired_fd, error);
+        if (r < 0)
                 return r;
-        }
         emit(m, g->path, "org.bluez.GattCharacteristic1", "NotifyAcquired");
         if (!m->notifying) {
                 m->notifying = true;
@@ -525,22 +535,9 @@ static int method_acquire_write(sd_bus_message *msg, void *userdata, sd_bus_erro
                 return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Write acquired");
         if (!g->write)
                 return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
-                return sd_bus_error_set_errno(error, errno);
-        int r = sd_event_add_io(m->sim->event, &m->write_fd_src, sv[0], EPOLLIN, on_write_fd, m);
-        if (r >= 0)
-                r = sd_event_source_set_io_fd_own(m->write_fd_src, true);
-        if (r >= 0)
-                r = sd_bus_reply_method_return(msg, "hq", sv[1], (uint16_t)(m->timing.chunk_size + 3));
-        close(sv[1]); /* the reply carries a duplicate */
-        if (r < 0) {
-                bool owned = m->write_fd_src && sd_event_source_get_io_fd_own(m->write_fd_src) > 0;
-                m->write_fd_src = sd_event_source_disable_unref(m->write_fd_src);
-                if (!owned)
-                        close(sv[0]);
+        int r = reply_with_socket(m, msg, &m->write_fd_src, on_write_fd, error);
+        if (r < 0)
                 return r;
-        }
         snprintf(m->write_owner, sizeof m->write_owner, "%s", sd_bus_message_get_sender(msg) ?: "");
         emit(m, g->path, "org.bluez.GattCharacteristic1", "WriteAcquired");
         return 1;

@@ -265,14 +265,7 @@ class Bluez(unittest.TestCase):
         prop = self.char_prop
 
         async def exchange(bus):
-            other = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
-                                     negotiate_unix_fd=True).connect()
-            fdbus = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
-                                     negotiate_unix_fd=True).connect()
-            path, _ = await self.discover(bus)
-            objs = await self.connect_device(bus, path)
-            chars = {i["org.bluez.GattCharacteristic1"]["UUID"].value[4:8]: (p, i["org.bluez.GattCharacteristic1"])
-                     for p, i in objs.items() if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
+            other, fdbus, path, chars = await self.connected_chars(bus)
             notify, write = chars["fff1"][0], chars["ffd1"][0]
             self.assertEqual(sig(chars["fff1"][1]["NotifyAcquired"]), "b")
             self.assertFalse(chars["fff1"][1]["NotifyAcquired"].value)
@@ -336,6 +329,19 @@ class Bluez(unittest.TestCase):
                             ["org.bluez.GattCharacteristic1", name])
         return r.body[0].value
 
+    async def connected_chars(self, bus):
+        """Two more clients that can take descriptors (another program, and the acquirer), the
+        controller connected, and its characteristics by short UUID: (path, properties)."""
+        other = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
+                                 negotiate_unix_fd=True).connect()
+        fdbus = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
+                                 negotiate_unix_fd=True).connect()
+        path, _ = await self.discover(bus)
+        objs = await self.connect_device(bus, path)
+        chars = {i["org.bluez.GattCharacteristic1"]["UUID"].value[4:8]: (p, i["org.bluez.GattCharacteristic1"])
+                 for p, i in objs.items() if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
+        return other, fdbus, path, chars
+
     async def connected_session(self, exchange):
         bus, _ = await self.connect()
         try:
@@ -354,14 +360,7 @@ class Bluez(unittest.TestCase):
         prop = self.char_prop
 
         async def exchange(bus):
-            other = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
-                                     negotiate_unix_fd=True).connect()
-            fdbus = await MessageBus(bus_type=BusType.SYSTEM, bus_address=self.env.bus_address,
-                                     negotiate_unix_fd=True).connect()
-            path, _ = await self.discover(bus)
-            objs = await self.connect_device(bus, path)
-            chars = {i["org.bluez.GattCharacteristic1"]["UUID"].value[4:8]: (p, i["org.bluez.GattCharacteristic1"])
-                     for p, i in objs.items() if p.startswith(path + "/") and "org.bluez.GattCharacteristic1" in i}
+            other, fdbus, path, chars = await self.connected_chars(bus)
             notify, write = chars["fff1"][0], chars["ffd1"][0]
             self.assertEqual(sig(chars["ffd1"][1]["WriteAcquired"]), "b")
             self.assertFalse(chars["ffd1"][1]["WriteAcquired"].value)
