@@ -69,7 +69,10 @@ static void help(void)
                "  call org.blupow.Sim / org.blupow.Sim1 SetValue sysd ADDRESS ID KEY VALUE\n"
                "  call org.blupow.Sim / org.blupow.Sim1 GetReadings sy ADDRESS ID\n"
                "  call org.blupow.Sim / org.blupow.Sim1 GetStats s ADDRESS\n"
-               "  call org.blupow.Sim / org.blupow.Sim1 GetCalls | ClearCalls\n");
+               "  call org.blupow.Sim / org.blupow.Sim1 GetCalls | ClearCalls\n"
+               "GetCalls lists the calls to org.bluez (time, sender, path, member, detail: the bytes of a\n"
+               "WriteValue in hex), and each packet written to an acquired write socket as member\n"
+               "\"(write socket)\".\n");
 }
 
 int main(int argc, char **argv)
