@@ -8,7 +8,8 @@ case); "discover" scans for a fixed 5 s first, as renogy-bt does (DISCOVERY_TIME
 "renogy-bt" also waits as renogy-bt does: 0.5 s after each write (BLEManager) and 0.5 s before
 the next register block (BaseClient). Both sides start a read every 5 s (or as soon as the last
 one ended), as a gateway polls, and CPU is counted over the same stretch, idle included: waking
-after each idle gap is part of what a poll costs.
+after each idle gap is part of what a poll costs. Last, blupowd reads again with keep_connected
+(no connect, service resolution or disconnect per read).
     make && /usr/bin/python3 bench/bleak_peer.py [READS]"""
 import asyncio
 import json
@@ -133,12 +134,12 @@ def hwm_kb(pid):
     return 0
 
 
-def run_blupow(reads, env):
+def run_blupow(reads, env, keep_connected=False):
     d = tempfile.mkdtemp(prefix="blupow-bench.")
     opts = os.path.join(d, "options.json")
     with open(opts, "w") as f:
         json.dump({"devices": [{"name": "Rover", "address": CONTROLLER, "type": "controller"}],
-                   "poll_interval": PERIOD}, f)
+                   "poll_interval": PERIOD, "keep_connected": keep_connected}, f)
     port = 18199
     daemon = subprocess.Popen([os.path.join(BUILD, "src/blupowd"), "--options", opts, "--data-dir", d, "--port",
                                str(port), "--bind", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
@@ -181,6 +182,8 @@ def main():
         results["bleak (find)"] = run_peer("find", reads)
         results["bleak (discover 5 s)"] = run_peer("discover", max(3, reads // 3))
         results["renogy-bt style"] = run_peer("renogy-bt", max(3, reads // 3))
+        # Last: the module stays connected to blupowd until it stops.
+        kept = run_blupow(reads, os.environ, keep_connected=True)
     finally:
         sim.terminate()
         sim.wait()
@@ -201,6 +204,14 @@ def main():
             row += (f" {med(r['walls']) / med(ours['walls']):.1f}× | {cpu_ms / (ours['cpu'] / len(ours['walls']) * 1000):.1f}× |"
                     f" {r['maxrss_kb'] / ours['maxrss_kb']:.1f}× |")
         print(row)
+    # keep_connected: no connect, service resolution or disconnect per read, at the price of
+    # holding the module's one connection (the phone app cannot connect meanwhile).
+    n = len(kept["walls"])
+    print(f"\nblupowd with keep_connected: {n} reads, median wall {med(kept['walls']):.3f} s, "
+          f"CPU {kept['cpu'] / n * 1000:.1f} ms and {kept['wakes'] / n:.0f} wakes per read, peak RSS "
+          f"{kept['maxrss_kb'] / 1024:.1f} MiB; wall ratio against it: " +
+          ", ".join(f"{name} {med(r['walls']) / med(kept['walls']):.1f}×" for name, r in results.items()
+                    if name != "blupowd"))
 
 
 if __name__ == "__main__":
