@@ -53,9 +53,8 @@ struct link {
         /* AcquireWrite's socket while a session holds it: each request is one packet. */
         int write_fd;
         /* AcquireWrite goes out with the subscription (l->call), so both replies come in one
-         * wake; the exchange begins when both are ready. */
+         * wake; the exchange begins when neither call is pending. */
         struct bluez_call *write_call;
-        bool notify_ready, write_ready;
         /* The write characteristic writes without response, which AcquireWrite requires. */
         bool write_socket_possible;
         /* BlueZ answered AcquireWrite with NotSupported/UnknownMethod: WriteValue from now on. */
@@ -399,15 +398,12 @@ static void on_acquire_write(void *userdata, enum bluez_error e, const char *mes
  * WriteValue call, its reply and the wake that reply costs. */
 static void acquire_write(struct link *l)
 {
-        if (is_shunt(l) || !l->write_socket_possible || l->acquire_write_unsupported) {
-                l->write_ready = true; /* a shunt only streams; the others use WriteValue */
+        /* A shunt only streams; the others use WriteValue. */
+        if (is_shunt(l) || !l->write_socket_possible || l->acquire_write_unsupported)
                 return;
-        }
         int r = bluez_acquire_write(l->cfg.bluez, l->write_path, on_acquire_write, l, &l->write_call);
-        if (r < 0) {
+        if (r < 0)
                 log_debug("%s: AcquireWrite: %s; WriteValue instead", l->cfg.address, strerror(-r));
-                l->write_ready = true;
-        }
 }
 
 static void check_resolved(struct link *l)
@@ -422,7 +418,6 @@ static void check_resolved(struct link *l)
         }
         step(l, "services", true, "Renogy characteristics found");
         l->phase = PHASE_NOTIFY;
-        l->notify_ready = l->write_ready = false;
         disarm(l);
         subscribe(l);
         if (l->phase == PHASE_NOTIFY)
@@ -480,7 +475,7 @@ static void on_connect(void *userdata, enum bluez_error e, const char *message)
                 message ? message : bluez_error_to_string(e));
 }
 
-static void subscribed(struct link *l);
+static void setup_done(struct link *l);
 
 static void on_acquire_notify(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu)
 {
@@ -501,7 +496,7 @@ static void on_acquire_notify(void *userdata, enum bluez_error e, const char *me
                         return;
                 }
                 step(l, "notify", true, "subscribed (notification socket, MTU %u)", mtu);
-                subscribed(l);
+                setup_done(l);
                 return;
         }
         /* Taken by another client's subscription (InProgress, NotPermitted): asked again next
@@ -523,15 +518,15 @@ static void on_start_notify(void *userdata, enum bluez_error e, const char *mess
                 return;
         }
         step(l, "notify", true, "subscribed");
-        subscribed(l);
+        setup_done(l);
 }
 
 static void start_requests(struct link *l);
 
-/* Both the subscription and AcquireWrite have answered: the exchange can begin. */
+/* Once both the subscription and AcquireWrite have answered, the exchange can begin. */
 static void setup_done(struct link *l)
 {
-        if (l->phase != PHASE_NOTIFY || !l->notify_ready || !l->write_ready)
+        if (l->phase != PHASE_NOTIFY || l->call || l->write_call)
                 return;
         l->report.connect_usec = now_usec() - l->connect_start;
         if (is_shunt(l)) {
@@ -541,12 +536,6 @@ static void setup_done(struct link *l)
                 return;
         }
         start_requests(l);
-}
-
-static void subscribed(struct link *l)
-{
-        l->notify_ready = true;
-        setup_done(l);
 }
 
 static void on_acquire_write(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu)
@@ -559,7 +548,6 @@ static void on_acquire_write(void *userdata, enum bluez_error e, const char *mes
                         return;
                 }
                 l->write_fd = fd;
-                l->write_ready = true;
                 step(l, "write", true, "write socket (MTU %u)", mtu);
                 setup_done(l);
                 return;
@@ -569,7 +557,6 @@ static void on_acquire_write(void *userdata, enum bluez_error e, const char *mes
         if (acquire_failed(
                     l, e, message, LINK_STAGE_EXCHANGE, "AcquireWrite", &l->acquire_write_unsupported))
                 return;
-        l->write_ready = true;
         step(l, "write", true, "WriteValue calls (AcquireWrite: %s)",
                 message ? message : bluez_error_to_string(e));
         setup_done(l);

@@ -407,7 +407,7 @@ static int method_start_notify(sd_bus_message *msg, void *userdata, sd_bus_error
 
 /* The acquirer's end is closed (the client released it or left) or the link dropped: BlueZ
  * forgets the acquisition. */
-void sim_notify_release(struct sim_module *m)
+static void notify_release(struct sim_module *m)
 {
         if (!m->notify_fd_src)
                 return;
@@ -426,12 +426,12 @@ static int on_acquired_fd(sd_event_source *s, int fd, uint32_t revents, void *us
 {
         struct sim_module *m = userdata;
         if (revents & (EPOLLHUP | EPOLLERR)) {
-                sim_notify_release(m);
+                notify_release(m);
                 return 0;
         }
         uint8_t b[64]; /* BlueZ reads and ignores what the client writes on a notify socket */
         if (recv(fd, b, sizeof b, MSG_DONTWAIT) == 0)
-                sim_notify_release(m);
+                notify_release(m);
         return 0;
 }
 
@@ -488,7 +488,7 @@ static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_err
 
 /* The acquirer closed its end, or the link dropped (BlueZ shuts the socket down): BlueZ forgets
  * the acquisition and writes go through WriteValue again. */
-static void sim_write_release(struct sim_module *m)
+static void write_release(struct sim_module *m)
 {
         if (!m->write_fd_src)
                 return;
@@ -508,7 +508,7 @@ static int on_write_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
         if (n <= 0) {
-                sim_write_release(m);
+                write_release(m);
                 return 0;
         }
         char detail[1100];
@@ -697,7 +697,7 @@ static void send_chunk(struct sim_module *m, void *data)
                 /* Acquired: a packet on the socket, and Value is left as it was. */
                 if (send(sd_event_source_get_io_fd(m->notify_fd_src), c->bytes, c->len,
                             MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-                        sim_notify_release(m);
+                        notify_release(m);
         } else if (m->connected && m->notifying && g && m->gatt_exported) {
                 memcpy(m->value, c->bytes, c->len);
                 m->value_len = c->len;
@@ -964,8 +964,8 @@ void sim_module_drop_link(struct sim_module *m)
                 m->resolved = false;
                 emit_device(m, "ServicesResolved");
         }
-        sim_notify_release(m); /* the client sees HUP on its end */
-        sim_write_release(m);
+        notify_release(m); /* the client sees HUP on its end */
+        write_release(m);
         if (m->notifying) {
                 m->notifying = false;
                 client_remove(m->notify_clients, NULL);

@@ -210,7 +210,6 @@ void sim_adapter_set_powered(struct sim_adapter *a, bool powered);
 void sim_adapter_remove(struct sim_adapter *a);
 void sim_adapter_add(struct sim_adapter *a);
 void sim_module_drop_link(struct sim_module *m);
-void sim_notify_release(struct sim_module *m);
 void sim_module_unexport(struct sim_module *m);
 struct sim_module *sim_module_by_address(struct sim *sim, const char *address);
 struct sim_adapter *sim_adapter_by_name(struct sim *sim, const char *name);
