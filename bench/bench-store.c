@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Storage budget: bytes written per stored sample and the time of a 7-day history query.
  * Seven days of a charge controller polled every 10 s go through the store's real code path
- * (one transaction per poll, hourly compaction, retention) with simulated time; the bytes are
- * this process's own I/O counters from /proc/self/io.
- *   bench-store DIR   (DIR on the disk to measure, not tmpfs) */
+ * (one transaction per commit interval, hourly compaction, retention) with simulated time; the
+ * bytes are this process's own I/O counters from /proc/self/io.
+ *   bench-store DIR [COMMIT_INTERVAL]   (DIR on the disk to measure, not tmpfs; the interval in
+ *                                        seconds, 60 as in the daemon, 0 for a commit per poll) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +42,10 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-        if (argc != 2) {
-                fprintf(stderr, "usage: bench-store DIR\n");
+        char *end = NULL;
+        unsigned long commit = argc > 2 ? strtoul(argv[2], &end, 10) : OPTIONS_DEFAULT_COMMIT;
+        if (argc < 2 || argc > 3 || (end && (*end || commit > 600))) {
+                fprintf(stderr, "usage: bench-store DIR [COMMIT_INTERVAL 0..600]\n");
                 return 2;
         }
         char path[512], err[256];
@@ -69,7 +72,7 @@ int main(int argc, char **argv)
         dev.have_readings = true;
 
         struct store *s;
-        if (store_open(&s, path, 7) < 0 || !store_health(s)->ok) {
+        if (store_open(&s, path, 7, (unsigned)commit) < 0 || !store_health(s)->ok) {
                 fprintf(stderr, "cannot open %s\n", path);
                 return 1;
         }
@@ -109,8 +112,10 @@ int main(int argc, char **argv)
                 free(p);
         }
         qsort(q, RUNS, sizeof q[0], cmp_double);
-        printf("polls %lld, samples %lld (7 days at 10 s, %zu readings per poll), %.1f s to write\n",
-                (long long)polls, (long long)samples, dev.readings.n, write_s);
+        printf("polls %lld, samples %lld (7 days at 10 s, %zu readings per poll, commit every %lu s), %.1f "
+               "s "
+               "to write\n",
+                (long long)polls, (long long)samples, dev.readings.n, commit, write_s);
         printf("written by write(): %.1f MB = %.1f B/sample (target <= 64)\n", (double)(w1 - w0) / 1e6,
                 (double)(w1 - w0) / (double)samples);
         printf("sent to the disk (write_bytes): %.1f MB = %.1f B/sample\n", (double)(b1 - b0) / 1e6,

@@ -138,10 +138,11 @@ json_t *view_health(const struct daemon *d)
         json_t *store = json_null();
         if (d->store) {
                 const struct store_health *h = store_health(d->store);
-                store = json_pack("{s:b,s:b,s:b,s:s?,s:s?,s:I,s:I}", "ok", h->ok, "memory_only",
+                store = json_pack("{s:b,s:b,s:b,s:s?,s:s?,s:I,s:I,s:I}", "ok", h->ok, "memory_only",
                         h->memory_only, "recreated", h->recreated, "moved_to",
                         h->recreated ? h->moved_to : NULL, "message", h->message[0] ? h->message : NULL,
-                        "bytes", (json_int_t)h->bytes, "samples_written", (json_int_t)h->samples_written);
+                        "bytes", (json_int_t)h->bytes, "samples_written", (json_int_t)h->samples_written,
+                        "pending_polls", (json_int_t)h->pending_polls);
                 if (h->memory_only && streq(status, "ok"))
                         status = "degraded";
         }

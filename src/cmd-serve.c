@@ -155,7 +155,7 @@ int cmd_serve(int argc, char **argv)
                 log_error_errno(r, "Cannot set up devices: %m");
                 goto out;
         }
-        store_open(&store, db_path, opts.history_days);
+        store_open(&store, db_path, opts.history_days, opts.commit_interval);
         d->store = store;
         for (size_t i = 0; i < d->n_devices; i++)
                 store_restore_device(store, d->devices[i]);

@@ -13,6 +13,7 @@ void options_init(struct options *o)
         *o = (struct options){
                 .poll_interval = OPTIONS_DEFAULT_POLL_INTERVAL,
                 .history_days = OPTIONS_DEFAULT_HISTORY_DAYS,
+                .commit_interval = OPTIONS_DEFAULT_COMMIT,
                 .log_level = LOG_LEVEL_INFO,
                 .port = OPTIONS_DEFAULT_PORT,
         };
@@ -138,7 +139,7 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                 goto out;
         }
         static const char *const known[] = {"devices", "poll_interval", "adapter", "keep_connected",
-                "history_days", "log_level", "api_token", "port"};
+                "history_days", "commit_interval", "log_level", "api_token", "port"};
         const char *key;
         json_t *val;
         json_object_foreach(root, key, val)
@@ -152,6 +153,7 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
         unsigned port = o->port;
         if (get_uint(root, "poll_interval", 5, 86400, &o->poll_interval, err, err_size) < 0 ||
                 get_uint(root, "history_days", 1, 3650, &o->history_days, err, err_size) < 0 ||
+                get_uint(root, "commit_interval", 0, 600, &o->commit_interval, err, err_size) < 0 ||
                 get_uint(root, "port", 1, 65535, &port, err, err_size) < 0)
                 goto out;
         o->port = (uint16_t)port;

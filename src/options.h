@@ -30,6 +30,7 @@ struct options {
         char adapter[16];
         bool keep_connected;
         unsigned history_days;
+        unsigned commit_interval; /* seconds a poll may wait in memory before the disk */
         enum log_level log_level;
         char *api_token; /* NULL: no token, changes only from trusted addresses */
         uint16_t port;
@@ -37,6 +38,7 @@ struct options {
 
 #define OPTIONS_DEFAULT_POLL_INTERVAL 30
 #define OPTIONS_DEFAULT_HISTORY_DAYS  7
+#define OPTIONS_DEFAULT_COMMIT        60
 #define OPTIONS_DEFAULT_PORT          8099
 
 void options_init(struct options *o);

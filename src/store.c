@@ -17,8 +17,8 @@
 
 #define SCHEMA_VERSION 2
 #define HOUR_USEC      (3600LL * 1000000)
-/* An hour is compacted once it is this long over: a poll that started before the hour ended
- * may still be recorded. */
+/* An hour is compacted once it is this long over, plus the commit interval: a poll that
+ * started before the hour ended may still be recorded, and then wait in memory. */
 #define COMPACT_GRACE_USEC (300LL * 1000000)
 
 enum {
@@ -55,6 +55,26 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_ROLLBACK] = "ROLLBACK",
 };
 
+/* One poll's readings as they will be stored: keys are the register maps' own strings. */
+struct pending_value {
+        const char *key;
+        int32_t value;
+        uint8_t kind;
+};
+
+struct pending_poll {
+        struct pending_poll *next;
+        int64_t at;
+        char dev_id[DEVICE_ID_MAX];
+        char model[48], serial[48], firmware[48];
+        size_t n;
+        struct pending_value v[];
+};
+
+/* Past this many polls waiting, a poll is written at once whatever the interval: 200 devices
+ * every 4 minutes come to 50 a minute. */
+#define PENDING_MAX 256
+
 struct store {
         sqlite3 *db;
         char *path;
@@ -65,6 +85,10 @@ struct store {
          * open and no transaction that added it was rolled back. */
         struct id_cache ids;
         struct store_health health;
+        /* Polls recorded but not yet written: one transaction every commit_usec carries them
+         * all, oldest first. */
+        struct pending_poll *pending, **pending_tail;
+        int64_t commit_usec;
 };
 
 static int errno_of(int rc)
@@ -126,6 +150,17 @@ static void write_ok(struct store *s)
                 log_info("store: writes work again");
         s->health.memory_only = false;
         s->health.message[0] = 0;
+}
+
+static void pending_drop(struct store *s)
+{
+        while (s->pending) {
+                struct pending_poll *next = s->pending->next;
+                free(s->pending);
+                s->pending = next;
+        }
+        s->pending_tail = &s->pending;
+        s->health.pending_polls = 0;
 }
 
 static const char schema[] =
@@ -319,7 +354,7 @@ static int move_aside(struct store *s)
         return 0;
 }
 
-int store_open(struct store **ret, const char *path, unsigned history_days)
+int store_open(struct store **ret, const char *path, unsigned history_days, unsigned commit_interval)
 {
         struct store *s = calloc(1, sizeof *s);
         if (!s || !(s->path = strdup(path))) {
@@ -327,6 +362,8 @@ int store_open(struct store **ret, const char *path, unsigned history_days)
                 return -ENOMEM;
         }
         s->history_days = history_days;
+        s->commit_usec = (int64_t)commit_interval * 1000000;
+        s->pending_tail = &s->pending;
         int r = open_db(s);
         if (r == -EBADMSG || r == -EPROTO) {
                 close_db(s);
@@ -356,6 +393,7 @@ struct store *store_close(struct store *s)
                 return NULL;
         if (s->db)
                 store_checkpoint(s);
+        pending_drop(s);
         close_db(s);
         free(s->path);
         free(s);
@@ -379,6 +417,7 @@ int store_checkpoint(struct store *s)
 {
         if (!s->db)
                 return -ENOTCONN;
+        store_flush(s);
         int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         return errno_of(rc);
 }
@@ -443,26 +482,24 @@ static int step_once(struct store *s, int stmt)
         return rc;
 }
 
-int store_record(struct store *s, const struct device *dev)
+/* The readings of a poll as stored values; text is kept in device_info, not here. */
+static struct pending_poll *pending_new(const struct device *dev)
 {
-        if (!s->db)
-                return -ENOTCONN;
-        uint8_t blob[RENOGY_MAX_READINGS * POLL_ROW_READING_MAX];
-        size_t len = 0, n_stored = 0;
-        int64_t prev_kid = 0;
-        int rc = step_once(s, STMT_BEGIN);
-        if (rc != SQLITE_DONE)
-                return write_failed(s, rc, "BEGIN");
-        int64_t dv = dev_id(s, dev->cfg.id);
-        if (dv < 0)
-                goto fail;
+        struct pending_poll *p = malloc(sizeof *p + dev->readings.n * sizeof p->v[0]);
+        if (!p)
+                return NULL;
+        *p = (struct pending_poll){.at = dev->readings_at};
+        snprintf(p->dev_id, sizeof p->dev_id, "%s", dev->cfg.id);
+        snprintf(p->model, sizeof p->model, "%s", dev->model);
+        snprintf(p->serial, sizeof p->serial, "%s", dev->serial);
+        snprintf(p->firmware, sizeof p->firmware, "%s", dev->firmware);
         for (size_t i = 0; i < dev->readings.n; i++) {
                 const struct renogy_reading *r = &dev->readings.r[i];
                 uint8_t kind;
                 int64_t v;
                 if (r->type == RV_NUMBER) {
                         kind = STORED_NUM | (r->decimals & 0x0F);
-                        v = llround(r->number * pow(10, r->decimals));
+                        v = renogy_scaled(r->number, r->decimals);
                 } else if (r->type == RV_BITS) {
                         kind = STORED_BITS;
                         v = (int32_t)r->bits;
@@ -475,52 +512,88 @@ int store_record(struct store *s, const struct device *dev)
                         if (v < 0)
                                 continue;
                 } else
-                        continue; /* text is kept in device_info */
+                        continue;
                 if (v < INT32_MIN || v > INT32_MAX)
                         continue;
-                int64_t kid = lookup_or_add(s, STMT_KEY_GET, STMT_KEY_ADD, dv, r->field->key);
+                p->v[p->n++] =
+                        (struct pending_value){.key = r->field->key, .value = (int32_t)v, .kind = kind};
+        }
+        return p;
+}
+
+/* One poll's row, and its device info when that changed; inside the caller's transaction. */
+static int write_poll(struct store *s, const struct pending_poll *p)
+{
+        uint8_t blob[RENOGY_MAX_READINGS * POLL_ROW_READING_MAX];
+        size_t len = 0;
+        int64_t prev_kid = 0;
+        int64_t dv = dev_id(s, p->dev_id);
+        if (dv < 0)
+                return (int)dv;
+        for (size_t i = 0; i < p->n; i++) {
+                int64_t kid = lookup_or_add(s, STMT_KEY_GET, STMT_KEY_ADD, dv, p->v[i].key);
                 if (kid < 0)
-                        goto fail;
+                        return (int)kid;
                 len += poll_row_put(blob + len, &prev_kid,
-                        &(struct stored_reading){.kid = kid, .kind = kind, .value = (int32_t)v});
-                n_stored++;
+                        &(struct stored_reading){.kid = kid, .kind = p->v[i].kind, .value = p->v[i].value});
         }
         sqlite3_stmt *st = s->stmt[STMT_POLL_ADD];
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, dv);
-        sqlite3_bind_int64(st, 2, dev->readings_at);
+        sqlite3_bind_int64(st, 2, p->at);
         sqlite3_bind_blob(st, 3, blob, (int)len, SQLITE_STATIC);
-        rc = sqlite3_step(st);
+        int rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc != SQLITE_DONE)
-                goto fail;
-        if (dev->model[0] || dev->serial[0] || dev->firmware[0]) {
-                /* Only when it changed: most polls write nothing here. */
-                sqlite3_stmt *g = s->stmt[STMT_INFO_GET];
-                sqlite3_reset(g);
-                sqlite3_bind_int64(g, 1, dv);
-                bool same = sqlite3_step(g) == SQLITE_ROW &&
-                            streq((const char *)sqlite3_column_text(g, 0) ?: "", dev->model) &&
-                            streq((const char *)sqlite3_column_text(g, 1) ?: "", dev->serial) &&
-                            streq((const char *)sqlite3_column_text(g, 2) ?: "", dev->firmware);
-                sqlite3_reset(g);
-                if (!same) {
-                        sqlite3_stmt *u = s->stmt[STMT_INFO_SET];
-                        sqlite3_reset(u);
-                        sqlite3_bind_int64(u, 1, dv);
-                        sqlite3_bind_text(u, 2, dev->model, -1, SQLITE_STATIC);
-                        sqlite3_bind_text(u, 3, dev->serial, -1, SQLITE_STATIC);
-                        sqlite3_bind_text(u, 4, dev->firmware, -1, SQLITE_STATIC);
-                        rc = sqlite3_step(u);
-                        sqlite3_reset(u);
-                        if (rc != SQLITE_DONE)
-                                goto fail;
-                }
+                return -EIO;
+        if (!p->model[0] && !p->serial[0] && !p->firmware[0])
+                return 0;
+        /* Only when it changed: most polls write nothing here. */
+        sqlite3_stmt *g = s->stmt[STMT_INFO_GET];
+        sqlite3_reset(g);
+        sqlite3_bind_int64(g, 1, dv);
+        bool same = sqlite3_step(g) == SQLITE_ROW &&
+                    streq((const char *)sqlite3_column_text(g, 0) ?: "", p->model) &&
+                    streq((const char *)sqlite3_column_text(g, 1) ?: "", p->serial) &&
+                    streq((const char *)sqlite3_column_text(g, 2) ?: "", p->firmware);
+        sqlite3_reset(g);
+        if (same)
+                return 0;
+        sqlite3_stmt *u = s->stmt[STMT_INFO_SET];
+        sqlite3_reset(u);
+        sqlite3_bind_int64(u, 1, dv);
+        sqlite3_bind_text(u, 2, p->model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(u, 3, p->serial, -1, SQLITE_STATIC);
+        sqlite3_bind_text(u, 4, p->firmware, -1, SQLITE_STATIC);
+        rc = sqlite3_step(u);
+        sqlite3_reset(u);
+        return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_flush(struct store *s)
+{
+        if (!s->pending)
+                return 0;
+        if (!s->db) {
+                pending_drop(s);
+                return -ENOTCONN;
+        }
+        int64_t samples = 0;
+        int rc = step_once(s, STMT_BEGIN);
+        if (rc != SQLITE_DONE) {
+                pending_drop(s); /* as a poll was lost before writes were batched: memory serves */
+                return write_failed(s, rc, "BEGIN");
+        }
+        for (struct pending_poll *p = s->pending; p; p = p->next) {
+                if (write_poll(s, p) < 0)
+                        goto fail;
+                samples += (int64_t)p->n;
         }
         rc = step_once(s, STMT_COMMIT);
         if (rc != SQLITE_DONE)
                 goto fail;
-        s->health.samples_written += (int64_t)n_stored;
+        pending_drop(s);
+        s->health.samples_written += samples;
         write_ok(s);
         return 0;
 fail:
@@ -529,7 +602,31 @@ fail:
                 step_once(s, STMT_ROLLBACK);
         /* Ids added in this transaction are gone with it. */
         id_cache_clear(&s->ids);
-        return write_failed(s, rc, "recording a poll");
+        pending_drop(s);
+        return write_failed(s, rc, "recording polls");
+}
+
+/* Written when the oldest waiting poll is commit_usec old (a clock stepped back counts too),
+ * so the disk sees one transaction per interval, not one per poll. */
+static bool flush_due(const struct store *s, int64_t now)
+{
+        if (!s->pending)
+                return false;
+        int64_t age = now - s->pending->at;
+        return age < 0 || age >= s->commit_usec || s->health.pending_polls >= PENDING_MAX;
+}
+
+int store_record(struct store *s, const struct device *dev)
+{
+        if (!s->db)
+                return -ENOTCONN;
+        struct pending_poll *p = pending_new(dev);
+        if (!p)
+                return store_flush(s) ?: -ENOMEM;
+        *s->pending_tail = p;
+        s->pending_tail = &p->next;
+        s->health.pending_polls++;
+        return flush_due(s, dev->readings_at) ? store_flush(s) : 0;
 }
 
 static const char *key_name(struct store *s, int64_t kid, char *buf, size_t size)
@@ -550,6 +647,7 @@ int store_restore_device(struct store *s, struct device *dev)
 {
         if (!s->db)
                 return -ENOTCONN;
+        store_flush(s);
         sqlite3_stmt *g = s->stmt[STMT_DEV_GET];
         sqlite3_reset(g);
         sqlite3_bind_text(g, 1, dev->cfg.id, -1, SQLITE_TRANSIENT);
@@ -609,7 +707,7 @@ int store_restore_device(struct store *s, struct device *dev)
                 case STORED_NUM:
                         r->type = RV_NUMBER;
                         r->decimals = kind & 0x0F;
-                        r->number = renogy_round((double)v / pow(10, r->decimals), r->decimals);
+                        r->number = renogy_round((double)v / renogy_pow10(r->decimals), r->decimals);
                         break;
                 case STORED_BITS:
                         r->type = RV_BITS;
@@ -774,7 +872,7 @@ static int compact_one(struct store *s, int64_t now)
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
-        int64_t done_before = (now - COMPACT_GRACE_USEC) / HOUR_USEC * HOUR_USEC;
+        int64_t done_before = (now - COMPACT_GRACE_USEC - s->commit_usec) / HOUR_USEC * HOUR_USEC;
         sqlite3_bind_int64(st, 1, done_before);
         if (sqlite3_step(st) != SQLITE_ROW) {
                 sqlite3_finalize(st);
@@ -874,6 +972,8 @@ int store_maintenance_step(struct store *s, int64_t now)
 {
         if (!s->db)
                 return 0;
+        if (flush_due(s, now))
+                store_flush(s);
         int r = compact_one(s, now);
         if (r != 0)
                 return r;
@@ -937,6 +1037,7 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                 return -ENOTCONN;
         if (until <= since || max_points == 0)
                 return -EINVAL;
+        store_flush(s); /* the chart ends at the last poll, not the last commit */
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
                 "SELECT k.kid, d.dev FROM keys k JOIN device_ids d ON d.dev = k.dev WHERE d.id = ? AND "
@@ -969,7 +1070,7 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                 sqlite3_bind_int64(st, 2, until);
                 sqlite3_bind_int64(st, 3, since);
                 while (sqlite3_step(st) == SQLITE_ROW) {
-                        double scale = pow(10, sqlite3_column_int(st, 1));
+                        double scale = renogy_pow10((unsigned)sqlite3_column_int(st, 1));
                         struct chunk_reader cr;
                         chunk_reader_init(&cr, sqlite3_column_blob(st, 2),
                                 (size_t)sqlite3_column_bytes(st, 2), sqlite3_column_int64(st, 0) / 1000, 2);
@@ -997,7 +1098,7 @@ int store_history(struct store *s, const char *dev_id_text, const char *key, int
                         poll_row_reader_init(&row, d, len, 2);
                         while (poll_row_next(&row, &sr) > 0)
                                 if (sr.kid == kid && (sr.kind & 0xF0) == STORED_NUM)
-                                        bucket_add(&b, t, (double)sr.value / pow(10, sr.kind & 0x0F));
+                                        bucket_add(&b, t, (double)sr.value / renogy_pow10(sr.kind & 0x0F));
                 }
                 sqlite3_finalize(st);
         }

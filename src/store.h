@@ -2,9 +2,10 @@
 #pragma once
 
 /* SQLite store: devices added through the API, every numeric sample, and the last readings
- * for a restart. Written for SD cards: one small append per poll (page size 512, WAL,
- * synchronous=NORMAL), compacted after each whole hour into per-key chunks of delta-encoded
- * samples. The byte formats of rows and chunks are in store-codec.h. */
+ * for a restart. Written for SD cards: polls wait in memory and go to disk together, one small
+ * append per commit interval (page size 512, WAL, synchronous=NORMAL), and are compacted after
+ * each whole hour into per-key chunks of delta-encoded samples. The byte formats of rows and
+ * chunks are in store-codec.h. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,7 +22,8 @@ struct store_health {
         char moved_to[512];
         char message[256];
         int64_t samples_written;
-        int64_t bytes; /* database + WAL size */
+        unsigned pending_polls; /* recorded, not yet on disk */
+        int64_t bytes;          /* database + WAL size */
 };
 
 struct history_point {
@@ -30,12 +32,17 @@ struct history_point {
         unsigned n;
 };
 
-int store_open(struct store **ret, const char *path, unsigned history_days);
+/* commit_interval: seconds a recorded poll may wait in memory before it is written (0: at
+ * once). A crash loses at most that much history; a clean stop loses nothing. */
+int store_open(struct store **ret, const char *path, unsigned history_days, unsigned commit_interval);
 struct store *store_close(struct store *s);
 const struct store_health *store_health(struct store *s);
 
-/* One transaction: every reading of the device's last poll. */
+/* Queues every reading of the device's last poll; writes the queue in one transaction when
+ * its oldest poll is commit_interval old. */
 int store_record(struct store *s, const struct device *dev);
+/* Writes every queued poll now. History, restore, checkpoint and close do this first. */
+int store_flush(struct store *s);
 /* Puts the last stored readings back into dev (marked by their time). */
 int store_restore_device(struct store *s, struct device *dev);
 
@@ -48,7 +55,8 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n);
 int store_history(struct store *s, const char *dev_id, const char *key, int64_t since, int64_t until,
         unsigned max_points, struct history_point **ret);
 
-/* Compaction and retention in small steps; returns 1 if there is more to do, 0 when idle. */
+/* Writes the queue when it is due, then compaction and retention in small steps; returns 1 if
+ * there is more to do, 0 when idle. Run at least every minute. */
 int store_maintenance_step(struct store *s, int64_t now);
 /* Writes everything to the main file (backups, shutdown). */
 int store_checkpoint(struct store *s);

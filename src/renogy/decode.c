@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -145,11 +144,47 @@ static int64_t apply_sign(const struct renogy_field *f, uint32_t raw, size_t wid
         }
 }
 
+/* Powers of ten and rounding without libm: every poll decodes, stores and serves numbers, and
+ * pow() and round() would bring libm's pages into each of those wakes. Powers up to 1e22 are
+ * exact doubles; so is x - trunc(x). */
+double renogy_pow10(unsigned n)
+{
+        static const double exact[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+        const unsigned last = sizeof exact / sizeof exact[0] - 1;
+        if (n <= last)
+                return exact[n];
+        double r = exact[last];
+        for (n -= last; n > 0 && r < 1e308; n--)
+                r *= 10.0;
+        return r;
+}
+
+/* round(): half away from zero. From 2^52 on every double is an integer; NaN stays NaN. */
+static double round_half_away(double x)
+{
+        if (!(__builtin_fabs(x) < 0x1p52))
+                return x;
+        double t = (double)(int64_t)x;
+        double frac = x - t;
+        if (frac >= 0.5)
+                t += 1.0;
+        else if (frac <= -0.5)
+                t -= 1.0;
+        return __builtin_copysign(t, x);
+}
+
 double renogy_round(double v, unsigned decimals)
 {
-        double m = pow(10.0, decimals);
-        double r = round(v * m) / m;
+        double m = renogy_pow10(decimals);
+        double r = round_half_away(v * m) / m;
         return r == 0.0 ? 0.0 : r; /* no "-0" */
+}
+
+int64_t renogy_scaled(double v, unsigned decimals)
+{
+        double x = round_half_away(v * renogy_pow10(decimals));
+        return __builtin_fabs(x) < 0x1p62 ? (int64_t)x : INT64_MAX;
 }
 
 static struct renogy_reading *add(struct renogy_readings *out, const struct renogy_field *f)
@@ -258,7 +293,7 @@ static int decode_field(const struct renogy_family *fam, const struct renogy_fie
                         dec = 3;
                 r->type = RV_NUMBER;
                 r->decimals = dec;
-                r->number = renogy_round((double)apply_sign(f, raw, width) / pow(10.0, dec), dec);
+                r->number = renogy_round((double)apply_sign(f, raw, width) / renogy_pow10(dec), dec);
                 break;
         }
         }
@@ -301,7 +336,7 @@ int renogy_encode_number(const struct renogy_field *f, double value, uint8_t *by
                 return -EINVAL;
         int64_t raw;
         if (f->kind == KIND_NUMBER)
-                raw = llround(value * pow(10.0, f->decimals));
+                raw = renogy_scaled(value, f->decimals);
         else if (f->kind == KIND_FLAG)
                 raw = value != 0 ? (int64_t)1 << f->bit : 0;
         else

@@ -137,6 +137,11 @@ int renogy_reading_add_number(
 
 /* Rounds v to the given number of decimals, half away from zero. */
 double renogy_round(double v, unsigned decimals);
+/* 10^n, exact up to n = 22. */
+double renogy_pow10(unsigned n);
+/* v × 10^decimals rounded half away from zero, as an integer; INT64_MAX when that is out of
+ * range or v is not a number. */
+int64_t renogy_scaled(double v, unsigned decimals);
 
 /* The inverse of the decoder for one field: writes the raw encoding of value (a number, an
  * enum index or bit mask) into the image bytes. Used by the simulator to hold its registers in

@@ -24,7 +24,7 @@ START_TEST(options_valid_and_defaults)
                                "1\",\"address\":\"60:98:66:ed:fc:11\",\"type\":\"controller\"},"
                                "{\"name\":\"Bat\",\"address\":\"F8:55:48:1B:1B:B7\",\"type\":\"battery\","
                                "\"modbus_id\":49}],"
-                               "\"poll_interval\":15}",
+                               "\"poll_interval\":15,\"commit_interval\":0}",
                                  &o, err, sizeof err),
                 0);
         ck_assert_uint_eq(o.n_devices, 2);
@@ -33,6 +33,7 @@ START_TEST(options_valid_and_defaults)
         ck_assert_uint_eq(o.devices[0].modbus_id, 255);
         ck_assert_uint_eq(o.devices[1].modbus_id, 49);
         ck_assert_uint_eq(o.poll_interval, 15);
+        ck_assert_uint_eq(o.commit_interval, 0);
         ck_assert_str_eq(o.adapter, "hci0");
         ck_assert_uint_eq(o.port, 8099);
         ck_assert(!o.keep_connected);
@@ -49,6 +50,8 @@ START_TEST(options_rejected_with_the_option_named)
                 {"{\"poll_interval\": 1}", "'poll_interval'"},
                 {"{\"poll_interval\": \"10\"}", "'poll_interval'"},
                 {"{\"adapter\": \"wlan0\"}", "'adapter'"},
+                {"{\"commit_interval\": 601}", "'commit_interval'"},
+                {"{\"commit_interval\": -1}", "'commit_interval'"},
                 {"{\"keep_connected\": 1}", "'keep_connected'"},
                 {"{\"log_level\": \"loud\"}", "'log_level'"},
                 {"{\"api_token\": \"short\"}", "'api_token'"},

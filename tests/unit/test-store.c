@@ -55,7 +55,7 @@ static struct device *rover(void)
 START_TEST(restart_serves_the_last_readings)
 {
         struct store *s;
-        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        ck_assert_int_eq(store_open(&s, path, 7, 0), 0);
         ck_assert(store_health(s)->ok);
         struct device *dev = rover();
         dev->readings_at = now_realtime() - 5000000;
@@ -63,7 +63,7 @@ START_TEST(restart_serves_the_last_readings)
         struct renogy_readings before = dev->readings;
         store_close(s);
 
-        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        ck_assert_int_eq(store_open(&s, path, 7, 0), 0);
         struct device fresh = {.cfg = dev->cfg};
         ck_assert_int_eq(store_restore_device(s, &fresh), 1);
         ck_assert(fresh.have_readings);
@@ -93,7 +93,7 @@ END_TEST
 START_TEST(history_across_compaction)
 {
         struct store *s;
-        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        ck_assert_int_eq(store_open(&s, path, 7, 0), 0);
         struct device *dev = rover();
         int64_t now = now_realtime();
         /* Three hours of 10-second samples with a known voltage ramp. */
@@ -125,7 +125,7 @@ START_TEST(history_across_compaction)
         free(p);
         /* Retention: with one day kept, samples older than a day are purged. */
         store_close(s);
-        ck_assert_int_eq(store_open(&s, path, 1), 0);
+        ck_assert_int_eq(store_open(&s, path, 1, 0), 0);
         while (store_maintenance_step(s, now + 2LL * 86400 * 1000000) > 0)
                 ;
         n = store_history(s, dev->cfg.id, "battery_voltage", now - 4LL * 3600 * 1000000, now + 1, 90, &p);
@@ -144,7 +144,7 @@ START_TEST(damaged_file_moved_aside)
                 ck_assert_int_eq(write(fd, junk, sizeof junk), (int)sizeof junk);
         close(fd);
         struct store *s;
-        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        ck_assert_int_eq(store_open(&s, path, 7, 0), 0);
         const struct store_health *h = store_health(s);
         ck_assert(h->ok);
         ck_assert(h->recreated);
@@ -161,7 +161,7 @@ END_TEST
 START_TEST(unwritable_place_keeps_serving)
 {
         struct store *s;
-        ck_assert_int_eq(store_open(&s, "/proc/blupow-no-such-dir/blupow.db", 7), 0);
+        ck_assert_int_eq(store_open(&s, "/proc/blupow-no-such-dir/blupow.db", 7, 0), 0);
         const struct store_health *h = store_health(s);
         ck_assert(!h->ok);
         ck_assert(h->memory_only);
@@ -206,7 +206,7 @@ START_TEST(schema_1_database_is_migrated)
         sqlite3_close(db);
 
         struct store *s;
-        ck_assert_int_eq(store_open(&s, path, 7), 0);
+        ck_assert_int_eq(store_open(&s, path, 7, 0), 0);
         ck_assert(store_health(s)->ok);
         ck_assert(!store_health(s)->recreated);
         struct device fresh = {.cfg = dev->cfg};
@@ -239,6 +239,86 @@ START_TEST(schema_1_database_is_migrated)
 }
 END_TEST
 
+/* Rows of polls on disk, as another reader of the file sees them. */
+static int rows_on_disk(void)
+{
+        sqlite3 *db;
+        ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_stmt *st;
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM polls", -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        int n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static void record_at(struct store *s, struct device *dev, int64_t t)
+{
+        dev->readings_at = t;
+        ck_assert_int_eq(store_record(s, dev), 0);
+}
+
+START_TEST(polls_wait_for_the_commit_interval)
+{
+        const int64_t sec = 1000000;
+        struct store *s;
+        ck_assert_int_eq(store_open(&s, path, 7, 60), 0);
+        struct device *dev = rover();
+        int64_t t0 = now_realtime() - 3600 * sec;
+        for (int i = 0; i < 6; i++)
+                record_at(s, dev, t0 + i * 10 * sec);
+        ck_assert_int_eq(rows_on_disk(), 0);
+        ck_assert_uint_eq(store_health(s)->pending_polls, 6);
+        ck_assert_int_eq(store_health(s)->samples_written, 0);
+        /* The poll that finds the oldest waiting one 60 s old writes all seven together. */
+        record_at(s, dev, t0 + 60 * sec);
+        ck_assert_int_eq(rows_on_disk(), 7);
+        ck_assert_uint_eq(store_health(s)->pending_polls, 0);
+        ck_assert_int_gt(store_health(s)->samples_written, 7 * 30);
+        /* A clock stepped back does not hold polls back. */
+        record_at(s, dev, t0 + 70 * sec);
+        ck_assert_int_eq(rows_on_disk(), 7);
+        record_at(s, dev, t0 - 3600 * sec);
+        ck_assert_int_eq(rows_on_disk(), 9);
+        store_close(s);
+}
+END_TEST
+
+START_TEST(maintenance_history_and_close_write_what_waits)
+{
+        const int64_t sec = 1000000;
+        struct store *s;
+        ck_assert_int_eq(store_open(&s, path, 7, 60), 0);
+        struct device *dev = rover();
+        int64_t t0 = now_realtime() - 600 * sec;
+        record_at(s, dev, t0);
+        /* Polls stopped (the module is off): maintenance writes the poll once it is due. */
+        ck_assert_int_ge(store_maintenance_step(s, t0 + 30 * sec), 0);
+        ck_assert_int_eq(rows_on_disk(), 0);
+        ck_assert_int_ge(store_maintenance_step(s, t0 + 61 * sec), 0);
+        ck_assert_int_eq(rows_on_disk(), 1);
+        /* A chart ends at the last poll, waiting or not. */
+        record_at(s, dev, t0 + 100 * sec);
+        struct history_point *p;
+        int n = store_history(s, dev->cfg.id, "battery_voltage", t0, t0 + 200 * sec, 200, &p);
+        ck_assert_int_eq(n, 2);
+        ck_assert_int_eq(p[1].t, t0 + 100 * sec);
+        free(p);
+        ck_assert_int_eq(rows_on_disk(), 2);
+        /* A clean stop loses nothing. */
+        record_at(s, dev, t0 + 110 * sec);
+        ck_assert_uint_eq(store_health(s)->pending_polls, 1);
+        store_close(s);
+        ck_assert_int_eq(rows_on_disk(), 3);
+        ck_assert_int_eq(store_open(&s, path, 7, 60), 0);
+        struct device fresh = {.cfg = dev->cfg};
+        ck_assert_int_eq(store_restore_device(s, &fresh), 1);
+        ck_assert_int_eq(fresh.readings_at, t0 + 110 * sec);
+        store_close(s);
+}
+END_TEST
+
 int main(void)
 {
         Suite *su = suite_create("store");
@@ -250,6 +330,8 @@ int main(void)
         tcase_add_test(tc, damaged_file_moved_aside);
         tcase_add_test(tc, unwritable_place_keeps_serving);
         tcase_add_test(tc, schema_1_database_is_migrated);
+        tcase_add_test(tc, polls_wait_for_the_commit_interval);
+        tcase_add_test(tc, maintenance_history_and_close_write_what_waits);
         suite_add_tcase(su, tc);
         SRunner *sr = srunner_create(su);
         srunner_run_all(sr, CK_NORMAL);

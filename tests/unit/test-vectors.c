@@ -270,6 +270,50 @@ START_TEST(encode_decode_roundtrip)
 }
 END_TEST
 
+/* The decoder rounds without libm; libm's round(), llround() and pow() are the reference. */
+START_TEST(rounding_matches_libm)
+{
+        for (unsigned n = 0; n <= 30; n++)
+                ck_assert_msg(
+                        renogy_pow10(n) == pow(10.0, n) || fabs(renogy_pow10(n) / pow(10.0, n) - 1) < 1e-15,
+                        "10^%u", n);
+        const double edge[] = {0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999999999999994,
+                -0.49999999999999994, 12.345, -12.345, 12.355, 4503599627370495.5, 4503599627370496.0,
+                -4503599627370497.0, 1e300, -1e300, INFINITY, -INFINITY, 0.15, 0.25, 1.005, 655.35, -327.68};
+        unsigned seed = 7;
+        for (int i = 0; i < 50000; i++) {
+                double v;
+                if (i < (int)(sizeof edge / sizeof edge[0]))
+                        v = edge[i];
+                else {
+                        seed = seed * 1103515245u + 12345u;
+                        int64_t raw = (int32_t)seed >> (seed % 17);
+                        /* Register values over powers of ten, and values exactly half way. */
+                        v = (double)raw / pow(10.0, seed % 5) + ((i & 1) ? 0.5 : 0.0);
+                }
+                for (unsigned dec = 0; dec <= 4; dec++) {
+                        double m = pow(10.0, dec);
+                        double want = round(v * m) / m;
+                        if (want == 0.0)
+                                want = 0.0;
+                        double got = renogy_round(v, dec);
+                        ck_assert_msg(got == want || (isnan(got) && isnan(want)),
+                                "round(%.17g, %u): %.17g, want %.17g", v, dec, got, want);
+                        ck_assert_msg(!signbit(got) || got != 0.0, "round(%.17g, %u) is -0", v, dec);
+                        double x = round(v * m);
+                        int64_t scaled = renogy_scaled(v, dec);
+                        if (fabs(x) < 0x1p62)
+                                ck_assert_msg(scaled == llround(v * m), "scaled(%.17g, %u): %lld", v, dec,
+                                        (long long)scaled);
+                        else
+                                ck_assert_int_eq(scaled, INT64_MAX);
+                }
+        }
+        ck_assert(isnan(renogy_round(NAN, 2)));
+        ck_assert_int_eq(renogy_scaled(NAN, 2), INT64_MAX);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("vectors");
@@ -281,6 +325,7 @@ static Suite *suite(void)
         tcase_add_test(tc, reassembly_vectors);
         tcase_add_test(tc, bad_frames_rejected_with_reason);
         tcase_add_test(tc, encode_decode_roundtrip);
+        tcase_add_test(tc, rounding_matches_libm);
         suite_add_tcase(s, tc);
         return s;
 }
