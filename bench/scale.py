@@ -59,15 +59,16 @@ def referenced_pages(pid):
     return code, data
 
 
-def pages_per_poll(pid, port, interval, windows=3):
+def pages_per_poll(pid, port, interval, stretch=60):
     """Distinct pages a poll touches: the kernel's referenced bits are cleared, a window of one
     interval (at most 15 s) runs with no API request inside it, and the pages referenced are
-    divided by the polls that ran. Polls in one window share pages, so with many devices the
-    figure falls. On a machine that charges the first touch of a page after an idle gap, this is
+    divided by the polls that ran, over a minute of windows. Polls in one window share pages, so
+    with many devices the figure falls. On a machine that charges the first touch of a page after an idle gap, this is
     what CPU per poll is made of; unlike CPU seconds, it does not depend on the machine."""
     code = data = polls = 0
     interval = min(interval, 15)
-    for _ in range(windows):
+    # Windows over a whole minute: one of them holds the store's commit of that minute.
+    for _ in range(max(1, -(-stretch // interval))):
         ok0, _ = polls_ok(port)
         with open(f"/proc/{pid}/clear_refs", "w") as f:
             f.write("1")

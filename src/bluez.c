@@ -1032,6 +1032,14 @@ static int call_send(struct bluez *b, sd_bus_message *m, uint64_t timeout, bluez
         return 0;
 }
 
+/* For a caller that does nothing with the answer: BlueZ is told not to send one, which saves
+ * the daemon a wake for it. */
+static int send_no_reply(struct bluez *b, sd_bus_message *m)
+{
+        int r = sd_bus_message_set_expect_reply(m, 0);
+        return r < 0 ? r : sd_bus_send(b->bus, m, NULL);
+}
+
 static int simple_call(struct bluez *b, const char *path, const char *iface, const char *member,
         uint64_t timeout, bluez_done_t cb, void *userdata, struct bluez_call **ret)
 {
@@ -1039,6 +1047,8 @@ static int simple_call(struct bluez *b, const char *path, const char *iface, con
         int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, path, iface, member);
         if (r < 0)
                 return r;
+        if (!cb && !ret)
+                return send_no_reply(b, m);
         return call_send(b, m, timeout, cb, userdata, ret);
 }
 
@@ -1216,5 +1226,7 @@ int bluez_set_powered(struct bluez *b, const char *adapter_path, bool on, bluez_
                 return r;
         if ((r = sd_bus_message_append(m, "ssv", "org.bluez.Adapter1", "Powered", "b", (int)on)) < 0)
                 return r;
+        if (!cb)
+                return send_no_reply(b, m);
         return call_send(b, m, DEFAULT_CALL_TIMEOUT, cb, userdata, NULL);
 }

@@ -137,7 +137,8 @@ const struct bluez_char *bluez_char_find(const struct bluez *b, const char *devi
         const char *service_uuid, const char *char_uuid, unsigned flags);
 
 /* Async calls. The callback runs exactly once unless the call is cancelled first; the
- * returned handle (may be NULL when not needed) is freed after the callback. */
+ * returned handle (may be NULL when not needed) is freed after the callback. With neither a
+ * callback nor a handle, BlueZ is asked not to answer at all. */
 int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata);
 int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata);
 int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,

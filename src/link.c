@@ -374,21 +374,19 @@ static int on_notify_fd(sd_event_source *s, int fd, uint32_t revents, void *user
 {
         struct link *l = userdata;
         uint8_t buf[520]; /* one packet is at most the ATT MTU (517) */
-        /* on_bytes may end the session, which releases this source. */
-        while (l->notify_src == s) {
-                ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-                if (n > 0) {
-                        on_bytes(l, buf, (size_t)n);
-                        continue;
-                }
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                        break;
-                /* Closed by BlueZ (the link dropped: Connected=false tells the rest) or refused. */
-                if (n < 0)
-                        log_warning("%s: notification socket: %s", l->cfg.address, strerror(errno));
-                release_notify(l);
-                break;
+        /* One packet per call: the source is level-triggered, so a packet still queued brings us
+         * back at once, where a loop would end each wake with a read that finds nothing. */
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) {
+                on_bytes(l, buf, (size_t)n); /* may end the session, releasing this source */
+                return 0;
         }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        /* Closed by BlueZ (the link dropped: Connected=false tells the rest) or refused. */
+        if (n < 0)
+                log_warning("%s: notification socket: %s", l->cfg.address, strerror(errno));
+        release_notify(l);
         return 0;
 }
 
@@ -877,7 +875,13 @@ static void start_disconnect(struct link *l)
         }
         l->phase = PHASE_DISCONNECT;
         arm(l, DISCONNECT_WAIT);
-        if (bluez_disconnect(l->cfg.bluez, l->device_path, on_disconnect, l) < 0)
+        /* Our sockets go first: closing them gives them back to BlueZ, where the link's end
+         * would hang them up and wake us once more. */
+        release_notify(l);
+        release_write(l);
+        /* Connected=false ends the session, so the reply would only wake us again. A Connect
+         * still pending has no Connected=false to come: there the reply is the end. */
+        if (bluez_disconnect(l->cfg.bluez, l->device_path, d->connected ? NULL : on_disconnect, l) < 0)
                 finish(l);
 }
 
