@@ -425,13 +425,12 @@ static void notify_release(struct sim_module *m)
 static int on_acquired_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct sim_module *m = userdata;
-        if (revents & (EPOLLHUP | EPOLLERR)) {
-                notify_release(m);
-                return 0;
-        }
         uint8_t b[64]; /* BlueZ reads and ignores what the client writes on a notify socket */
-        if (recv(fd, b, sizeof b, MSG_DONTWAIT) == 0)
+        if ((revents & (EPOLLHUP | EPOLLERR)) || recv(fd, b, sizeof b, MSG_DONTWAIT) == 0) {
+                struct sim_gatt *g = notify_char(m);
+                sim_record(m->sim, "", g ? g->path : "", "(socket closed)", "notify");
                 notify_release(m);
+        }
         return 0;
 }
 
@@ -508,6 +507,8 @@ static int on_write_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
         if (n <= 0) {
+                struct sim_gatt *g = write_char(m);
+                sim_record(m->sim, m->write_owner, g ? g->path : "", "(socket closed)", "write");
                 write_release(m);
                 return 0;
         }

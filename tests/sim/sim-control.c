@@ -82,7 +82,8 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 if (sd_bus_message_read_array(m, 'y', (const void **)&bytes, &len) >= 0)
                         sim_hex(detail, sizeof detail, bytes, len);
                 sd_bus_message_rewind(m, true);
-        }
+        } else if (!sd_bus_message_get_expect_reply(m))
+                snprintf(detail, sizeof detail, "no reply expected");
         sim_record_call(sim, m, detail);
         return 0;
 }

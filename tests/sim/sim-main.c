@@ -71,8 +71,9 @@ static void help(void)
                "  call org.blupow.Sim / org.blupow.Sim1 GetStats s ADDRESS\n"
                "  call org.blupow.Sim / org.blupow.Sim1 GetCalls | ClearCalls\n"
                "GetCalls lists the calls to org.bluez (time, sender, path, member, detail: the bytes of a\n"
-               "WriteValue in hex), and each packet written to an acquired write socket as member\n"
-               "\"(write socket)\".\n");
+               "WriteValue in hex, or \"no reply expected\" for a call sent without asking for one),\n"
+               "each packet written to an acquired write socket as member \"(write socket)\", and each\n"
+               "acquired socket its client closed as \"(socket closed)\" (detail notify or write).\n");
 }
 
 int main(int argc, char **argv)
