@@ -664,6 +664,7 @@ static void gatt_export(struct sim_module *m)
                         sd_bus_emit_interfaces_added(m->sim->bus, g->path, iface, NULL);
         }
         m->gatt_exported = true;
+        m->uuids_changed = true;
 }
 
 static void gatt_unexport(struct sim_module *m, bool signal)
@@ -679,6 +680,18 @@ static void gatt_unexport(struct sim_module *m, bool signal)
                 m->gatt_slots[i] = sd_bus_slot_unref(m->gatt_slots[i]);
         }
         m->gatt_exported = false;
+        m->uuids_changed = true;
+}
+
+/* Device1.UUIDs holds the resolved services: it changes, and is signalled, only when the GATT
+ * objects came or went. A connect that finds them cached (BlueZ's Cache=always) changes nothing
+ * there, so BlueZ sends no PropertiesChanged(UUIDs) then. */
+static void emit_uuids_if_changed(struct sim_module *m)
+{
+        if (!m->uuids_changed)
+                return;
+        m->uuids_changed = false;
+        emit_device(m, "UUIDs");
 }
 
 /* ---- notifications ---- */
@@ -847,6 +860,7 @@ static void connect_resolved(struct sim_module *m, void *data);
 static void gatt_export_late(struct sim_module *m, void *data)
 {
         gatt_export(m);
+        emit_uuids_if_changed(m);
 }
 
 static void connect_done(struct sim_module *m, void *data)
@@ -868,7 +882,7 @@ static void connect_done(struct sim_module *m, void *data)
 static void connect_resolved(struct sim_module *m, void *data)
 {
         m->resolved = true;
-        emit_device(m, "UUIDs");
+        emit_uuids_if_changed(m);
         emit_device(m, "ServicesResolved");
         if (m->faults[FAULT_RESOLVED_EARLY]) {
                 if (m->faults[FAULT_RESOLVED_EARLY] > 0)

@@ -104,6 +104,7 @@ struct sim_module {
         bool connected;
         bool resolved;
         bool gatt_exported;
+        bool uuids_changed; /* the GATT objects came or went since UUIDs last changed */
         bool notifying;
         char *notify_clients[SIM_MAX_CLIENTS];
         /* AcquireNotify: watches (and owns) our end of the socket pair while acquired. */

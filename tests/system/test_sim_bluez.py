@@ -140,9 +140,10 @@ class Bluez(unittest.TestCase):
         self.run_async(go())
 
     def test_signal_order(self):
-        """Connect: Connected=true, the GATT objects, then ServicesResolved=true. Disconnect: the
-        reply first, then Connected=false (bleak fails with EOFError the other way round). Stop
-        discovery: RSSI invalidated."""
+        """Connect: Connected=true, the GATT objects, UUIDs, then ServicesResolved=true; a connect
+        that finds the GATT objects cached signals no UUIDs. Disconnect: the reply first, then
+        Connected=false (bleak fails with EOFError the other way round). Stop discovery: RSSI
+        invalidated."""
         async def go():
             bus, seen = await self.connect()
             path, _ = await self.discover(bus)
@@ -167,13 +168,16 @@ class Bluez(unittest.TestCase):
             events = []
             for m in seen:
                 if m.member == "PropertiesChanged" and m.path == path:
-                    events += [f"{k}={v.value}" for k, v in m.body[1].items() if k in ("Connected", "ServicesResolved")]
+                    events += [f"{k}={v.value}" if k != "UUIDs" else k for k, v in m.body[1].items()
+                               if k in ("Connected", "ServicesResolved", "UUIDs")]
                 elif m.member == "InterfacesAdded" and "org.bluez.GattCharacteristic1" in m.body[1]:
                     events.append("characteristic")
             self.assertEqual(events[0], "Connected=True", events)
             self.assertEqual(events[-1], "ServicesResolved=True", events)
             self.assertIn("characteristic", events)
             self.assertLess(events.index("characteristic"), events.index("ServicesResolved=True"))
+            self.assertLess(events.index("characteristic"), events.index("UUIDs"))
+            self.assertLess(events.index("UUIDs"), events.index("ServicesResolved=True"))
 
             del seen[:]
             reply = await self.call(bus, path, "org.bluez.Device1", "Disconnect")
@@ -189,6 +193,27 @@ class Bluez(unittest.TestCase):
                 elif m.member == "PropertiesChanged" and m.path == path and "Connected" in m.body[1]:
                     order.append(f"Connected={m.body[1]['Connected'].value}")
             self.assertEqual(order[:2], ["reply", "Connected=False"], order)
+
+            # Again, with the GATT objects cached: no UUIDs change, no InterfacesAdded.
+            del seen[:]
+            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
+            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+            for _ in range(50):
+                if any(m.member == "PropertiesChanged" and m.path == path and "ServicesResolved" in m.body[1]
+                       and m.body[1]["ServicesResolved"].value for m in seen):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.fail("services not resolved on the cached connect")
+            changed = [k for m in seen if m.member == "PropertiesChanged" and m.path == path for k in m.body[1]]
+            self.assertNotIn("UUIDs", changed)
+            self.assertFalse([m for m in seen if m.member == "InterfacesAdded"], "GATT objects are cached")
+            await self.call(bus, path, "org.bluez.Device1", "Disconnect")
+            for _ in range(50):
+                if any(m.member == "PropertiesChanged" and m.path == path and "Connected" in m.body[1]
+                       and not m.body[1]["Connected"].value for m in seen):
+                    break
+                await asyncio.sleep(0.1)
 
             del seen[:]
             await self.call(bus, ADAPTER, "org.bluez.Adapter1", "StopDiscovery")
