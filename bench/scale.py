@@ -63,8 +63,9 @@ def pages_per_poll(pid, port, interval, stretch=60):
     """Distinct pages a poll touches: the kernel's referenced bits are cleared, a window of one
     interval (at most 15 s) runs with no API request inside it, and the pages referenced are
     divided by the polls that ran, over a minute of windows. Polls in one window share pages, so
-    with many devices the figure falls. On a machine that charges the first touch of a page after an idle gap, this is
-    what CPU per poll is made of; unlike CPU seconds, it does not depend on the machine."""
+    with many devices the figure falls. On a machine that charges the first touch of a page
+    after an idle gap, this is what CPU per poll is made of; unlike CPU seconds, it does not
+    depend on the machine."""
     code = data = polls = 0
     interval = min(interval, 15)
     # Windows over a whole minute: one of them holds the store's commit of that minute.
@@ -87,7 +88,10 @@ def polls_ok(port):
 INSTANT = {"connect_ms": 0, "resolve_ms": 0, "response_ms": 0, "chunk_interval_ms": 0}
 
 
-def run(n, seconds, instant=False):
+def start(n, build=BUILD, port=18299, instant=False, sim_build=None):
+    """A private bus, the simulator with n charge controllers on one adapter, and blupowd polling
+    them at the shortest interval the link allows; returns once the API answers. blupowd comes
+    from build, the simulator from sim_build (the same by default)."""
     d = tempfile.mkdtemp(prefix=f"blupow-scale{n}.")
     modules, devices = [], []
     for i in range(n):
@@ -107,23 +111,35 @@ def run(n, seconds, instant=False):
     out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
                          check=True).stdout.split()
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
-    bus_pid = int(out[1])
-    sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario", os.path.join(d, "scenario.json")],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack = {"build": build, "bus": int(out[1]), "port": port, "interval": interval}
+    stack["sim"] = subprocess.Popen([os.path.join(sim_build or build, "tests/sim/blupow-sim"), "--scenario",
+                                     os.path.join(d, "scenario.json")], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    port = 18299
-    daemon = subprocess.Popen([os.path.join(BUILD, "src/blupowd"), "--options", os.path.join(d, "options.json"),
-                               "--data-dir", d, "--port", str(port), "--bind", "127.0.0.1"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack["daemon"] = subprocess.Popen([os.path.join(build, "src/blupowd"), "--options",
+                                        os.path.join(d, "options.json"), "--data-dir", d, "--port", str(port),
+                                        "--bind", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health").read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return stack
+
+
+def stop(stack):
+    for p in (stack["daemon"], stack["sim"]):
+        p.terminate()
+        p.wait()
+    os.kill(stack["bus"], 15)
+
+
+def run(n, seconds, instant=False):
+    stack = start(n, instant=instant)
+    daemon, port, interval = stack["daemon"], stack["port"], stack["interval"]
     try:
-        def metrics():
-            return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health"))
-        for _ in range(100):
-            try:
-                metrics()
-                break
-            except OSError:
-                time.sleep(0.1)
         # Warm up one full round, then measure.
         time.sleep(min(interval + 2, 60))
         # Two API requests in the measured stretch, to count the polls; nothing else.
@@ -148,11 +164,7 @@ def run(n, seconds, instant=False):
                 "code_pages": code_pages, "data_pages": data_pages,
                 "rss_start_kib": rss0, "rss_end_kib": rss1, "hwm_kib": hwm, "fds": (fds0, fds1)}
     finally:
-        daemon.terminate()
-        daemon.wait()
-        sim.terminate()
-        sim.wait()
-        os.kill(bus_pid, 15)
+        stop(stack)
 
 
 def machine_note():

@@ -6,44 +6,12 @@ measured over the same stretch can. Each gets its own private bus, simulator and
 charge controllers, polled at the shortest interval the link allows (as in bench/scale.py).
     make && /usr/bin/python3 bench/side_by_side.py OTHER_BUILD_DIR [DEVICES] [SECONDS]
 OTHER_BUILD_DIR is another build tree (an older version, say: git worktree, meson setup, ninja
-src/blupowd tests/sim/blupow-sim)."""
-import json
+src/blupowd); both daemons talk to this tree's simulator."""
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import scale
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def start(build, n, port, tag):
-    d = tempfile.mkdtemp(prefix=f"blupow-side{tag}.")
-    modules, devices = [], []
-    for i in range(n):
-        addr = "60:98:66:%02X:%02X:%02X" % (tag, i >> 8 & 0xFF, i & 0xFF)
-        modules.append({"name": "BT-TH-66%02X%04X" % (tag, i), "address": addr, "rssi": -60,
-                        "units": [{"family": "controller", "id": 255}]})
-        devices.append({"name": f"Controller {i}", "address": addr, "type": "controller"})
-    interval = max(5, int(1.2 * n + 0.999))
-    with open(os.path.join(d, "scenario.json"), "w") as f:
-        json.dump({"adapters": [{"name": "hci0", "address": "00:1A:7D:DA:71:13", "powered": True}],
-                   "modules": modules}, f)
-    with open(os.path.join(d, "options.json"), "w") as f:
-        json.dump({"devices": devices, "poll_interval": interval}, f)
-    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
-                         check=True).stdout.split()
-    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
-    sim = subprocess.Popen([os.path.join(build, "tests/sim/blupow-sim"), "--scenario",
-                            os.path.join(d, "scenario.json")], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    daemon = subprocess.Popen([os.path.join(build, "src/blupowd"), "--options", os.path.join(d, "options.json"),
-                               "--data-dir", d, "--port", str(port), "--bind", "127.0.0.1"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return {"build": build, "daemon": daemon, "sim": sim, "bus": int(out[1]), "port": port, "interval": interval}
 
 
 def main():
@@ -53,7 +21,8 @@ def main():
     other = os.path.abspath(sys.argv[1])
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     seconds = int(sys.argv[3]) if len(sys.argv) > 3 else 120
-    runs = [start(scale.BUILD, n, 18271, 1), start(other, n, 18272, 2)]
+    # One simulator build for both: the daemons differ, the radio and BlueZ they talk to do not.
+    runs = [scale.start(n, scale.BUILD, 18271), scale.start(n, other, 18272, sim_build=scale.BUILD)]
     try:
         interval = runs[0]["interval"]
         time.sleep(interval + 5)
@@ -72,10 +41,7 @@ def main():
                   f"{(p1[4] - p0[4]) / polls:.1f} | {code:.0f} + {data:.0f} | {p1[1] / 1024:.1f} |")
     finally:
         for r in runs:
-            for p in (r["daemon"], r["sim"]):
-                p.terminate()
-                p.wait()
-            os.kill(r["bus"], 15)
+            scale.stop(r)
     return 0
 
 

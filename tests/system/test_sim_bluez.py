@@ -158,13 +158,7 @@ class Bluez(unittest.TestCase):
             else:
                 self.fail("the device did not come back without its GATT cache")
             del seen[:]
-            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
-            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
-            for _ in range(50):
-                if any(m.member == "PropertiesChanged" and m.path == path and "ServicesResolved" in m.body[1]
-                       and m.body[1]["ServicesResolved"].value for m in seen):
-                    break
-                await asyncio.sleep(0.1)
+            await self.connect_resolved(bus, path, seen)
             events = []
             for m in seen:
                 if m.member == "PropertiesChanged" and m.path == path:
@@ -196,15 +190,7 @@ class Bluez(unittest.TestCase):
 
             # Again, with the GATT objects cached: no UUIDs change, no InterfacesAdded.
             del seen[:]
-            r = await self.call(bus, path, "org.bluez.Device1", "Connect")
-            self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
-            for _ in range(50):
-                if any(m.member == "PropertiesChanged" and m.path == path and "ServicesResolved" in m.body[1]
-                       and m.body[1]["ServicesResolved"].value for m in seen):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                self.fail("services not resolved on the cached connect")
+            await self.connect_resolved(bus, path, seen)
             changed = [k for m in seen if m.member == "PropertiesChanged" and m.path == path for k in m.body[1]]
             self.assertNotIn("UUIDs", changed)
             self.assertFalse([m for m in seen if m.member == "InterfacesAdded"], "GATT objects are cached")
@@ -225,6 +211,17 @@ class Bluez(unittest.TestCase):
                 self.fail("RSSI was not invalidated when discovery stopped")
             bus.disconnect()
         self.run_async(go())
+
+    async def connect_resolved(self, bus, path, seen):
+        """Connect, then wait for ServicesResolved=true among the signals seen."""
+        r = await self.call(bus, path, "org.bluez.Device1", "Connect")
+        self.assertEqual(r.message_type, MessageType.METHOD_RETURN, r.body)
+        for _ in range(50):
+            if any(m.member == "PropertiesChanged" and m.path == path and "ServicesResolved" in m.body[1]
+                   and m.body[1]["ServicesResolved"].value for m in seen):
+                return
+            await asyncio.sleep(0.1)
+        self.fail(f"{path}: services not resolved after Connect")
 
     async def reported(self, *filters, seconds=2.0):
         """Sets the filters in turn (none: no SetDiscoveryFilter), starts a discovery and counts

@@ -259,27 +259,35 @@ static void record_at(struct store *s, struct device *dev, int64_t t)
         ck_assert_int_eq(store_record(s, dev), 0);
 }
 
-START_TEST(polls_wait_for_the_commit_interval)
+#define SEC 1000000LL
+
+/* A store that writes polls a minute after the oldest waiting one. */
+static struct store *open_batched(void)
 {
-        const int64_t sec = 1000000;
         struct store *s;
         ck_assert_int_eq(store_open(&s, path, 7, 60), 0);
+        return s;
+}
+
+START_TEST(polls_wait_for_the_commit_interval)
+{
+        struct store *s = open_batched();
         struct device *dev = rover();
-        int64_t t0 = now_realtime() - 3600 * sec;
+        int64_t t0 = now_realtime() - 3600 * SEC;
         for (int i = 0; i < 6; i++)
-                record_at(s, dev, t0 + i * 10 * sec);
+                record_at(s, dev, t0 + i * 10 * SEC);
         ck_assert_int_eq(rows_on_disk(), 0);
         ck_assert_uint_eq(store_health(s)->pending_polls, 6);
         ck_assert_int_eq(store_health(s)->samples_written, 0);
         /* The poll that finds the oldest waiting one 60 s old writes all seven together. */
-        record_at(s, dev, t0 + 60 * sec);
+        record_at(s, dev, t0 + 60 * SEC);
         ck_assert_int_eq(rows_on_disk(), 7);
         ck_assert_uint_eq(store_health(s)->pending_polls, 0);
         ck_assert_int_gt(store_health(s)->samples_written, 7 * 30);
         /* A clock stepped back does not hold polls back. */
-        record_at(s, dev, t0 + 70 * sec);
+        record_at(s, dev, t0 + 70 * SEC);
         ck_assert_int_eq(rows_on_disk(), 7);
-        record_at(s, dev, t0 - 3600 * sec);
+        record_at(s, dev, t0 - 3600 * SEC);
         ck_assert_int_eq(rows_on_disk(), 9);
         store_close(s);
 }
@@ -287,34 +295,32 @@ END_TEST
 
 START_TEST(maintenance_history_and_close_write_what_waits)
 {
-        const int64_t sec = 1000000;
-        struct store *s;
-        ck_assert_int_eq(store_open(&s, path, 7, 60), 0);
+        struct store *s = open_batched();
         struct device *dev = rover();
-        int64_t t0 = now_realtime() - 600 * sec;
+        int64_t t0 = now_realtime() - 600 * SEC;
         record_at(s, dev, t0);
         /* Polls stopped (the module is off): maintenance writes the poll once it is due. */
-        ck_assert_int_ge(store_maintenance_step(s, t0 + 30 * sec), 0);
+        ck_assert_int_ge(store_maintenance_step(s, t0 + 30 * SEC), 0);
         ck_assert_int_eq(rows_on_disk(), 0);
-        ck_assert_int_ge(store_maintenance_step(s, t0 + 61 * sec), 0);
+        ck_assert_int_ge(store_maintenance_step(s, t0 + 61 * SEC), 0);
         ck_assert_int_eq(rows_on_disk(), 1);
         /* A chart ends at the last poll, waiting or not. */
-        record_at(s, dev, t0 + 100 * sec);
+        record_at(s, dev, t0 + 100 * SEC);
         struct history_point *p;
-        int n = store_history(s, dev->cfg.id, "battery_voltage", t0, t0 + 200 * sec, 200, &p);
+        int n = store_history(s, dev->cfg.id, "battery_voltage", t0, t0 + 200 * SEC, 200, &p);
         ck_assert_int_eq(n, 2);
-        ck_assert_int_eq(p[1].t, t0 + 100 * sec);
+        ck_assert_int_eq(p[1].t, t0 + 100 * SEC);
         free(p);
         ck_assert_int_eq(rows_on_disk(), 2);
         /* A clean stop loses nothing. */
-        record_at(s, dev, t0 + 110 * sec);
+        record_at(s, dev, t0 + 110 * SEC);
         ck_assert_uint_eq(store_health(s)->pending_polls, 1);
         store_close(s);
         ck_assert_int_eq(rows_on_disk(), 3);
-        ck_assert_int_eq(store_open(&s, path, 7, 60), 0);
+        s = open_batched();
         struct device fresh = {.cfg = dev->cfg};
         ck_assert_int_eq(store_restore_device(s, &fresh), 1);
-        ck_assert_int_eq(fresh.readings_at, t0 + 110 * sec);
+        ck_assert_int_eq(fresh.readings_at, t0 + 110 * SEC);
         store_close(s);
 }
 END_TEST
