@@ -151,8 +151,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                         log_warning("options: ignoring unknown option '%s'", key);
         }
         unsigned port = o->port;
-        if (get_uint(root, "poll_interval", 5, 86400, &o->poll_interval, err, err_size) < 0 ||
-                get_uint(root, "history_days", 1, 3650, &o->history_days, err, err_size) < 0 ||
+        if (get_uint(root, "poll_interval", 5, 3600, &o->poll_interval, err, err_size) < 0 ||
+                get_uint(root, "history_days", 1, 365, &o->history_days, err, err_size) < 0 ||
                 get_uint(root, "commit_interval", 0, 600, &o->commit_interval, err, err_size) < 0 ||
                 get_uint(root, "port", 1, 65535, &port, err, err_size) < 0)
                 goto out;

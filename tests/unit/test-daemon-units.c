@@ -51,6 +51,8 @@ START_TEST(options_rejected_with_the_option_named)
                 {"{\"poll_interval\": \"10\"}", "'poll_interval'"},
                 {"{\"adapter\": \"wlan0\"}", "'adapter'"},
                 {"{\"commit_interval\": 601}", "'commit_interval'"},
+                {"{\"poll_interval\": 3601}", "'poll_interval'"},
+                {"{\"history_days\": 366}", "'history_days'"},
                 {"{\"commit_interval\": -1}", "'commit_interval'"},
                 {"{\"keep_connected\": 1}", "'keep_connected'"},
                 {"{\"log_level\": \"loud\"}", "'log_level'"},
