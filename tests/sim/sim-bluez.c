@@ -3,6 +3,7 @@
  * with the reply semantics, error names and signal order of bluetoothd (BLUEZ.md §1). */
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -422,13 +423,31 @@ static void notify_release(struct sim_module *m)
         }
 }
 
+/* The call record's "(socket closed)": the client gave an acquired socket back. */
+static void record_client_close(struct sim_module *m, bool notify)
+{
+        struct sim_gatt *g = notify ? notify_char(m) : write_char(m);
+        sim_record(m->sim, notify ? "" : m->write_owner, g ? g->path : "", "(socket closed)",
+                notify ? "notify" : "write");
+}
+
+/* When the link drops, a client may have closed its end a moment before, with the hang-up not
+ * yet dispatched here: it is recorded all the same. */
+static void record_if_client_closed(struct sim_module *m, sd_event_source *src, bool notify)
+{
+        if (!src)
+                return;
+        struct pollfd p = {.fd = sd_event_source_get_io_fd(src), .events = POLLIN};
+        if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))
+                record_client_close(m, notify);
+}
+
 static int on_acquired_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct sim_module *m = userdata;
         uint8_t b[64]; /* BlueZ reads and ignores what the client writes on a notify socket */
         if ((revents & (EPOLLHUP | EPOLLERR)) || recv(fd, b, sizeof b, MSG_DONTWAIT) == 0) {
-                struct sim_gatt *g = notify_char(m);
-                sim_record(m->sim, "", g ? g->path : "", "(socket closed)", "notify");
+                record_client_close(m, true);
                 notify_release(m);
         }
         return 0;
@@ -507,8 +526,7 @@ static int on_write_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
         if (n <= 0) {
-                struct sim_gatt *g = write_char(m);
-                sim_record(m->sim, m->write_owner, g ? g->path : "", "(socket closed)", "write");
+                record_client_close(m, false);
                 write_release(m);
                 return 0;
         }
@@ -979,6 +997,8 @@ void sim_module_drop_link(struct sim_module *m)
                 m->resolved = false;
                 emit_device(m, "ServicesResolved");
         }
+        record_if_client_closed(m, m->notify_fd_src, true);
+        record_if_client_closed(m, m->write_fd_src, false);
         notify_release(m); /* the client sees HUP on its end */
         write_release(m);
         if (m->notifying) {
