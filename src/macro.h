@@ -12,9 +12,10 @@
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _pure_         __attribute__((pure))
 
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
-#define MIN(a, b)     ((a) < (b) ? (a) : (b))
-#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+#define ELEMENTSOF(x)              (sizeof(x) / sizeof((x)[0]))
+#define sizeof_field(type, member) sizeof(((type *)0)->member)
+#define MIN(a, b)                  ((a) < (b) ? (a) : (b))
+#define MAX(a, b)                  ((a) > (b) ? (a) : (b))
 
 static inline void freep(void *p)
 {

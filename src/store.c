@@ -66,7 +66,8 @@ struct pending_poll {
         struct pending_poll *next;
         int64_t at;
         char dev_id[DEVICE_ID_MAX];
-        char model[48], serial[48], firmware[48];
+        char model[sizeof_field(struct device, model)], serial[sizeof_field(struct device, serial)],
+                firmware[sizeof_field(struct device, firmware)];
         size_t n;
         struct pending_value v[];
 };
