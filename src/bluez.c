@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "bluez.h"
 #include "log.h"
 #include "macro.h"
+#include "strmap.h"
 
 #define BLUEZ                "org.bluez"
 #define DEFAULT_CALL_TIMEOUT (10 * USEC_PER_SEC)
@@ -26,11 +28,14 @@ struct bluez {
         size_t n_adapters;
         struct bluez_device **devices;
         size_t n_devices;
-        struct bluez_service **services;
-        size_t n_services;
-        struct bluez_char **chars;
-        size_t n_chars;
-        struct bluez_call *calls; /* in flight, freed with the bluez object */
+        /* Every signal names an object by path. With hundreds of devices, a search along a list
+         * read every object (and its page) on each signal; these tables find it directly. The
+         * arrays above keep the order callers see. */
+        struct strmap device_by_path;
+        struct strmap service_by_path;
+        struct strmap char_by_path;
+        struct strmap chars_by_device; /* key: the device part of the characteristic's path */
+        struct bluez_call *calls;      /* in flight, freed with the bluez object */
         /* Characteristics' PropertiesChanged are routed to us only once a StartNotify needs their
          * Value: otherwise every acquire and release would wake us to parse what we never use. */
         bool char_signals;
@@ -213,26 +218,56 @@ static void adapter_free(struct bluez_adapter *a)
 
 static void clear_objects(struct bluez *b)
 {
-        for (size_t i = 0; i < b->n_chars; i++)
-                char_free(b->chars[i]);
-        for (size_t i = 0; i < b->n_services; i++)
-                service_free(b->services[i]);
+        void *v;
+        for (size_t pos = 0; strmap_each(&b->char_by_path, &pos, &v);)
+                char_free(v);
+        for (size_t pos = 0; strmap_each(&b->service_by_path, &pos, &v);)
+                service_free(v);
         for (size_t i = 0; i < b->n_devices; i++)
                 device_free(b->devices[i]);
         for (size_t i = 0; i < b->n_adapters; i++)
                 adapter_free(b->adapters[i]);
-        b->n_chars = b->n_services = b->n_devices = b->n_adapters = 0;
+        strmap_clear(&b->char_by_path);
+        strmap_clear(&b->chars_by_device);
+        strmap_clear(&b->service_by_path);
+        strmap_clear(&b->device_by_path);
+        b->n_devices = b->n_adapters = 0;
 }
 
-/* Device that a GATT object belongs to: the device whose path prefixes it. */
+static size_t index_of(void *arr, size_t n, const void *item)
+{
+        void **a = arr;
+        size_t i = 0;
+        while (i < n && a[i] != item)
+                i++;
+        return i;
+}
+
+/* Device that a GATT object belongs to: the device whose path prefixes it, found by trying each
+ * prefix that ends before a '/', longest first (a characteristic is two levels below). */
 static struct bluez_device *device_of_path(struct bluez *b, const char *path)
 {
-        for (size_t i = 0; i < b->n_devices; i++) {
-                size_t n = strlen(b->devices[i]->path);
-                if (strncmp(path, b->devices[i]->path, n) == 0 && path[n] == '/')
-                        return b->devices[i];
-        }
+        for (size_t n = strlen(path); n > 0; n--)
+                if (path[n] == '/') {
+                        struct bluez_device *d = strmap_get(&b->device_by_path, path, n);
+                        if (d)
+                                return d;
+                }
         return NULL;
+}
+
+/* BlueZ puts a characteristic at <device>/serviceXXXX/charYYYY: the device part of its path is
+ * what is left after two components, known even when the device object comes later. */
+static size_t char_owner_len(const char *char_path)
+{
+        size_t n = strlen(char_path);
+        for (int level = 0; level < 2; level++) {
+                while (n > 0 && char_path[n - 1] != '/')
+                        n--;
+                if (n > 0)
+                        n--; /* the '/' itself */
+        }
+        return n;
 }
 
 /* ---- property parsing (a property map, as systemd's bus_map_all_properties) ---- */
@@ -256,7 +291,12 @@ static int read_string_into(sd_bus_message *m, char *buf, size_t size)
 static int set_dev_address(sd_bus_message *m, void *obj, unsigned *changed)
 {
         struct bluez_device *d = obj;
-        return read_string_into(m, d->address, sizeof d->address);
+        int r = read_string_into(m, d->address, sizeof d->address);
+        /* BlueZ writes addresses in capitals, as its object paths do; make sure of it. */
+        for (char *c = d->address; *c; c++)
+                if (*c >= 'a' && *c <= 'z')
+                        *c = (char)(*c - 'a' + 'A');
+        return r;
 }
 
 static int set_dev_name(sd_bus_message *m, void *obj, unsigned *changed)
@@ -518,6 +558,56 @@ static int parse_invalidated(sd_bus_message *m, struct bluez_device *d, unsigned
 
 /* ---- interfaces added / removed ---- */
 
+static struct bluez_device *device_new(struct bluez *b, const char *path)
+{
+        struct bluez_device *d = calloc(1, sizeof *d);
+        if (!d || !(d->path = strdup(path)) || push(&b->devices, &b->n_devices, d) < 0)
+                goto fail;
+        if (strmap_put(&b->device_by_path, d->path, strlen(d->path), d) < 0) {
+                b->n_devices--;
+                goto fail;
+        }
+        return d;
+fail:
+        device_free(d);
+        return NULL;
+}
+
+static struct bluez_service *service_new(struct bluez *b, const char *path)
+{
+        struct bluez_service *s = calloc(1, sizeof *s);
+        if (!s || !(s->path = strdup(path)) ||
+                strmap_put(&b->service_by_path, s->path, strlen(s->path), s) < 0) {
+                service_free(s);
+                return NULL;
+        }
+        return s;
+}
+
+static struct bluez_char *char_new(struct bluez *b, const char *path)
+{
+        struct bluez_char *c = calloc(1, sizeof *c);
+        if (!c || !(c->path = strdup(path)))
+                goto fail;
+        if (strmap_put(&b->char_by_path, c->path, strlen(c->path), c) < 0)
+                goto fail;
+        if (strmap_put(&b->chars_by_device, c->path, char_owner_len(c->path), c) < 0) {
+                strmap_remove(&b->char_by_path, c->path, strlen(c->path), c);
+                goto fail;
+        }
+        return c;
+fail:
+        char_free(c);
+        return NULL;
+}
+
+static void device_gatt_changed(struct bluez *b, const char *path)
+{
+        struct bluez_device *d = device_of_path(b, path);
+        if (d && b->h.device)
+                b->h.device(b->userdata, d, BLUEZ_DEV_GATT);
+}
+
 static int add_interfaces(struct bluez *b, const char *path, sd_bus_message *m)
 {
         int r = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
@@ -546,48 +636,27 @@ static int add_interfaces(struct bluez *b, const char *path, sd_bus_message *m)
                         if (b->h.adapter)
                                 b->h.adapter(b->userdata, a, false);
                 } else if (streq(iface, "org.bluez.Device1")) {
-                        struct bluez_device *d = FIND(b->devices, b->n_devices, path);
-                        if (!d) {
-                                d = calloc(1, sizeof *d);
-                                if (!d || !(d->path = strdup(path)) ||
-                                        push(&b->devices, &b->n_devices, d) < 0) {
-                                        device_free(d);
-                                        return -ENOMEM;
-                                }
-                        }
+                        struct bluez_device *d = strmap_get_str(&b->device_by_path, path);
+                        if (!d && !(d = device_new(b, path)))
+                                return -ENOMEM;
                         if ((r = parse_props(m, device_props, d, &changed)) < 0)
                                 return r;
                         if (b->h.device)
                                 b->h.device(b->userdata, d, changed | BLUEZ_DEV_ADDED);
                 } else if (streq(iface, "org.bluez.GattService1")) {
-                        struct bluez_service *s = FIND(b->services, b->n_services, path);
-                        if (!s) {
-                                s = calloc(1, sizeof *s);
-                                if (!s || !(s->path = strdup(path)) ||
-                                        push(&b->services, &b->n_services, s) < 0) {
-                                        service_free(s);
-                                        return -ENOMEM;
-                                }
-                        }
+                        struct bluez_service *s = strmap_get_str(&b->service_by_path, path);
+                        if (!s && !(s = service_new(b, path)))
+                                return -ENOMEM;
                         if ((r = parse_props(m, service_props, s, &changed)) < 0)
                                 return r;
-                        struct bluez_device *d = device_of_path(b, path);
-                        if (d && b->h.device)
-                                b->h.device(b->userdata, d, BLUEZ_DEV_GATT);
+                        device_gatt_changed(b, path);
                 } else if (streq(iface, "org.bluez.GattCharacteristic1")) {
-                        struct bluez_char *c = FIND(b->chars, b->n_chars, path);
-                        if (!c) {
-                                c = calloc(1, sizeof *c);
-                                if (!c || !(c->path = strdup(path)) || push(&b->chars, &b->n_chars, c) < 0) {
-                                        char_free(c);
-                                        return -ENOMEM;
-                                }
-                        }
+                        struct bluez_char *c = strmap_get_str(&b->char_by_path, path);
+                        if (!c && !(c = char_new(b, path)))
+                                return -ENOMEM;
                         if ((r = parse_props(m, char_props, c, &changed)) < 0)
                                 return r;
-                        struct bluez_device *d = device_of_path(b, path);
-                        if (d && b->h.device)
-                                b->h.device(b->userdata, d, BLUEZ_DEV_GATT);
+                        device_gatt_changed(b, path);
                 } else if ((r = sd_bus_message_skip(m, "a{sv}")) < 0)
                         return r;
                 if ((r = sd_bus_message_exit_container(m)) < 0)
@@ -600,35 +669,28 @@ static int add_interfaces(struct bluez *b, const char *path, sd_bus_message *m)
 
 static void remove_path(struct bluez *b, const char *path, const char *iface)
 {
-        if (streq(iface, "org.bluez.GattCharacteristic1") || streq(iface, "org.bluez.GattService1")) {
-                bool is_char = iface[15] == 'C';
-                for (size_t i = 0; i < (is_char ? b->n_chars : b->n_services); i++) {
-                        const char *p = is_char ? b->chars[i]->path : b->services[i]->path;
-                        if (!streq(p, path))
-                                continue;
-                        if (is_char) {
-                                char_free(b->chars[i]);
-                                remove_at(&b->chars, &b->n_chars, i);
-                        } else {
-                                service_free(b->services[i]);
-                                remove_at(&b->services, &b->n_services, i);
-                        }
-                        struct bluez_device *d = device_of_path(b, path);
-                        if (d && b->h.device)
-                                b->h.device(b->userdata, d, BLUEZ_DEV_GATT);
+        if (streq(iface, "org.bluez.GattCharacteristic1")) {
+                struct bluez_char *c = strmap_remove(&b->char_by_path, path, strlen(path), NULL);
+                if (!c)
                         return;
-                }
+                strmap_remove(&b->chars_by_device, c->path, char_owner_len(c->path), c);
+                char_free(c);
+                device_gatt_changed(b, path);
+        } else if (streq(iface, "org.bluez.GattService1")) {
+                struct bluez_service *s = strmap_remove(&b->service_by_path, path, strlen(path), NULL);
+                if (!s)
+                        return;
+                service_free(s);
+                device_gatt_changed(b, path);
         } else if (streq(iface, "org.bluez.Device1")) {
-                for (size_t i = 0; i < b->n_devices; i++)
-                        if (streq(b->devices[i]->path, path)) {
-                                struct bluez_device *d = b->devices[i];
-                                remove_at(&b->devices, &b->n_devices, i);
-                                d->connected = d->services_resolved = d->has_rssi = false;
-                                if (b->h.device)
-                                        b->h.device(b->userdata, d, BLUEZ_DEV_REMOVED);
-                                device_free(d);
-                                return;
-                        }
+                struct bluez_device *d = strmap_remove(&b->device_by_path, path, strlen(path), NULL);
+                if (!d)
+                        return;
+                remove_at(&b->devices, &b->n_devices, index_of(b->devices, b->n_devices, d));
+                d->connected = d->services_resolved = d->has_rssi = false;
+                if (b->h.device)
+                        b->h.device(b->userdata, d, BLUEZ_DEV_REMOVED);
+                device_free(d);
         } else if (streq(iface, "org.bluez.Adapter1")) {
                 for (size_t i = 0; i < b->n_adapters; i++)
                         if (streq(b->adapters[i]->path, path)) {
@@ -679,7 +741,7 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 return 0;
         unsigned changed = 0;
         if (streq(iface, "org.bluez.Device1")) {
-                struct bluez_device *d = FIND(b->devices, b->n_devices, path);
+                struct bluez_device *d = strmap_get_str(&b->device_by_path, path);
                 if (!d)
                         return 0;
                 if ((r = parse_props(m, device_props, d, &changed)) < 0 ||
@@ -878,8 +940,6 @@ struct bluez *bluez_free(struct bluez *b)
         clear_objects(b);
         free(b->adapters);
         free(b->devices);
-        free(b->services);
-        free(b->chars);
         sd_bus_flush_close_unref(b->bus);
         sd_event_unref(b->event);
         free(b);
@@ -918,12 +978,23 @@ size_t bluez_adapters(const struct bluez *b, const struct bluez_adapter *const *
 const struct bluez_device *bluez_device_find(
         const struct bluez *b, const char *adapter_path, const char *address)
 {
-        for (size_t i = 0; i < b->n_devices; i++) {
-                const struct bluez_device *d = b->devices[i];
-                if (strcasecmp(d->address, address) == 0 &&
-                        (!adapter_path || (d->adapter_path && streq(d->adapter_path, adapter_path))))
-                        return d;
+        if (!adapter_path) {
+                for (size_t i = 0; i < b->n_devices; i++)
+                        if (strcasecmp(b->devices[i]->address, address) == 0)
+                                return b->devices[i];
+                return NULL;
         }
+        /* BlueZ names a device <adapter>/dev_XX_XX_XX_XX_XX_XX after its address. */
+        char path[256];
+        int n = snprintf(path, sizeof path, "%s/dev_%s", adapter_path, address);
+        if (n < 0 || (size_t)n >= sizeof path)
+                return NULL;
+        for (char *c = path + n - strlen(address); *c; c++)
+                *c = *c == ':' ? '_' : (char)toupper((unsigned char)*c);
+        const struct bluez_device *d = strmap_get(&b->device_by_path, path, (size_t)n);
+        if (d && strcasecmp(d->address, address) == 0 && d->adapter_path &&
+                streq(d->adapter_path, adapter_path))
+                return d;
         return NULL;
 }
 
@@ -941,17 +1012,14 @@ static bool uuid_eq(const char *a, const char *b)
 const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path,
         const char *service_uuid, const char *char_uuid, unsigned flags)
 {
-        for (size_t i = 0; i < b->n_chars; i++) {
-                const struct bluez_char *c = b->chars[i];
+        struct strmap_iter it;
+        size_t len = strlen(device_path);
+        for (const struct bluez_char *c = strmap_get_iter(&b->chars_by_device, device_path, len, &it); c;
+                c = strmap_next(&b->chars_by_device, device_path, len, &it)) {
                 if (!c->service_path || !uuid_eq(c->uuid, char_uuid) || (flags && !(c->flags & flags)))
                         continue;
-                const struct bluez_service *s = FIND(b->services, b->n_services, c->service_path);
-                if (!s || !uuid_eq(s->uuid, service_uuid))
-                        continue;
-                /* Under our device: by the service's Device property, or by path. */
-                if ((s->device_path && streq(s->device_path, device_path)) ||
-                        (strncmp(c->path, device_path, strlen(device_path)) == 0 &&
-                                c->path[strlen(device_path)] == '/'))
+                const struct bluez_service *s = strmap_get_str(&b->service_by_path, c->service_path);
+                if (s && uuid_eq(s->uuid, service_uuid))
                         return c;
         }
         return NULL;

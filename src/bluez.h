@@ -128,11 +128,12 @@ bool bluez_bus_broken(const struct bluez *b);
 const struct bluez_adapter *bluez_adapter_find(const struct bluez *b, const char *name);
 const struct bluez_adapter *bluez_adapter_first(const struct bluez *b);
 size_t bluez_adapters(const struct bluez *b, const struct bluez_adapter *const **ret);
+/* The device with this address under the adapter at adapter_path (NULL: under any adapter). */
 const struct bluez_device *bluez_device_find(
         const struct bluez *b, const char *adapter_path, const char *address);
 size_t bluez_devices(const struct bluez *b, const struct bluez_device *const **ret);
 /* Finds a characteristic by service UUID, characteristic UUID and required flags under a
- * device (never by path: paths are opaque). */
+ * device (never by the handles in its path: those change with the firmware). */
 const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path,
         const char *service_uuid, const char *char_uuid, unsigned flags);
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,10 +46,14 @@ uint64_t now_monotonic(void)
 
 static struct module *module_by_address(struct daemon *d, const char *address)
 {
-        for (size_t i = 0; i < d->n_modules; i++)
-                if (strcasecmp(d->modules[i]->address, address) == 0)
-                        return d->modules[i];
-        return NULL;
+        /* Module addresses are in capitals (options.c); BlueZ's normally are too. */
+        char key[sizeof_field(struct module, address)];
+        size_t n = 0;
+        for (; address[n] && n < sizeof key - 1; n++)
+                key[n] = (char)toupper((unsigned char)address[n]);
+        if (address[n])
+                return NULL;
+        return strmap_get(&d->module_by_address, key, n);
 }
 
 static void on_service(void *userdata, bool up)
@@ -95,9 +100,8 @@ static void on_device(void *userdata, const struct bluez_device *bd, unsigned wh
 static void on_notification(void *userdata, const char *char_path, const uint8_t *data, size_t len)
 {
         struct daemon *d = userdata;
-        for (size_t i = 0; i < d->n_modules; i++)
-                if (link_busy(d->modules[i]->link))
-                        link_on_notification(d->modules[i]->link, char_path, data, len);
+        if (d->active)
+                link_on_notification(d->active->link, char_path, data, len);
 }
 
 static void on_synced(void *userdata, enum bluez_error e, const char *message)
@@ -235,12 +239,13 @@ static int module_add_device(struct daemon *d, struct device *dev)
                         return r;
                 }
                 struct module **mods = realloc(d->modules, (d->n_modules + 1) * sizeof *mods);
-                if (!mods) {
+                if (mods)
+                        d->modules = mods;
+                if (!mods || strmap_put(&d->module_by_address, m->address, strlen(m->address), m) < 0) {
                         link_free(m->link);
                         free(m);
                         return -ENOMEM;
                 }
-                d->modules = mods;
                 d->modules[d->n_modules++] = m;
                 /* Stagger first polls so a restart does not stampede the adapter. */
                 m->next_due = now_monotonic() + (d->n_modules - 1) * 100 * USEC_PER_MSEC;
@@ -351,6 +356,7 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                                 d->n_modules--;
                                 break;
                         }
+                strmap_remove(&d->module_by_address, m->address, strlen(m->address), m);
                 link_free(m->link);
                 free(m);
         }
@@ -415,13 +421,12 @@ int daemon_scan(struct daemon *d, unsigned seconds)
                 d->scan_pending = 0; /* one is running already */
                 return 0;
         }
-        for (size_t i = 0; i < d->n_modules; i++)
-                if (link_busy(d->modules[i]->link)) {
-                        /* No scanning while a module is being read: the scan starts when the
-                         * session ends (the poller asks again), and counts as running now. */
-                        d->scan_pending = seconds;
-                        return 0;
-                }
+        if (d->active) {
+                /* No scanning while a module is being read: the scan starts when the session
+                 * ends (the poller asks again), and counts as running now. */
+                d->scan_pending = seconds;
+                return 0;
+        }
         d->scan_pending = 0;
         d->scan_until = now_monotonic() + (uint64_t)seconds * USEC_PER_SEC;
         int r = bluez_start_discovery(d->bluez, a->path, on_scan_started, d);
@@ -479,6 +484,7 @@ struct daemon *daemon_free(struct daemon *d)
         for (size_t i = 0; i < d->n_devices; i++)
                 free(d->devices[i]);
         free(d->modules);
+        strmap_clear(&d->module_by_address);
         free(d->devices);
         sd_event_source_unref(d->sched_timer);
         sd_event_source_unref(d->retry_timer);

@@ -13,6 +13,7 @@
 #include "link.h"
 #include "options.h"
 #include "renogy/family.h"
+#include "strmap.h"
 
 enum device_state {
         DEVICE_STARTING,
@@ -101,6 +102,9 @@ struct daemon {
         size_t n_devices;
         struct module **modules;
         size_t n_modules;
+        struct strmap module_by_address; /* looked up on every Device1 signal */
+        /* The module whose session runs, NULL between sessions: one at a time per adapter. */
+        struct module *active;
         struct store *store;
         struct api *api;
         sd_event_source *sched_timer;

@@ -83,6 +83,9 @@ static void start_session(struct daemon *d, struct module *m)
                         dev->state = DEVICE_CONNECTING;
         }
         int r;
+        /* Before the start: a session that fails at once ends inside link_start, and its end
+         * clears this and may start the next module's. */
+        d->active = m;
         m->session_device = NULL;
         m->session_kind = SESSION_POLL;
         if (m->write_pending && m->write_device) {
@@ -101,8 +104,11 @@ static void start_session(struct daemon *d, struct module *m)
                 r = link_start(m->link, &units[idx], 1);
         } else
                 r = link_start(m->link, units, m->n_devices);
-        if (r < 0)
+        if (r < 0) {
                 log_error_errno(r, "Cannot start a session with %s: %m", m->address);
+                if (d->active == m && !link_busy(m->link))
+                        d->active = NULL;
+        }
 }
 
 static struct module *pick(struct daemon *d, uint64_t now, uint64_t *next)
@@ -127,9 +133,8 @@ void poller_schedule(struct daemon *d)
 {
         if (d->shutting_down)
                 return;
-        for (size_t i = 0; i < d->n_modules; i++)
-                if (link_busy(d->modules[i]->link))
-                        return; /* one session at a time: its end schedules the next */
+        if (d->active)
+                return; /* one session at a time: its end schedules the next */
         if (d->sync_pending && d->bluez && !bluez_bus_broken(d->bluez))
                 return; /* the first answer from BlueZ schedules again */
         if (d->scan_pending) {
@@ -366,6 +371,8 @@ void poller_session_done(struct daemon *d, struct module *m)
         size_t n;
         const struct link_unit *units = link_units(m->link, &n);
         uint64_t now = now_monotonic();
+        if (d->active == m)
+                d->active = NULL;
         d->sessions++;
         if (r->reached != LINK_STAGE_DONE)
                 d->sessions_failed++;
