@@ -291,8 +291,10 @@ int cmd_verify(int argc, char **argv)
                         return EXIT_RUNTIME;
                 }
                 /* No schedule of its own: only the verify jobs run. */
-                for (size_t i = 0; i < run.d->n_modules; i++)
+                for (size_t i = 0; i < run.d->n_modules; i++) {
                         run.d->modules[i]->next_due = UINT64_MAX;
+                        poller_requeue(run.d, run.d->modules[i]);
+                }
                 sd_event_source *ready = NULL;
                 sd_event_add_time_relative(
                         event, &ready, CLOCK_MONOTONIC, 50 * USEC_PER_MSEC, 1, on_ready, &run);
@@ -409,8 +411,10 @@ int cmd_scan(int argc, char **argv)
         sd_event_default(&event);
         if (daemon_new(&run.d, event, &o) < 0 || daemon_start(run.d) < 0)
                 return EXIT_RUNTIME;
-        for (size_t i = 0; i < run.d->n_modules; i++)
+        for (size_t i = 0; i < run.d->n_modules; i++) {
                 run.d->modules[i]->next_due = UINT64_MAX;
+                poller_requeue(run.d, run.d->modules[i]);
+        }
         sd_event_add_time_relative(event, NULL, CLOCK_MONOTONIC, 50 * USEC_PER_MSEC, 1, on_scan_start, &run);
         int r = sd_event_loop(event);
         daemon_free(run.d);

@@ -253,6 +253,11 @@ static int module_add_device(struct daemon *d, struct device *dev)
         if (m->n_devices >= LINK_MAX_UNITS)
                 return -ENOSPC;
         m->devices[m->n_devices++] = dev;
+        int r = poller_requeue(d, m);
+        if (r < 0) {
+                m->n_devices--;
+                return r;
+        }
         dev->module = m;
         return 0;
 }
@@ -348,6 +353,7 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                 m->write_pending = false;
         }
         free(dev);
+        poller_requeue(d, m); /* without devices, it leaves the agenda */
         if (m->n_devices == 0) {
                 for (size_t i = 0; i < d->n_modules; i++)
                         if (d->modules[i] == m) {
@@ -366,6 +372,7 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
 int daemon_poll_now(struct daemon *d, struct device *dev)
 {
         dev->module->poll_now = true;
+        poller_requeue(d, dev->module);
         poller_schedule(d);
         return 0;
 }
@@ -379,6 +386,7 @@ int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, ui
         m->write_device = dev;
         m->write_reg = reg;
         m->write_value = value;
+        poller_requeue(d, m);
         poller_schedule(d);
         return 0;
 }
@@ -484,6 +492,7 @@ struct daemon *daemon_free(struct daemon *d)
         for (size_t i = 0; i < d->n_devices; i++)
                 free(d->devices[i]);
         free(d->modules);
+        free(d->agenda);
         strmap_clear(&d->module_by_address);
         free(d->devices);
         sd_event_source_unref(d->sched_timer);

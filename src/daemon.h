@@ -63,6 +63,11 @@ enum session_kind {
         SESSION_VERIFY,
 };
 
+struct agenda_entry {
+        uint64_t key; /* 0: asked for now (verify, write, poll now); else next_due */
+        struct module *module;
+};
+
 /* One BLE module (address) and the devices behind it. */
 struct module {
         struct daemon *daemon;
@@ -72,6 +77,7 @@ struct module {
         size_t n_devices;
         struct link *link;
         uint64_t next_due; /* monotonic µs */
+        size_t agenda_pos; /* 1 + its place in the daemon's agenda, 0 = not in it */
         bool poll_now;
         int64_t last_seen;           /* realtime µs of the last advertisement */
         int64_t stopped_advertising; /* realtime µs the RSSI went away */
@@ -105,6 +111,10 @@ struct daemon {
         struct strmap module_by_address; /* looked up on every Device1 signal */
         /* The module whose session runs, NULL between sessions: one at a time per adapter. */
         struct module *active;
+        /* Modules with devices, as a binary heap by when they are due (poller.c): picking the
+         * next reads this array only, not every module. */
+        struct agenda_entry *agenda;
+        size_t n_agenda, agenda_cap;
         struct store *store;
         struct api *api;
         sd_event_source *sched_timer;

@@ -111,22 +111,81 @@ static void start_session(struct daemon *d, struct module *m)
         }
 }
 
+/* ---- the agenda: a binary heap of modules by key, smallest first ---- */
+
+static uint64_t agenda_key(const struct module *m)
+{
+        if (m->verify || m->write_pending || m->poll_now)
+                return 0; /* asked for: before any routine poll */
+        return m->next_due;
+}
+
+static void agenda_set(struct daemon *d, size_t i, struct agenda_entry e)
+{
+        d->agenda[i] = e;
+        e.module->agenda_pos = i + 1;
+}
+
+static void agenda_sift(struct daemon *d, size_t i)
+{
+        struct agenda_entry e = d->agenda[i];
+        while (i > 0 && d->agenda[(i - 1) / 2].key > e.key) {
+                agenda_set(d, i, d->agenda[(i - 1) / 2]);
+                i = (i - 1) / 2;
+        }
+        for (;;) {
+                size_t c = 2 * i + 1;
+                if (c >= d->n_agenda)
+                        break;
+                if (c + 1 < d->n_agenda && d->agenda[c + 1].key < d->agenda[c].key)
+                        c++;
+                if (d->agenda[c].key >= e.key)
+                        break;
+                agenda_set(d, i, d->agenda[c]);
+                i = c;
+        }
+        agenda_set(d, i, e);
+}
+
+int poller_requeue(struct daemon *d, struct module *m)
+{
+        if (m->n_devices == 0) {
+                if (m->agenda_pos) {
+                        size_t i = m->agenda_pos - 1;
+                        m->agenda_pos = 0;
+                        if (i != --d->n_agenda) {
+                                agenda_set(d, i, d->agenda[d->n_agenda]);
+                                agenda_sift(d, i);
+                        }
+                }
+                return 0;
+        }
+        if (!m->agenda_pos) {
+                if (d->n_agenda == d->agenda_cap) {
+                        size_t cap = d->agenda_cap ? 2 * d->agenda_cap : 16;
+                        struct agenda_entry *a = realloc(d->agenda, cap * sizeof *a);
+                        if (!a)
+                                return -ENOMEM;
+                        d->agenda = a;
+                        d->agenda_cap = cap;
+                }
+                agenda_set(d, d->n_agenda++, (struct agenda_entry){.module = m});
+        }
+        d->agenda[m->agenda_pos - 1].key = agenda_key(m);
+        agenda_sift(d, m->agenda_pos - 1);
+        return 0;
+}
+
+/* The module to read now, or NULL and in *next when the first one is due. */
 static struct module *pick(struct daemon *d, uint64_t now, uint64_t *next)
 {
-        struct module *best = NULL;
         *next = UINT64_MAX;
-        for (size_t i = 0; i < d->n_modules; i++) {
-                struct module *m = d->modules[i];
-                if (m->n_devices == 0)
-                        continue;
-                if (m->verify || m->write_pending || m->poll_now)
-                        return m;
-                if (m->next_due <= now && (!best || m->next_due < best->next_due))
-                        best = m;
-                if (m->next_due < *next)
-                        *next = m->next_due;
-        }
-        return best;
+        if (!d->n_agenda)
+                return NULL;
+        if (d->agenda[0].key <= now)
+                return d->agenda[0].module;
+        *next = d->agenda[0].key;
+        return NULL;
 }
 
 void poller_schedule(struct daemon *d)
@@ -172,6 +231,7 @@ void poller_schedule(struct daemon *d)
                         if (d->write_done)
                                 d->write_done(d, m->write_device, -ENOTCONN, diagnosis_info(sys)->code);
                 }
+                poller_requeue(d, m);
                 arm_at(d, now + 1); /* others may be due too; they get the same verdict */
                 return;
         }
@@ -396,6 +456,7 @@ void poller_session_done(struct daemon *d, struct module *m)
                 m->poll_now = false;
                 m->next_due = next_due_after(m->next_due, now, interval(d));
         }
+        poller_requeue(d, m);
         if (!d->shutting_down)
                 poller_schedule(d);
 }
@@ -406,6 +467,7 @@ int poller_verify(struct daemon *d, struct verify_job *job)
         if (m->verify)
                 return -EBUSY;
         m->verify = job;
+        poller_requeue(d, m);
         poller_schedule(d);
         return 0;
 }
@@ -418,5 +480,6 @@ void poller_verify_cancel(struct daemon *d, struct verify_job *job)
                         /* A running session finishes without the job; a queued one is dropped. */
                         if (!link_busy(d->modules[i]->link))
                                 d->modules[i]->session_kind = SESSION_POLL;
+                        poller_requeue(d, d->modules[i]);
                 }
 }

@@ -15,6 +15,9 @@ struct verify_job {
 };
 
 void poller_schedule(struct daemon *d);
+/* Call after changing what m is due for: next_due, poll_now, verify, write_pending or its
+ * devices. A module without devices leaves the agenda; call before freeing one. */
+int poller_requeue(struct daemon *d, struct module *m);
 void poller_session_done(struct daemon *d, struct module *m);
 /* Runs a verify session for dev with a step trace; -EBUSY if one is already queued. */
 int poller_verify(struct daemon *d, struct verify_job *job);

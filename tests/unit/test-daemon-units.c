@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Options, access rules, routing, BlueZ error mapping, diagnosis messages. */
+/* Options, access rules, routing, BlueZ error mapping, diagnosis messages, the poll agenda. */
 #include <check.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -207,6 +208,61 @@ START_TEST(schedule_fixed_rate)
 }
 END_TEST
 
+/* The agenda always has at its head a module nothing else is due before: asked-for modules
+ * (poll now, write, verify) first, then the earliest next_due. Checked against a search of
+ * every module after each of a few thousand random changes, with modules leaving and coming
+ * back, and each module's recorded place in the heap. */
+START_TEST(agenda_head_is_the_earliest_module)
+{
+        enum { MODULES = 300, STEPS = 5000 };
+        static struct module mods[MODULES];
+        struct daemon d = {0};
+        memset(mods, 0, sizeof mods);
+        srand(11);
+        for (int i = 0; i < MODULES; i++) {
+                mods[i].n_devices = 1;
+                mods[i].next_due = (uint64_t)(rand() % 1000) * 1000;
+                ck_assert_int_eq(poller_requeue(&d, &mods[i]), 0);
+        }
+        for (int step = 0; step < STEPS; step++) {
+                struct module *m = &mods[rand() % MODULES];
+                switch (rand() % 4) {
+                case 0:
+                        m->next_due = (uint64_t)(rand() % 1000) * 1000;
+                        break;
+                case 1:
+                        m->poll_now = !m->poll_now;
+                        break;
+                case 2:
+                        m->n_devices = !m->n_devices; /* leaves, or comes back */
+                        break;
+                default:
+                        m->next_due = UINT64_MAX; /* no schedule (blupowd verify) */
+                }
+                ck_assert_int_eq(poller_requeue(&d, m), 0);
+                size_t in = 0;
+                uint64_t best = UINT64_MAX;
+                for (int i = 0; i < MODULES; i++) {
+                        if (!mods[i].n_devices) {
+                                ck_assert_uint_eq(mods[i].agenda_pos, 0);
+                                continue;
+                        }
+                        in++;
+                        ck_assert_ptr_eq(d.agenda[mods[i].agenda_pos - 1].module, &mods[i]);
+                        uint64_t key = mods[i].poll_now ? 0 : mods[i].next_due;
+                        ck_assert_uint_eq(d.agenda[mods[i].agenda_pos - 1].key, key);
+                        best = key < best ? key : best;
+                }
+                ck_assert_uint_eq(d.n_agenda, in);
+                if (in)
+                        ck_assert_uint_eq(d.agenda[0].key, best);
+                for (size_t i = 1; i < d.n_agenda; i++)
+                        ck_assert_uint_le(d.agenda[(i - 1) / 2].key, d.agenda[i].key);
+        }
+        free(d.agenda);
+}
+END_TEST
+
 START_TEST(every_diagnosis_has_text)
 {
         for (int c = 1; c < _DIAG_MAX; c++) {
@@ -234,6 +290,7 @@ int main(void)
         tcase_add_test(tc, bluez_errors_mapped_once);
         tcase_add_test(tc, every_diagnosis_has_text);
         tcase_add_test(tc, schedule_fixed_rate);
+        tcase_add_test(tc, agenda_head_is_the_earliest_module);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
