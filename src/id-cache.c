@@ -5,77 +5,65 @@
 
 #include "id-cache.h"
 
-/* FNV-1a over the name, mixed with the scope. */
-static uint32_t hash_of(int64_t scope, const char *name)
-{
-        uint32_t h = 2166136261u ^ (uint32_t)scope ^ (uint32_t)((uint64_t)scope >> 32);
-        for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-                h = (h ^ *p) * 16777619u;
-        return h;
-}
+struct entry {
+        int64_t id;
+        char key[]; /* scope, then name: the map's key */
+};
 
-/* Linear probing; the table is kept at most half full, so a free slot always ends a probe. */
-static struct id_cache_entry *find_slot(
-        struct id_cache_entry *slots, size_t n_slots, int64_t scope, const char *name, uint32_t h)
+/* Names are reading keys and device ids, far shorter than this; longer ones are not cached. */
+#define KEY_MAX 256
+
+static size_t make_key(char buf[static KEY_MAX], int64_t scope, const char *name)
 {
-        for (size_t i = h & (n_slots - 1);; i = (i + 1) & (n_slots - 1)) {
-                struct id_cache_entry *e = &slots[i];
-                if (!e->name || (e->hash == h && e->scope == scope && strcmp(e->name, name) == 0))
-                        return e;
-        }
+        size_t n = strlen(name);
+        if (n > KEY_MAX - sizeof scope)
+                return 0;
+        memcpy(buf, &scope, sizeof scope);
+        memcpy(buf + sizeof scope, name, n);
+        return sizeof scope + n;
 }
 
 bool id_cache_get(const struct id_cache *c, int64_t scope, const char *name, int64_t *ret_id)
 {
-        if (c->n_slots == 0)
-                return false;
-        const struct id_cache_entry *e = find_slot(c->slots, c->n_slots, scope, name, hash_of(scope, name));
-        if (!e->name)
+        char key[KEY_MAX];
+        size_t len = make_key(key, scope, name);
+        const struct entry *e = len ? strmap_get(&c->map, key, len) : NULL;
+        if (!e)
                 return false;
         *ret_id = e->id;
         return true;
 }
 
-static int grow(struct id_cache *c)
-{
-        size_t n = c->n_slots ? c->n_slots * 2 : 64;
-        struct id_cache_entry *slots = calloc(n, sizeof *slots);
-        if (!slots)
-                return -ENOMEM;
-        for (size_t i = 0; i < c->n_slots; i++)
-                if (c->slots[i].name)
-                        *find_slot(slots, n, c->slots[i].scope, c->slots[i].name, c->slots[i].hash) =
-                                c->slots[i];
-        free(c->slots);
-        c->slots = slots;
-        c->n_slots = n;
-        return 0;
-}
-
 int id_cache_put(struct id_cache *c, int64_t scope, const char *name, int64_t id)
 {
-        if ((c->n_used + 1) * 2 > c->n_slots) {
-                int r = grow(c);
-                if (r < 0)
-                        return r;
+        char key[KEY_MAX];
+        size_t len = make_key(key, scope, name);
+        if (!len)
+                return -ENAMETOOLONG;
+        struct entry *e = strmap_get(&c->map, key, len);
+        if (e) {
+                e->id = id;
+                return 0;
         }
-        uint32_t h = hash_of(scope, name);
-        struct id_cache_entry *e = find_slot(c->slots, c->n_slots, scope, name, h);
-        if (!e->name) {
-                char *copy = strdup(name);
-                if (!copy)
-                        return -ENOMEM;
-                *e = (struct id_cache_entry){.scope = scope, .name = copy, .hash = h};
-                c->n_used++;
-        }
+        e = malloc(sizeof *e + len);
+        if (!e)
+                return -ENOMEM;
         e->id = id;
+        memcpy(e->key, key, len);
+        int r = strmap_put(&c->map, e->key, len, e);
+        if (r < 0) {
+                free(e);
+                return r;
+        }
+        c->n_used++;
         return 0;
 }
 
 void id_cache_clear(struct id_cache *c)
 {
-        for (size_t i = 0; i < c->n_slots; i++)
-                free(c->slots[i].name);
-        free(c->slots);
-        *c = (struct id_cache){0};
+        void *e;
+        for (size_t pos = 0; strmap_each(&c->map, &pos, &e);)
+                free(e);
+        strmap_clear(&c->map);
+        c->n_used = 0;
 }

@@ -5,18 +5,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strmap.h"
+
 /* The store's row ids of names (a device's id, a reading's key within a device), kept in memory
  * so that recording a poll does not look each of its ~33 keys up in SQLite. Keys are
  * (scope, name); names are copied. Pure: no I/O. */
-struct id_cache_entry {
-        int64_t scope, id;
-        char *name; /* NULL: empty slot */
-        uint32_t hash;
-};
-
 struct id_cache {
-        struct id_cache_entry *slots;
-        size_t n_slots; /* 0 or a power of two */
+        struct strmap map; /* key: the scope's 8 bytes, then the name */
         size_t n_used;
 };
 

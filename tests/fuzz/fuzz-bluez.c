@@ -13,6 +13,25 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* After every message, the tables agree with the list of devices, and the lookups the links
+ * use run over whatever the messages left. */
+static void check_tables(struct bluez *b)
+{
+        if (strmap_size(&b->device_by_path) != b->n_devices ||
+                strmap_size(&b->chars_by_device) != strmap_size(&b->char_by_path))
+                abort();
+        for (size_t i = 0; i < b->n_devices; i++) {
+                const struct bluez_device *d = b->devices[i];
+                if (strmap_get_str(&b->device_by_path, d->path) != d)
+                        abort();
+                const struct bluez_device *f = bluez_device_find(b, d->adapter_path, d->address);
+                if (f && strcasecmp(f->address, d->address) != 0)
+                        abort();
+                (void)bluez_char_find(b, d->path, "0000fff0-0000-1000-8000-00805f9b34fb",
+                        "0000fff1-0000-1000-8000-00805f9b34fb", BLUEZ_CHAR_NOTIFY);
+        }
+}
+
 struct input {
         const uint8_t *p;
         size_t n;
@@ -341,11 +360,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 /* A wrong body goes to any handler; the others to their own. */
                 sd_bus_message_handler_t h = kind < 4 ? handlers[kind] : handlers[take(&in) % 4];
                 h(m, &b, NULL);
+                check_tables(&b);
         }
         clear_objects(&b);
         free(b.adapters);
         free(b.devices);
-        free(b.services);
-        free(b.chars);
         return 0;
 }

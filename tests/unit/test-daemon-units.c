@@ -214,7 +214,7 @@ END_TEST
  * back, and each module's recorded place in the heap. */
 START_TEST(agenda_head_is_the_earliest_module)
 {
-        enum { MODULES = 300, STEPS = 5000 };
+        enum { MODULES = 200, STEPS = 2000 };
         static struct module mods[MODULES];
         struct daemon d = {0};
         memset(mods, 0, sizeof mods);
