@@ -714,31 +714,40 @@ static void emit_uuids_if_changed(struct sim_module *m)
 
 /* ---- notifications ---- */
 
-struct chunk_data {
-        size_t len;
-        bool last;
-        bool drop_after;
+/* One notification payload on its way, a chunk at a time. Each chunk's timer sends the next, so
+ * the chunks leave in order even when the interval between them is 0: sd-event runs timers due
+ * at the same instant in no set order, and a reply's packets would arrive shuffled. */
+struct chunks {
+        size_t len, sent;
+        bool counted;          /* a Modbus reply: its end settles an outstanding request */
+        bool drop_after_first; /* FAULT_DROP_MID_RESPONSE: the link drops after the first chunk */
         uint8_t bytes[512];
 };
 
 static void send_chunk(struct sim_module *m, void *data)
 {
-        struct chunk_data *c = data;
+        struct chunks *c = data;
+        size_t n = MIN(m->timing.chunk_size, c->len - c->sent);
         struct sim_gatt *g = notify_char(m);
         if (m->connected && m->notify_fd_src) {
                 /* Acquired: a packet on the socket, and Value is left as it was. */
-                if (send(sd_event_source_get_io_fd(m->notify_fd_src), c->bytes, c->len,
+                if (send(sd_event_source_get_io_fd(m->notify_fd_src), c->bytes + c->sent, n,
                             MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                         notify_release(m);
         } else if (m->connected && m->notifying && g && m->gatt_exported) {
-                memcpy(m->value, c->bytes, c->len);
-                m->value_len = c->len;
+                memcpy(m->value, c->bytes + c->sent, n);
+                m->value_len = n;
                 /* BlueZ emits Value on every notification, even with the same bytes. */
                 emit(m, g->path, "org.bluez.GattCharacteristic1", "Value");
         }
-        if (c->last && m->outstanding > 0)
+        c->sent += n;
+        if (c->sent < c->len && !c->drop_after_first) {
+                later(m, m->timing.chunk_interval_ms, send_chunk, c);
+                return;
+        }
+        if (c->counted && m->outstanding > 0)
                 m->outstanding--;
-        bool drop = c->drop_after;
+        bool drop = c->drop_after_first;
         free(c);
         if (drop)
                 sim_module_drop_link(m);
@@ -746,30 +755,20 @@ static void send_chunk(struct sim_module *m, void *data)
 
 static void send_in_chunks(struct sim_module *m, const uint8_t *bytes, size_t len, bool count_outstanding)
 {
-        size_t size = m->timing.chunk_size;
-        bool drop = false;
+        struct chunks *c = calloc(1, sizeof *c);
+        if (!c || len == 0 || len > sizeof c->bytes) {
+                free(c);
+                return;
+        }
         if (count_outstanding && m->faults[FAULT_DROP_MID_RESPONSE]) {
                 if (m->faults[FAULT_DROP_MID_RESPONSE] > 0)
                         m->faults[FAULT_DROP_MID_RESPONSE]--;
-                drop = true;
+                c->drop_after_first = true;
         }
-        unsigned delay = 0;
-        for (size_t at = 0; at < len; at += size) {
-                struct chunk_data *c = malloc(sizeof *c);
-                if (!c)
-                        return;
-                c->len = MIN(size, len - at);
-                memcpy(c->bytes, bytes + at, c->len);
-                c->last = count_outstanding && at + size >= len;
-                c->drop_after = drop;
-                if (c->drop_after) {
-                        c->last = count_outstanding;
-                        later(m, delay, send_chunk, c);
-                        return;
-                }
-                later(m, delay, send_chunk, c);
-                delay += m->timing.chunk_interval_ms;
-        }
+        memcpy(c->bytes, bytes, len);
+        c->len = len;
+        c->counted = count_outstanding;
+        later(m, 0, send_chunk, c);
 }
 
 static void deliver_request(struct sim_module *m, void *data)
