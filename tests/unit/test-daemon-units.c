@@ -10,6 +10,7 @@
 #include "diagnosis.h"
 #include "options.h"
 #include "poller.h"
+#include "run-suite.h"
 
 static int parse(const char *text, struct options *o, char *err, size_t n)
 {
@@ -292,9 +293,5 @@ int main(void)
         tcase_add_test(tc, schedule_fixed_rate);
         tcase_add_test(tc, agenda_head_is_the_earliest_module);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return run_suite(s);
 }

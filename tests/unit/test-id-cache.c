@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "id-cache.h"
+#include "run-suite.h"
 
 START_TEST(put_then_get_by_scope_and_name)
 {
@@ -105,9 +106,5 @@ int main(void)
         tcase_add_test(tc, overlong_names_are_refused);
         tcase_add_test(tc, grows_and_clears);
         suite_add_tcase(su, tc);
-        SRunner *sr = srunner_create(su);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return run_suite(su);
 }

@@ -6,6 +6,7 @@
 #include "macro.h"
 #include "modbus.h"
 #include "readings-json.h"
+#include "run-suite.h"
 
 static const char *rover_73 =
         "ff03440064009000040e1900000000000000e8000400010000008f009100110000000100000000000000000000022b0001"
@@ -244,9 +245,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return run_suite(suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "store-codec.h"
+#include "run-suite.h"
 
 START_TEST(varint_and_zigzag)
 {
@@ -178,9 +179,5 @@ int main(void)
         tcase_add_test(tc, chunk_round_trip_and_size);
         tcase_add_test(tc, chunk_format_1);
         suite_add_tcase(su, tc);
-        SRunner *sr = srunner_create(su);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return run_suite(su);
 }

@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "frame-decode.h"
 #include "store.h"
+#include "run-suite.h"
 
 static char dir[64], path[128];
 
@@ -339,9 +340,5 @@ int main(void)
         tcase_add_test(tc, polls_wait_for_the_commit_interval);
         tcase_add_test(tc, maintenance_history_and_close_write_what_waits);
         suite_add_tcase(su, tc);
-        SRunner *sr = srunner_create(su);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return run_suite(su);
 }

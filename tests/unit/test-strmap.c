@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "strmap.h"
+#include "run-suite.h"
 
 START_TEST(finds_by_content_and_length)
 {
@@ -134,9 +135,5 @@ int main(void)
         tcase_add_test(tc, one_key_holds_several_entries);
         tcase_add_test(tc, agrees_with_a_linear_search);
         suite_add_tcase(su, tc);
-        SRunner *sr = srunner_create(su);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return run_suite(su);
 }

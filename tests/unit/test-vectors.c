@@ -11,6 +11,7 @@
 #include "modbus.h"
 #include "readings-json.h"
 #include "renogy/shunt.h"
+#include "run-suite.h"
 
 static json_t *vectors;
 
@@ -333,10 +334,7 @@ static Suite *suite(void)
 int main(void)
 {
         load();
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
+        int failed = run_suite(suite());
         json_decref(vectors);
-        return failed ? 1 : 0;
+        return failed;
 }
