@@ -850,10 +850,11 @@ static void service_down(struct bluez *b)
         bool was_up = b->up;
         b->up = false;
         /* Everything vanished with bluetoothd: tell the layers above, as removals. */
-        while (b->n_devices > 0)
-                remove_path(b, b->devices[b->n_devices - 1]->path, "org.bluez.Device1");
-        while (b->n_adapters > 0)
-                remove_path(b, b->adapters[b->n_adapters - 1]->path, "org.bluez.Adapter1");
+        /* Each removal shrinks its list; clear_objects frees whatever one did not find. */
+        for (size_t n = b->n_devices; n > 0 && b->n_devices == n; n--)
+                remove_path(b, b->devices[n - 1]->path, "org.bluez.Device1");
+        for (size_t n = b->n_adapters; n > 0 && b->n_adapters == n; n--)
+                remove_path(b, b->adapters[n - 1]->path, "org.bluez.Adapter1");
         clear_objects(b);
         if (was_up && b->h.service)
                 b->h.service(b->userdata, false);
