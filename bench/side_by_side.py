@@ -6,7 +6,9 @@ measured over the same stretch can. Each gets its own private bus, simulator and
 charge controllers, polled at the shortest interval the link allows (as in bench/scale.py).
     make && /usr/bin/python3 bench/side_by_side.py OTHER_BUILD_DIR [DEVICES] [SECONDS]
 OTHER_BUILD_DIR is another build tree (an older version, say: git worktree, meson setup, ninja
-src/blupowd); both daemons talk to this tree's simulator."""
+src/blupowd); both daemons talk to this tree's simulator. With few devices the machine idles
+between polls and the daemon started first (this tree's) tends to pay for waking it: run the
+comparison both ways, from each tree."""
 import os
 import sys
 import time
