@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,16 +43,11 @@ uint64_t now_monotonic(void)
 
 /* ---- BlueZ events ---- */
 
+/* Both sides are in capitals already: options.c writes module addresses so, and bluez.c the
+ * addresses BlueZ reports. */
 static struct module *module_by_address(struct daemon *d, const char *address)
 {
-        /* Module addresses are in capitals (options.c); BlueZ's normally are too. */
-        char key[sizeof_field(struct module, address)];
-        size_t n = 0;
-        for (; address[n] && n < sizeof key - 1; n++)
-                key[n] = (char)toupper((unsigned char)address[n]);
-        if (address[n])
-                return NULL;
-        return strmap_get(&d->module_by_address, key, n);
+        return strmap_get_str(&d->module_by_address, address);
 }
 
 static void on_service(void *userdata, bool up)
