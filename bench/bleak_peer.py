@@ -191,7 +191,8 @@ def main():
     ours = results["blupowd"]
     med = lambda xs: sorted(xs)[len(xs) // 2]
     print(f"Reads of one charge controller (4 register blocks), {reads} per side, one every {PERIOD} s.")
-    print(scale.machine_note() + "\n")
+    print(scale.machine_note())
+    print(scale.floor_note((5000,)) + "\n")
     print("| reader | reads | median wall per read (s) | CPU per read (ms) | wakes per read | peak RSS (MiB) | wall ratio | CPU ratio | RSS ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():

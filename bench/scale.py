@@ -176,6 +176,25 @@ def machine_note():
             f"touching 100 pages (bench/wake-cost).")
 
 
+def floor_note(intervals_ms=(5000, 1200)):
+    """The least CPU any reader spends on a controller read here, at each spacing of reads
+    (bench/read-floor.c): sleeping through a read's wakes, and receiving its messages through
+    sd-bus doing nothing else. The 1, 10, 50 and 200-device runs space reads 5 s and 1.2 s apart."""
+    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
+    parts = []
+    try:
+        for interval in intervals_ms:
+            r = json.loads(subprocess.run([os.path.join(BUILD, "bench/read-floor"), "6", str(interval)], env=env,
+                                          capture_output=True, text=True, check=True).stdout)
+            parts.append(f"{r['sleep_us_per_read'] / 1000:.2f} ms asleep, {r['sdbus_us_per_read'] / 1000:.2f} ms "
+                         f"through sd-bus with reads {interval / 1000:g} s apart")
+    finally:
+        os.kill(int(out[1]), 15)
+    return f"Floor: a read's {r['wakes_per_read']} wakes with no work cost " + "; ".join(parts) + " (bench/read-floor)."
+
+
 def main():
     args = sys.argv[1:]
     instant = "--instant-link" in args
@@ -183,6 +202,8 @@ def main():
     seconds = int(args[0]) if args else 60
     counts = [int(x) for x in args[1:]] or [1, 10, 50, 200]
     print(machine_note())
+    if not instant:
+        print(floor_note())
     if instant:
         print("Instant link: no latency on the simulated radio.")
     print()
