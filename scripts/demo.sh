@@ -1,23 +1,41 @@
 #!/usr/bin/env bash
 # The demo: a private bus, blupow-sim with the demo scenario, and blupowd serving the status
 # page on http://localhost:8099/. Ctrl-C stops everything.
+#   scripts/demo.sh [BUILD_DIR]   BUILD_DIR relative to the source tree or absolute (default build);
+#   BLUPOW_DEMO_PORT (8099) and BLUPOW_DEMO_DIR (.demo, where the history is kept) change the rest.
 set -euo pipefail
-build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+case "$build" in
+/*) ;;
+*) build=$root/$build ;;
+esac
 port=${BLUPOW_DEMO_PORT:-8099}
-work=$root/.demo
+work=${BLUPOW_DEMO_DIR:-$root/.demo}
+for exe in "$build/tests/sim/blupow-sim" "$build/src/blupowd"; do
+	if [ ! -x "$exe" ]; then
+		echo "demo: $exe is missing: build first (make)" >&2
+		exit 1
+	fi
+done
 mkdir -p "$work/data"
 eval "$("$root/scripts/test-bus.sh" --env)"
 cleanup() {
 	kill "${daemon_pid:-}" "${sim_pid:-}" 2>/dev/null || true
 	wait 2>/dev/null || true
 	kill "$BLUPOW_BUS_PID" 2>/dev/null || true
+	# test-bus.sh made a directory for the bus's socket: leave nothing behind in /tmp.
+	bus_dir=${DBUS_SYSTEM_BUS_ADDRESS#unix:path=}
+	bus_dir=$(dirname "${bus_dir%%,*}")
+	case "$bus_dir" in
+	/tmp/blupow-bus.*) rm -rf "$bus_dir" ;;
+	esac
 }
 trap cleanup EXIT INT TERM
-"$root/$build/tests/sim/blupow-sim" --scenario "$root/scenarios/demo.json" &
+"$build/tests/sim/blupow-sim" --scenario "$root/scenarios/demo.json" &
 sim_pid=$!
 sleep 0.5
-"$root/$build/src/blupowd" --options "$root/scenarios/demo.options.json" --data-dir "$work/data" \
+"$build/src/blupowd" --options "$root/scenarios/demo.options.json" --data-dir "$work/data" \
 	--web-dir "$root/web" --port "$port" --bind 127.0.0.1 &
 daemon_pid=$!
 echo "BluPow demo: status page on http://localhost:$port/ (API: curl localhost:$port/api/v1/devices)"

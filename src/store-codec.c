@@ -28,7 +28,8 @@ int varint_get(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
 
 uint64_t zigzag(int64_t v)
 {
-        return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+        /* The sign as all ones or all zeros, without right-shifting a negative number. */
+        return ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63));
 }
 
 int64_t unzigzag(uint64_t v)

@@ -61,8 +61,10 @@ static void later_full(struct sim_module *m, unsigned ms, bool any_generation,
         void (*fn)(struct sim_module *, void *), void *data)
 {
         struct later *l = calloc(1, sizeof *l);
-        if (!l)
+        if (!l) {
+                free(data); /* ours from the call on, as when the timer cannot be added */
                 return;
+        }
         *l = (struct later){.m = m,
                 .generation = m->generation,
                 .any_generation = any_generation,
