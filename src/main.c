@@ -10,12 +10,15 @@ static void usage(FILE *f)
         fprintf(f, "blupowd " BLUPOW_VERSION " - Renogy Bluetooth devices for Home Assistant\n"
                    "\n"
                    "usage:\n"
-                   "  blupowd [serve] [--options FILE] [--data-dir DIR] [--port N] [--web-dir DIR]\n"
-                   "  blupowd verify [DEVICE] [--json] [--options FILE] [--api URL]\n"
-                   "  blupowd scan [--seconds N] [--options FILE] [--adapter hciN]\n"
+                   "  blupowd [serve] [--options FILE] [--data-dir DIR] [--db FILE] [--port N]\n"
+                   "                  [--bind ADDRESS] [--web-dir DIR]\n"
+                   "  blupowd verify [DEVICE] [--json] [--options FILE] [--port N] [--standalone]\n"
+                   "  blupowd scan [--seconds N] [--json] [--options FILE] [--adapter hciN]\n"
                    "  blupowd decode FAMILY REG:HEX [REG:HEX ...]\n"
                    "  blupowd --version | --help\n"
                    "\n"
+                   "verify asks the daemon running on --port (8099) to read each device end to\n"
+                   "end, or reads them itself when none runs (or with --standalone).\n"
                    "FAMILY is controller, dcc, battery, inverter or shunt. Exit codes: 0 ok,\n"
                    "1 runtime failure, 2 bad usage or configuration.\n");
 }
