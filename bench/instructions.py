@@ -6,6 +6,9 @@ after an idle gap), a reader that wakes 20 times per read pays for the wakes, no
 Instructions do not depend on that, so this is the ratio of work done; kernel time is not
 counted on either side, and the peer wakes twice as often.
     make && /usr/bin/python3 bench/instructions.py [READS] [--blupowd-only]
+    make && /usr/bin/python3 bench/instructions.py --scale [COUNTS...]
+--scale counts blupowd's instructions per poll with 1, 10, 50 and 200 controllers, set up as
+bench/scale.py sets them up (its warm-up, then 60 s): the work a poll does as the devices grow.
 BLUPOW_BUILD_ROOT=DIR measures the blupowd of another build (an older version, say)."""
 import collections
 import json
@@ -18,6 +21,7 @@ import time
 import urllib.request
 
 import bleak_peer
+import scale
 
 ROOT = bleak_peer.ROOT
 BUILD = bleak_peer.BUILD
@@ -101,6 +105,38 @@ def blupowd_per_poll(reads, env):
         daemon.wait()
 
 
+def blupowd_at_scale(n, seconds=60):
+    """Instructions per poll with n controllers: scale.py's set-up and warm-up under callgrind,
+    counted from zero over `seconds`; the API requests that count the polls fall outside."""
+    d = tempfile.mkdtemp(prefix=f"blupow-instr{n}.")
+    out = os.path.join(d, "callgrind.out")
+    stack = scale.start(n, build=BUILD, wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+    pid, port = stack["daemon"].pid, stack["port"]
+    try:
+        time.sleep(scale.warm_up(stack["interval"]))
+        n0 = scale.polls_ok(port)[0]
+        subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+        time.sleep(seconds)
+        subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+        n1 = scale.polls_ok(port)[0]
+        dump = os.path.join(d, sorted(f for f in os.listdir(d) if f.startswith("callgrind.out."))[-1])
+        with open(dump) as f:
+            total = int(re.search(r"^totals: (\d+)", f.read(), re.M).group(1))
+        return stack["interval"], n1 - n0, total / max(n1 - n0, 1)
+    finally:
+        scale.stop(stack)
+
+
+def main_scale(counts):
+    print("blupowd's user-space instructions per poll (callgrind) with n charge controllers on one adapter, "
+          "set up as bench/scale.py does, 60 s counted.\n")
+    print("| devices | interval (s) | polls | instructions per poll (millions) |")
+    print("|---|---|---|---|")
+    for n in counts:
+        interval, polls, per_poll = blupowd_at_scale(n)
+        print(f"| {n} | {interval} | {polls} | {per_poll / 1e6:.2f} |", flush=True)
+
+
 def peer_per_read(mode, reads, env):
     """Runs the peer under callgrind with 1 read and with 1 + `reads`: the difference is the reads,
     without Python's start-up and the first read's imports."""
@@ -125,6 +161,8 @@ for _ in range(int(sys.argv[1])):
 
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--scale" in sys.argv:
+        return main_scale([int(a) for a in args] or [1, 10, 50, 200])
     reads = int(args[0]) if args else 10
     only_ours = "--blupowd-only" in sys.argv
     out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,

@@ -27,7 +27,7 @@ def main():
     runs = [scale.start(n, scale.BUILD, 18271), scale.start(n, other, 18272, sim_build=scale.BUILD)]
     try:
         interval = runs[0]["interval"]
-        time.sleep(interval + 5)
+        time.sleep(scale.warm_up(interval))
         before = [(scale.proc(r["daemon"].pid), scale.polls_ok(r["port"])[0]) for r in runs]
         time.sleep(seconds)
         after = [(scale.proc(r["daemon"].pid), scale.polls_ok(r["port"])[0]) for r in runs]
