@@ -42,6 +42,13 @@ def user_kernel(pid):
     return int(fields[11]) / hz, int(fields[12]) / hz
 
 
+def minor_faults(pid):
+    """Page faults served without I/O: a page mapped anew, as after memory handed back to the
+    kernel (free() trimming the heap, an mmap'd block freed) and taken again."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def referenced_pages(pid):
     """Pages (4 KiB) referenced since the last clear_refs: code (executable mappings) and data."""
     code = data = 0
@@ -154,10 +161,12 @@ def run(n, seconds, instant=False):
         ok0, failed0 = polls_ok(port)
         cpu0, rss0, _, fds0, wakes0 = proc(daemon.pid)
         user0, kernel0 = user_kernel(daemon.pid)
+        faults0 = minor_faults(daemon.pid)
         t0 = time.monotonic()
         time.sleep(seconds)
         cpu1, rss1, hwm, fds1, wakes1 = proc(daemon.pid)
         user1, kernel1 = user_kernel(daemon.pid)
+        faults1 = minor_faults(daemon.pid)
         elapsed = time.monotonic() - t0
         ok1, failed1 = polls_ok(port)
         polls = ok1 - ok0
@@ -167,6 +176,7 @@ def run(n, seconds, instant=False):
         return {"n": n, "interval": interval, "seconds": round(elapsed), "polls": polls, "failed": failed1 - failed0,
                 "expected": round(expected), "missed": missed, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / max(polls, 1),
                 "wakes_per_poll": (wakes1 - wakes0) / max(polls, 1),
+                "faults_per_poll": (faults1 - faults0) / max(polls, 1),
                 "user_ms_per_poll": (user1 - user0) * 1000 / max(polls, 1),
                 "kernel_ms_per_poll": (kernel1 - kernel0) * 1000 / max(polls, 1),
                 "code_pages": code_pages, "data_pages": data_pages,
@@ -215,12 +225,12 @@ def main():
     if instant:
         print("Instant link: no latency on the simulated radio.")
     print()
-    print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | user + kernel (ms) | wakes per poll | pages per poll (code + data) | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | user + kernel (ms) | wakes per poll | minor faults per poll | pages per poll (code + data) | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in counts:
         r = run(n, seconds, instant)
         print(f"| {r['n']} | {r['interval']} | {r['seconds']} | {r['polls']} | {r['failed']} | {r['expected']} | {r['missed']} | "
-              f"{r['cpu_ms_per_poll']:.2f} | {r['user_ms_per_poll']:.1f} + {r['kernel_ms_per_poll']:.1f} | {r['wakes_per_poll']:.0f} | "
+              f"{r['cpu_ms_per_poll']:.2f} | {r['user_ms_per_poll']:.1f} + {r['kernel_ms_per_poll']:.1f} | {r['wakes_per_poll']:.0f} | {r['faults_per_poll']:.1f} | "
               f"{r['code_pages']:.0f} + {r['data_pages']:.0f} | "
               f"{r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} | "
               f"{r['hwm_kib'] / 1024:.1f} | {r['fds'][0]} → {r['fds'][1]} |", flush=True)
