@@ -170,9 +170,8 @@ def run_blupow(reads, env, keep_connected=False):
 
 def main():
     reads = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
-                         check=True).stdout.split()
-    os.environ["DBUS_SYSTEM_BUS_ADDRESS"], bus_pid = out[0], int(out[1])
+    env, bus = scale.private_bus()
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = env["DBUS_SYSTEM_BUS_ADDRESS"]
     sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
                             os.path.join(ROOT, "scenarios/demo.json")], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -187,7 +186,7 @@ def main():
     finally:
         sim.terminate()
         sim.wait()
-        os.kill(bus_pid, 15)
+        scale.close_bus(bus)
     ours = results["blupowd"]
     med = lambda xs: sorted(xs)[len(xs) // 2]
     print(f"Reads of one charge controller (4 register blocks), {reads} per side, one every {PERIOD} s.")

@@ -165,10 +165,7 @@ def main():
         return main_scale([int(a) for a in args] or [1, 10, 50, 200])
     reads = int(args[0]) if args else 10
     only_ours = "--blupowd-only" in sys.argv
-    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
-                         check=True).stdout.split()
-    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
-    bus_pid = int(out[1])
+    env, bus = scale.private_bus()
     sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
                             os.path.join(ROOT, "scenarios/demo.json")], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -182,7 +179,7 @@ def main():
     finally:
         sim.terminate()
         sim.wait()
-        os.kill(bus_pid, 15)
+        scale.close_bus(bus)
     print(f"User-space instructions per read of one charge controller (callgrind), one read every "
           f"{bleak_peer.PERIOD} s.\n")
     print("| reader | instructions per read (millions) | ratio |")

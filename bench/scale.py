@@ -10,6 +10,7 @@ through the bus.
     make && /usr/bin/python3 bench/scale.py [--instant-link] [SECONDS_PER_RUN] [COUNTS...]"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,19 +35,14 @@ def proc(pid):
             int(status["voluntary_ctxt_switches"]))
 
 
-def user_kernel(pid):
-    """User and kernel CPU seconds (clock ticks, so coarser than schedstat)."""
+def user_kernel_faults(pid):
+    """User and kernel CPU seconds (clock ticks, so coarser than schedstat), and minor page
+    faults: pages mapped anew, as after memory handed back to the kernel (free() trimming the
+    heap, an mmap'd block freed) and taken again."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     hz = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / hz, int(fields[12]) / hz
-
-
-def minor_faults(pid):
-    """Page faults served without I/O: a page mapped anew, as after memory handed back to the
-    kernel (free() trimming the heap, an mmap'd block freed) and taken again."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[7])
+    return int(fields[11]) / hz, int(fields[12]) / hz, int(fields[7])
 
 
 def referenced_pages(pid):
@@ -92,6 +88,20 @@ def polls_ok(port):
     return sum(d["polls_ok"] for d in diag["devices"]), sum(d["polls_failed"] for d in diag["devices"])
 
 
+def private_bus():
+    """A private system-like bus (scripts/test-bus.sh): an environment that points at it, and
+    what close_bus() needs."""
+    address, pid, directory = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True,
+                                             text=True, check=True).stdout.split()
+    return dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address), (int(pid), directory)
+
+
+def close_bus(bus):
+    pid, directory = bus
+    os.kill(pid, 15)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 INSTANT = {"connect_ms": 0, "resolve_ms": 0, "response_ms": 0, "chunk_interval_ms": 0}
 
 
@@ -116,10 +126,8 @@ def start(n, build=BUILD, port=18299, instant=False, sim_build=None, wrapper=())
                    "modules": modules}, f)
     with open(os.path.join(d, "options.json"), "w") as f:
         json.dump({"devices": devices, "poll_interval": interval}, f)
-    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
-                         check=True).stdout.split()
-    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
-    stack = {"build": build, "bus": int(out[1]), "port": port, "interval": interval}
+    env, bus = private_bus()
+    stack = {"build": build, "bus": bus, "port": port, "interval": interval}
     stack["sim"] = subprocess.Popen([os.path.join(sim_build or build, "tests/sim/blupow-sim"), "--scenario",
                                      os.path.join(d, "scenario.json")], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
@@ -141,7 +149,7 @@ def stop(stack):
     for p in (stack["daemon"], stack["sim"]):
         p.terminate()
         p.wait()
-    os.kill(stack["bus"], 15)
+    close_bus(stack["bus"])
 
 
 def warm_up(interval):
@@ -160,13 +168,11 @@ def run(n, seconds, instant=False):
         # Two API requests in the measured stretch, to count the polls; nothing else.
         ok0, failed0 = polls_ok(port)
         cpu0, rss0, _, fds0, wakes0 = proc(daemon.pid)
-        user0, kernel0 = user_kernel(daemon.pid)
-        faults0 = minor_faults(daemon.pid)
+        user0, kernel0, faults0 = user_kernel_faults(daemon.pid)
         t0 = time.monotonic()
         time.sleep(seconds)
         cpu1, rss1, hwm, fds1, wakes1 = proc(daemon.pid)
-        user1, kernel1 = user_kernel(daemon.pid)
-        faults1 = minor_faults(daemon.pid)
+        user1, kernel1, faults1 = user_kernel_faults(daemon.pid)
         elapsed = time.monotonic() - t0
         ok1, failed1 = polls_ok(port)
         polls = ok1 - ok0
@@ -198,9 +204,7 @@ def floor_note(intervals_ms=(5000, 1200)):
     """The least CPU any reader spends on a controller read here, at each spacing of reads
     (bench/read-floor.c): sleeping through a read's wakes, and receiving its messages through
     sd-bus doing nothing else. The 1, 10, 50 and 200-device runs space reads 5 s and 1.2 s apart."""
-    out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
-                         check=True).stdout.split()
-    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
+    env, bus = private_bus()
     parts = []
     try:
         for interval in intervals_ms:
@@ -209,7 +213,7 @@ def floor_note(intervals_ms=(5000, 1200)):
             parts.append(f"{r['sleep_us_per_read'] / 1000:.2f} ms asleep, {r['sdbus_us_per_read'] / 1000:.2f} ms "
                          f"through sd-bus with reads {interval / 1000:g} s apart")
     finally:
-        os.kill(int(out[1]), 15)
+        close_bus(bus)
     return f"Floor: a read's {r['wakes_per_read']} wakes with no work cost " + "; ".join(parts) + " (bench/read-floor)."
 
 
@@ -220,10 +224,7 @@ def main():
     seconds = int(args[0]) if args else 60
     counts = [int(x) for x in args[1:]] or [1, 10, 50, 200]
     print(machine_note())
-    if not instant:
-        print(floor_note())
-    if instant:
-        print("Instant link: no latency on the simulated radio.")
+    print("Instant link: no latency on the simulated radio." if instant else floor_note())
     print()
     print("| devices | interval (s) | measured (s) | polls | failed | expected | missed | CPU per poll (ms) | user + kernel (ms) | wakes per poll | minor faults per poll | pages per poll (code + data) | RSS start → end (MiB) | peak RSS (MiB) | open fds |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

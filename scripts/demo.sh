@@ -24,12 +24,7 @@ cleanup() {
 	kill "${daemon_pid:-}" "${sim_pid:-}" 2>/dev/null || true
 	wait 2>/dev/null || true
 	kill "$BLUPOW_BUS_PID" 2>/dev/null || true
-	# test-bus.sh made a directory for the bus's socket: leave nothing behind in /tmp.
-	bus_dir=${DBUS_SYSTEM_BUS_ADDRESS#unix:path=}
-	bus_dir=$(dirname "${bus_dir%%,*}")
-	case "$bus_dir" in
-	/tmp/blupow-bus.*) rm -rf "$bus_dir" ;;
-	esac
+	rm -rf "$BLUPOW_BUS_DIR" # the bus's socket directory, made by test-bus.sh
 }
 trap cleanup EXIT INT TERM
 "$build/tests/sim/blupow-sim" --scenario "$root/scenarios/demo.json" &

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Starts a private dbus-daemon that behaves like the system bus and prints two lines:
-# its address (for DBUS_SYSTEM_BUS_ADDRESS) and its pid. With "deny", the bus refuses
+# Starts a private dbus-daemon that behaves like the system bus and prints three lines:
+# its address (for DBUS_SYSTEM_BUS_ADDRESS), its pid and the directory of its socket (for the
+# caller to remove once the bus is stopped). With "deny", the bus refuses
 # every message to org.bluez, as an AppArmor or bus-policy denial does.
-#   eval "$(scripts/test-bus.sh --env)"   exports DBUS_SYSTEM_BUS_ADDRESS and BLUPOW_BUS_PID
+#   eval "$(scripts/test-bus.sh --env)"   exports DBUS_SYSTEM_BUS_ADDRESS, BLUPOW_BUS_PID and BLUPOW_BUS_DIR
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 conf="$root/tests/data/system-bus.conf"
@@ -20,8 +21,9 @@ out=$(dbus-daemon --config-file="$conf" --address="unix:path=$dir/system_bus_soc
 addr=$(echo "$out" | sed -n 1p)
 pid=$(echo "$out" | sed -n 2p)
 if [ "$env_out" = 1 ]; then
-	echo "export DBUS_SYSTEM_BUS_ADDRESS='$addr' BLUPOW_BUS_PID=$pid"
+	echo "export DBUS_SYSTEM_BUS_ADDRESS='$addr' BLUPOW_BUS_PID=$pid BLUPOW_BUS_DIR='$dir'"
 else
 	echo "$addr"
 	echo "$pid"
+	echo "$dir"
 fi
