@@ -49,7 +49,7 @@ def main():
     out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True,
                          check=True).stdout.split()
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=out[0])
-    procs = [subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
+    procs = [subprocess.Popen([os.path.join(BUILD, "sim/blupow-sim"), "--scenario",
                                os.path.join(d, "scenario.json")], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
     time.sleep(0.5)

@@ -172,7 +172,7 @@ def main():
     reads = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     env, bus = scale.private_bus()
     os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = env["DBUS_SYSTEM_BUS_ADDRESS"]
-    sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
+    sim = subprocess.Popen([os.path.join(BUILD, "sim/blupow-sim"), "--scenario",
                             os.path.join(ROOT, "scenarios/demo.json")], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     time.sleep(0.5)

@@ -166,7 +166,7 @@ def main():
     reads = int(args[0]) if args else 10
     only_ours = "--blupowd-only" in sys.argv
     env, bus = scale.private_bus()
-    sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
+    sim = subprocess.Popen([os.path.join(BUILD, "sim/blupow-sim"), "--scenario",
                             os.path.join(ROOT, "scenarios/demo.json")], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     time.sleep(0.5)

@@ -42,7 +42,7 @@ def main():
     out = subprocess.run([os.path.join(ROOT, "scripts/test-bus.sh")], capture_output=True, text=True, check=True).stdout.split()
     env["DBUS_SYSTEM_BUS_ADDRESS"], bus_pid = out[0], int(out[1])
     scenario = os.path.join(ROOT, "scenarios/demo.json")
-    sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario", scenario], env=env,
+    sim = subprocess.Popen([os.path.join(BUILD, "sim/blupow-sim"), "--scenario", scenario], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     data = f"/tmp/blupow-bench-{os.getpid()}"

@@ -128,7 +128,7 @@ def start(n, build=BUILD, port=18299, instant=False, sim_build=None, wrapper=())
         json.dump({"devices": devices, "poll_interval": interval}, f)
     env, bus = private_bus()
     stack = {"build": build, "bus": bus, "port": port, "interval": interval}
-    stack["sim"] = subprocess.Popen([os.path.join(sim_build or build, "tests/sim/blupow-sim"), "--scenario",
+    stack["sim"] = subprocess.Popen([os.path.join(sim_build or build, "sim/blupow-sim"), "--scenario",
                                      os.path.join(d, "scenario.json")], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
     time.sleep(0.5)

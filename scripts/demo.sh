@@ -12,7 +12,7 @@ case "$build" in
 esac
 port=${BLUPOW_DEMO_PORT:-8099}
 work=${BLUPOW_DEMO_DIR:-$root/.demo}
-for exe in "$build/tests/sim/blupow-sim" "$build/src/blupowd"; do
+for exe in "$build/sim/blupow-sim" "$build/src/blupowd"; do
 	if [ ! -x "$exe" ]; then
 		echo "demo: $exe is missing: build first (make)" >&2
 		exit 1
@@ -27,7 +27,7 @@ cleanup() {
 	rm -rf "$BLUPOW_BUS_DIR" # the bus's socket directory, made by test-bus.sh
 }
 trap cleanup EXIT INT TERM
-"$build/tests/sim/blupow-sim" --scenario "$root/scenarios/demo.json" &
+"$build/sim/blupow-sim" --scenario "$root/scenarios/demo.json" &
 sim_pid=$!
 sleep 0.5
 "$build/src/blupowd" --options "$root/scenarios/demo.options.json" --data-dir "$work/data" \

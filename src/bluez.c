@@ -47,6 +47,7 @@ struct bluez_call {
         bluez_done_t cb;
         bluez_fd_done_t fd_cb; /* instead of cb, for calls that answer with a file descriptor */
         void *userdata;
+        char *connect_path; /* a Connect: its device is connected when the call succeeds */
         struct bluez_call *next, *prev;
 };
 
@@ -354,6 +355,7 @@ static int set_dev_connected(sd_bus_message *m, void *obj, unsigned *changed)
         if (r < 0)
                 return r;
         d->connected = v;
+        d->connected_unsignalled = false;
         *changed |= BLUEZ_DEV_CONNECTED;
         return 0;
 }
@@ -687,7 +689,7 @@ static void remove_path(struct bluez *b, const char *path, const char *iface)
                 if (!d)
                         return;
                 remove_at(&b->devices, &b->n_devices, index_of(b->devices, b->n_devices, d));
-                d->connected = d->services_resolved = d->has_rssi = false;
+                d->connected = d->connected_unsignalled = d->services_resolved = d->has_rssi = false;
                 if (b->h.device)
                         b->h.device(b->userdata, d, BLUEZ_DEV_REMOVED);
                 device_free(d);
@@ -1038,6 +1040,26 @@ static void call_unlink(struct bluez_call *c)
                 c->next->prev = c->prev;
 }
 
+static void call_free(struct bluez_call *c)
+{
+        sd_bus_slot_unref(c->slot);
+        free(c->connect_path);
+        free(c);
+}
+
+/* A successful Connect means connected, signalled or not: bluetoothd 5.66 often sends no
+ * PropertiesChanged(Connected=true) for a central's own connection (it logs "Device … is
+ * already connected"), yet Get reads true and Disconnect works. Without this the session would
+ * never know it has a link to hand back. */
+static void mark_connected(struct bluez *b, const char *path)
+{
+        struct bluez_device *d = strmap_get_str(&b->device_by_path, path);
+        if (!d || d->connected)
+                return;
+        log_debug("%s: Connect succeeded without a Connected signal", d->address);
+        d->connected = d->connected_unsignalled = true;
+}
+
 static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct bluez_call *c = userdata;
@@ -1047,9 +1069,10 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
         bluez_done_t cb = c->cb;
         bluez_fd_done_t fd_cb = c->fd_cb;
         void *ud = c->userdata;
+        if (c->connect_path && e == BLUEZ_OK)
+                mark_connected(c->b, c->connect_path);
         call_unlink(c);
-        sd_bus_slot_unref(c->slot);
-        free(c);
+        call_free(c);
         if (fd_cb) {
                 int fd = -1, passed;
                 uint16_t mtu = 0;
@@ -1076,8 +1099,7 @@ void bluez_call_cancel(struct bluez_call *c)
         if (!c)
                 return;
         call_unlink(c);
-        sd_bus_slot_unref(c->slot); /* the callback will not run */
-        free(c);
+        call_free(c); /* the callback will not run */
 }
 
 static int call_send(struct bluez *b, sd_bus_message *m, uint64_t timeout, bluez_done_t cb, void *userdata,
@@ -1214,13 +1236,27 @@ int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t
 int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,
         void *userdata, struct bluez_call **ret)
 {
-        return simple_call(b, device_path, "org.bluez.Device1", "Connect", timeout_usec, cb, userdata, ret);
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        struct bluez_call *c = NULL;
+        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, device_path, "org.bluez.Device1", "Connect");
+        if (r < 0)
+                return r;
+        if ((r = call_send(b, m, timeout_usec, cb, userdata, &c)) < 0)
+                return r;
+        if (!(c->connect_path = strdup(device_path))) {
+                bluez_call_cancel(c);
+                return -ENOMEM;
+        }
+        if (ret)
+                *ret = c;
+        return 0;
 }
 
-int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata)
+int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata,
+        struct bluez_call **ret)
 {
         return simple_call(
-                b, device_path, "org.bluez.Device1", "Disconnect", DEFAULT_CALL_TIMEOUT, cb, userdata, NULL);
+                b, device_path, "org.bluez.Device1", "Disconnect", DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
 }
 
 int bluez_start_notify(

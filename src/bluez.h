@@ -54,6 +54,14 @@ struct bluez_adapter {
  * trails our StopDiscovery, so the first two seconds after a stop do not count. */
 bool bluez_adapter_shared(const struct bluez_adapter *a);
 
+/* HCI's "RSSI not available", which BlueZ passes on as a value: an emulated controller reports
+ * it with every advertisement, and a real one may. Valid readings are -127..20 dBm. */
+#define BLUEZ_RSSI_UNKNOWN 127
+static inline bool bluez_rssi_known(int16_t rssi)
+{
+        return rssi >= -127 && rssi <= 20;
+}
+
 struct bluez_device {
         char *path;
         char *adapter_path;
@@ -62,6 +70,9 @@ struct bluez_device {
         int16_t rssi;
         bool has_rssi;
         bool connected;
+        /* Connected only because our Connect succeeded: BlueZ never signalled it, so its
+         * Connected=false may not come either, and a Disconnect waits for its reply. */
+        bool connected_unsignalled;
         bool services_resolved;
         uint64_t last_seen_usec; /* last advertisement (RSSI/ManufacturerData update), 0 = never */
 };
@@ -144,7 +155,8 @@ int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_
 int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata);
 int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,
         void *userdata, struct bluez_call **ret);
-int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata);
+int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata,
+        struct bluez_call **ret);
 int bluez_start_notify(
         struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret);
 /* Notifications through a socket instead of PropertiesChanged(Value) signals: each arrives as

@@ -22,6 +22,10 @@
 #define PROBE_TIMEOUT        (1500 * USEC_PER_MSEC)
 #define MAX_CONNECT_ATTEMPTS 3
 #define SILENT_ABORT         (2 * USEC_PER_SEC)
+/* bluetoothd stopping drops every link first (ServicesResolved=false, Connected=false), then
+ * powers the adapter off and leaves the bus, 0.4 s later on 5.66: a dropped link waits this long
+ * before the session ends, so that its verdict sees why. */
+#define LINK_LOST_GRACE      (2 * USEC_PER_SEC)
 
 enum phase {
         PHASE_IDLE,
@@ -35,6 +39,7 @@ enum phase {
         PHASE_REQUEST,
         PHASE_SHUNT_FRAME,
         PHASE_PROBE,
+        PHASE_LINK_LOST, /* the link dropped: waiting to see whether BlueZ or the adapter went with it */
         PHASE_DISCONNECT,
 };
 
@@ -61,6 +66,10 @@ struct link {
         bool acquire_write_unsupported;
         bool discovering;
         bool connected_by_us;
+        /* keep_connected left the link up after the last session: shutdown hands it back. */
+        bool kept;
+        /* While PHASE_LINK_LOST: where the session was when the link dropped. */
+        enum link_stage lost_stage;
         struct link_report report;
         struct link_unit units[LINK_MAX_UNITS];
         size_t n_units;
@@ -199,13 +208,29 @@ static void stop_discovery_then_connect(struct link *l)
         }
 }
 
+/* The advertised signal strength for a step's text, or that the controller gave none. */
+static const char *rssi_text(char *buf, size_t size, int16_t rssi)
+{
+        if (!bluez_rssi_known(rssi))
+                return "RSSI not reported";
+        snprintf(buf, size, "RSSI %d dBm", rssi);
+        return buf;
+}
+
+static void note_rssi(struct link *l, const struct bluez_device *d)
+{
+        l->report.rssi = d->rssi;
+        l->report.has_rssi = d->has_rssi && bluez_rssi_known(d->rssi);
+}
+
 static void found(struct link *l, const struct bluez_device *d)
 {
+        char rs[24];
         set_str(&l->device_path, d->path);
         l->report.found = true;
-        l->report.rssi = d->rssi;
-        l->report.has_rssi = d->has_rssi;
-        step(l, "advertisement", true, "%s seen, RSSI %d dBm", d->name[0] ? d->name : d->address, d->rssi);
+        note_rssi(l, d);
+        step(l, "advertisement", true, "%s seen, %s", d->name[0] ? d->name : d->address,
+                rssi_text(rs, sizeof rs, d->rssi));
         stop_discovery_then_connect(l);
 }
 
@@ -237,12 +262,15 @@ static void start_find(struct link *l)
                 l->report.advertising = d->has_rssi && fresh; /* advertising right now */
         }
         if (d && (d->connected || fresh)) {
+                char rs[24];
                 set_str(&l->device_path, d->path);
-                l->report.rssi = d->rssi;
-                l->report.has_rssi = d->has_rssi;
-                step(l, "advertisement", true,
-                        d->connected ? "already connected" : "seen %llu s ago, RSSI %d dBm",
-                        (unsigned long long)((now - d->last_seen_usec) / USEC_PER_SEC), d->rssi);
+                note_rssi(l, d);
+                if (d->connected)
+                        step(l, "advertisement", true, "already connected");
+                else
+                        step(l, "advertisement", true, "seen %llu s ago, %s",
+                                (unsigned long long)((now - d->last_seen_usec) / USEC_PER_SEC),
+                                rssi_text(rs, sizeof rs, d->rssi));
                 start_connect(l);
                 return;
         }
@@ -851,6 +879,7 @@ static void on_bytes(struct link *l, const uint8_t *data, size_t len)
 static void on_disconnect(void *userdata, enum bluez_error e, const char *message)
 {
         struct link *l = userdata;
+        l->call = NULL;
         if (l->phase != PHASE_DISCONNECT)
                 return;
         finish(l);
@@ -869,6 +898,7 @@ static void start_disconnect(struct link *l)
         bool keep = l->cfg.keep_connected && l->report.reached == LINK_STAGE_DONE;
         /* Disconnect also cancels a pending LE connection (a Connect that timed out). */
         bool need = l->device_path && d && (d->connected || l->phase == PHASE_CONNECT || l->report.timeouts);
+        l->kept = keep && need && l->connected_by_us;
         if (keep || !need || !l->connected_by_us) {
                 finish(l);
                 return;
@@ -880,8 +910,11 @@ static void start_disconnect(struct link *l)
         release_notify(l);
         release_write(l);
         /* Connected=false ends the session, so the reply would only wake us again. A Connect
-         * still pending has no Connected=false to come: there the reply is the end. */
-        if (bluez_disconnect(l->cfg.bluez, l->device_path, d->connected ? NULL : on_disconnect, l) < 0)
+         * still pending has no Connected=false to come, nor may a connection BlueZ never
+         * signalled: there the reply is the end. */
+        bool signal_ends = d->connected && !d->connected_unsignalled;
+        if (bluez_disconnect(l->cfg.bluez, l->device_path, signal_ends ? NULL : on_disconnect, l,
+                    signal_ends ? NULL : &l->call) < 0)
                 finish(l);
 }
 
@@ -898,6 +931,19 @@ static void finish(struct link *l)
 }
 
 /* ---- timers and events ---- */
+
+/* The link went down under the session. Nothing is left to hand back; the verdict waits for the
+ * grace, in which BlueZ leaving or the adapter going off shows it was not the radio. */
+static void link_lost(struct link *l, enum link_stage stage)
+{
+        l->report.link_dropped = true;
+        l->lost_stage = stage;
+        cancel_calls(l);
+        release_notify(l);
+        release_write(l);
+        l->phase = PHASE_LINK_LOST;
+        arm(l, LINK_LOST_GRACE);
+}
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -940,6 +986,11 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         case PHASE_PROBE:
                 probe_next(l);
                 break;
+        case PHASE_LINK_LOST:
+                fail(l, l->lost_stage, BLUEZ_ERR_NOT_CONNECTED,
+                        l->lost_stage == LINK_STAGE_SERVICES ? "the link dropped"
+                                                             : "the link dropped in the middle of the exchange");
+                break;
         case PHASE_DISCONNECT:
                 finish(l);
                 break;
@@ -953,10 +1004,8 @@ void link_on_device(struct link *l, const struct bluez_device *d, unsigned what)
 {
         if (strcasecmp(d->address, l->cfg.address) != 0)
                 return;
-        if (what & BLUEZ_DEV_ADVERTISED) {
-                l->report.rssi = d->rssi;
-                l->report.has_rssi = true;
-        }
+        if (what & BLUEZ_DEV_ADVERTISED)
+                note_rssi(l, d);
         switch (l->phase) {
         case PHASE_DISCOVER:
                 if (what & (BLUEZ_DEV_ADVERTISED | BLUEZ_DEV_ADDED) && d->has_rssi)
@@ -969,10 +1018,9 @@ void link_on_device(struct link *l, const struct bluez_device *d, unsigned what)
                 }
                 break;
         case PHASE_RESOLVE:
-                if (what & BLUEZ_DEV_REMOVED || ((what & BLUEZ_DEV_CONNECTED) && !d->connected)) {
-                        l->report.link_dropped = true;
-                        fail(l, LINK_STAGE_SERVICES, BLUEZ_ERR_NOT_CONNECTED, "the link dropped");
-                } else
+                if (what & BLUEZ_DEV_REMOVED || ((what & BLUEZ_DEV_CONNECTED) && !d->connected))
+                        link_lost(l, LINK_STAGE_SERVICES);
+                else
                         check_resolved(l);
                 break;
         case PHASE_NOTIFY:
@@ -980,12 +1028,10 @@ void link_on_device(struct link *l, const struct bluez_device *d, unsigned what)
         case PHASE_PROBE:
         case PHASE_SHUNT_FRAME:
                 if (what & BLUEZ_DEV_REMOVED || ((what & BLUEZ_DEV_CONNECTED) && !d->connected)) {
-                        l->report.link_dropped = true;
                         for (size_t i = 0; i < l->n_units; i++)
                                 if (i >= l->cur_unit && l->units[i].status == 0 && !l->units[i].blocks_ok)
                                         l->units[i].status = -ECANCELED;
-                        fail(l, l->phase == PHASE_NOTIFY ? LINK_STAGE_NOTIFY : LINK_STAGE_EXCHANGE,
-                                BLUEZ_ERR_NOT_CONNECTED, "the link dropped in the middle of the exchange");
+                        link_lost(l, l->phase == PHASE_NOTIFY ? LINK_STAGE_NOTIFY : LINK_STAGE_EXCHANGE);
                 }
                 break;
         case PHASE_DISCONNECT:
@@ -999,8 +1045,15 @@ void link_on_device(struct link *l, const struct bluez_device *d, unsigned what)
 
 void link_on_adapter_gone(struct link *l)
 {
+        l->kept = false;
         if (l->phase == PHASE_IDLE)
                 return;
+        if (l->phase == PHASE_LINK_LOST) {
+                /* The drop came with it. bluetoothd stopping powers its adapters off before it
+                 * leaves the bus: the grace's end judges, by what the system shows then. */
+                l->connected_by_us = false;
+                return;
+        }
         cancel_calls(l);
         l->report.reached = LINK_STAGE_ADAPTER;
         l->report.error = BLUEZ_ERR_NOT_READY;
@@ -1032,6 +1085,10 @@ struct link *link_free(struct link *l)
 {
         if (!l)
                 return NULL;
+        /* A module removed while its link is up, or kept up: handed back without waiting, and
+         * without the session's end being reported for a module that is going away. */
+        if ((l->kept || (l->phase != PHASE_IDLE && l->connected_by_us)) && l->device_path && l->cfg.bluez)
+                bluez_disconnect(l->cfg.bluez, l->device_path, NULL, NULL, NULL);
         cancel_calls(l);
         release_notify(l);
         release_write(l);
@@ -1144,6 +1201,13 @@ const char *link_address(const struct link *l)
 
 void link_abort(struct link *l)
 {
+        if (l->phase == PHASE_IDLE && l->kept) {
+                /* A link keep_connected left up between sessions: handed back, no reply needed. */
+                l->kept = false;
+                if (l->device_path)
+                        bluez_disconnect(l->cfg.bluez, l->device_path, NULL, NULL, NULL);
+                return;
+        }
         if (l->phase == PHASE_IDLE || l->phase == PHASE_DISCONNECT)
                 return;
         snprintf(l->report.message, sizeof l->report.message, "aborted");

@@ -103,7 +103,8 @@ const char *link_address(const struct link *l);
  * the report (reached == DONE and error == OK when the module echoed the write). */
 int link_start_write(struct link *l, const struct link_unit *unit, uint16_t reg, uint16_t value);
 
-/* Ends the current session: cancels what is in flight and disconnects cleanly. */
+/* Ends the current session: cancels what is in flight and disconnects cleanly. Between
+ * sessions, hands back a link keep_connected left up (at shutdown). */
 void link_abort(struct link *l);
 
 /* BlueZ events for this module and its characteristics. */

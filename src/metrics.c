@@ -82,7 +82,7 @@ char *metrics_render(const struct daemon *d, size_t *len)
                 f);
         for (size_t i = 0; i < d->n_devices; i++) {
                 const struct device *dev = d->devices[i];
-                if (!dev->module->last_seen)
+                if (!dev->module->last_seen || !bluez_rssi_known(dev->module->rssi))
                         continue;
                 fputs("blupow_rssi_dbm{", f);
                 device_labels(f, dev);

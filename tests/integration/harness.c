@@ -181,7 +181,7 @@ int env_start(struct env *e, const struct env_config *cfg)
                 return r;
         if (!cfg->no_sim) {
                 char bin[400], log[300];
-                build_path("tests/sim/blupow-sim", bin, sizeof bin);
+                build_path("sim/blupow-sim", bin, sizeof bin);
                 snprintf(log, sizeof log, "%s/sim.log", e->dir);
                 char *argv[] = {bin, "--scenario", (char *)cfg->scenario, NULL};
                 e->sim_pid = spawn(argv, log, e->bus_address);

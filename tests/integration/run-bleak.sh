@@ -4,7 +4,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BLUPOW_BUILD_ROOT:-$root/build}
 eval "$("$root/scripts/test-bus.sh" --env)"
-"$build/tests/sim/blupow-sim" --scenario "$root/scenarios/demo.json" > /dev/null 2>&1 &
+"$build/sim/blupow-sim" --scenario "$root/scenarios/demo.json" > /dev/null 2>&1 &
 sim=$!
 trap 'kill $sim 2>/dev/null; kill "$BLUPOW_BUS_PID" 2>/dev/null' EXIT
 for _ in $(seq 50); do

@@ -71,7 +71,7 @@ class Env:
         self.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus_address,
                         BLUPOW_WEB_DIR=os.path.join(SOURCE, "web"))
         self.sim_log = open(os.path.join(self.dir, "sim.log"), "w")
-        self.sim = subprocess.Popen([os.path.join(BUILD, "tests/sim/blupow-sim"), "--scenario",
+        self.sim = subprocess.Popen([os.path.join(BUILD, "sim/blupow-sim"), "--scenario",
                                      scenario if scenario.endswith(".json")
                                      else os.path.join(SOURCE, "scenarios", scenario + ".json")],
                                     env=self.env, stdout=self.sim_log, stderr=subprocess.STDOUT)

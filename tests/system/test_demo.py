@@ -118,7 +118,7 @@ class Demo(unittest.TestCase):
         missing = os.path.join(self.dir, "no-build")
         r = subprocess.run(["bash", DEMO, missing], capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 1)
-        self.assertIn(os.path.join(missing, "tests/sim/blupow-sim") + " is missing", r.stderr)
+        self.assertIn(os.path.join(missing, "sim/blupow-sim") + " is missing", r.stderr)
 
 
 if __name__ == "__main__":
