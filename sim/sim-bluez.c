@@ -87,6 +87,11 @@ static void later(struct sim_module *m, unsigned ms, void (*fn)(struct sim_modul
         later_full(m, ms, false, fn, data);
 }
 
+void sim_later(struct sim_module *m, unsigned ms, void (*fn)(struct sim_module *, void *), void *data)
+{
+        later_full(m, ms, false, fn, data);
+}
+
 void sim_laters_free(void);
 void sim_laters_free(void)
 {

@@ -112,12 +112,21 @@ static int method_set_fault(sd_bus_message *msg, void *userdata, sd_bus_error *e
         if (f < 0)
                 return sd_bus_error_setf(
                         error, "org.blupow.Sim1.Error.NoSuchFault", "Unknown fault %s", fault);
+        if (sim->peripheral && !sim_peripheral_fault_supported(f))
+                return sd_bus_error_setf(error, "org.blupow.Sim1.Error.NotSupported",
+                        "%s is the real BlueZ's to show as a peripheral: use another central, or stop "
+                        "bluetoothd",
+                        fault);
         sim_module_set_fault(m, f, count);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
 void sim_module_set_fault(struct sim_module *m, int fault, int count)
 {
+        if (m->sim->peripheral) {
+                sim_peripheral_fault(m, fault, count);
+                return;
+        }
         m->faults[fault] = count;
         /* A module that falls asleep or is taken by another central drops our link. */
         if ((fault == FAULT_ASLEEP || fault == FAULT_HELD) && count != 0)
@@ -131,6 +140,10 @@ void sim_module_set_fault(struct sim_module *m, int fault, int count)
 static int on_event(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct sim_event *e = userdata;
+        if (e->sim->peripheral && e->kind != SIM_EVENT_FAULT) {
+                log_warning("blupow-sim: scheduled adapter or bluetoothd event skipped: the real BlueZ's");
+                return 0;
+        }
         switch (e->kind) {
         case SIM_EVENT_FAULT:
                 log_info("blupow-sim: scheduled: %s fault %d = %d", e->module->address, e->fault, e->count);
@@ -167,9 +180,20 @@ int sim_events_start(struct sim *sim)
         return 0;
 }
 
+/* Adapters and bluetoothd belong to the real BlueZ when the modules are its peripherals. */
+static int refuse_if_peripheral(struct sim *sim, sd_bus_error *error)
+{
+        if (!sim->peripheral)
+                return 0;
+        return sd_bus_error_setf(error, "org.blupow.Sim1.Error.NotSupported",
+                "peripheral mode: adapters and bluetoothd are the real BlueZ's (btmgmt, kill)");
+}
+
 static int method_set_powered(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         struct sim *sim = userdata;
+        if (sim->peripheral)
+                return refuse_if_peripheral(sim, error);
         const char *name;
         int on;
         int r = sd_bus_message_read(msg, "sb", &name, &on);
@@ -186,6 +210,8 @@ static int method_set_powered(sd_bus_message *msg, void *userdata, sd_bus_error 
 static int method_adapter_presence(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         struct sim *sim = userdata;
+        if (sim->peripheral)
+                return refuse_if_peripheral(sim, error);
         const char *name;
         int r = sd_bus_message_read(msg, "s", &name);
         if (r < 0)
@@ -204,6 +230,8 @@ static int method_adapter_presence(sd_bus_message *msg, void *userdata, sd_bus_e
 static int method_restart_bluez(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         struct sim *sim = userdata;
+        if (sim->peripheral)
+                return refuse_if_peripheral(sim, error);
         uint32_t down_ms;
         int r = sd_bus_message_read(msg, "u", &down_ms);
         if (r < 0)

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,10 +16,17 @@ static void help(void)
 {
         printf("blupow-sim " BLUPOW_VERSION " - BlueZ 5.66 and Renogy modules, simulated\n"
                "\n"
-               "usage: blupow-sim [--scenario NAME|FILE] [--check] [--verbose]\n"
+               "usage: blupow-sim [--scenario NAME|FILE] [--peripheral ADAPTER[,ADAPTER...]] [--check]\n"
+               "                  [--verbose]\n"
                "\n"
                "Claims org.bluez (and org.blupow.Sim) on the bus named by DBUS_SYSTEM_BUS_ADDRESS\n"
                "and behaves like bluetoothd with the adapters and modules of the scenario.\n"
+               "With --peripheral, a real bluetoothd owns org.bluez instead, and each module of the\n"
+               "scenario becomes a peripheral on one of its adapters, in order: its GATT services\n"
+               "registered with GattManager1, its advertisement with LEAdvertisingManager1, its\n"
+               "address the adapter's. Prints \"module ADDRESS ADAPTER NAME\" per module, then\n"
+               "\"ready\". Faults there: asleep, drop_mid_response, corrupt_notification,\n"
+               "modbus_exception; the others are the real stack's to produce.\n"
                "NAME is a shipped scenario (" BLUPOW_DATADIR "/scenarios, or $BLUPOW_SCENARIO_DIR);\n"
                "FILE a path. --check validates the scenario and exits.\n"
                "\n"
@@ -80,6 +88,7 @@ int main(int argc, char **argv)
 {
         static const struct option opts[] = {
                 {"scenario", required_argument, NULL, 's'},
+                {"peripheral", required_argument, NULL, 'p'},
                 {"check", no_argument, NULL, 'c'},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
@@ -87,12 +96,16 @@ int main(int argc, char **argv)
                 {},
         };
         const char *scenario = "demo";
+        char *peripheral = NULL; /* ADAPTER[,ADAPTER…] */
         bool check_only = false;
         int c;
-        while ((c = getopt_long(argc, argv, "s:cvh", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "s:p:cvh", opts, NULL)) >= 0) {
                 switch (c) {
                 case 's':
                         scenario = optarg;
+                        break;
+                case 'p':
+                        peripheral = optarg;
                         break;
                 case 'c':
                         check_only = true;
@@ -147,26 +160,45 @@ int main(int argc, char **argv)
                 return 1;
         }
         if ((r = sd_bus_attach_event(sim.bus, sim.event, SD_EVENT_PRIORITY_NORMAL)) < 0 ||
-                (r = sim_control_start(&sim)) < 0 || (r = sim_bluez_start(&sim)) < 0) {
+                (r = sim_control_start(&sim)) < 0) {
                 log_error_errno(r, "Failed to set up the simulator: %m");
                 return 1;
         }
-        r = sd_bus_request_name(sim.bus, "org.bluez", 0);
-        if (r < 0) {
-                log_error_errno(r, "Failed to acquire org.bluez (is bluetoothd running on this bus?): %m");
-                return 1;
+        if (peripheral) {
+                char *adapters[16];
+                size_t n = 0;
+                for (char *save = NULL, *a = strtok_r(peripheral, ",", &save); a && n < ELEMENTSOF(adapters);
+                        a = strtok_r(NULL, ",", &save))
+                        adapters[n++] = a;
+                if ((r = sim_peripheral_start(&sim, adapters, n)) < 0) {
+                        log_error_errno(r, "Failed to set up the peripherals: %m");
+                        return r == -EINVAL ? 2 : 1;
+                }
+        } else {
+                if ((r = sim_bluez_start(&sim)) < 0) {
+                        log_error_errno(r, "Failed to set up the simulator: %m");
+                        return 1;
+                }
+                r = sd_bus_request_name(sim.bus, "org.bluez", 0);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to acquire org.bluez (is bluetoothd running on this bus?): %m");
+                        return 1;
+                }
+                sim.name_owned = true;
         }
-        sim.name_owned = true;
         if ((r = sim_events_start(&sim)) < 0) {
                 log_error_errno(r, "Failed to schedule the scenario's events: %m");
                 return 1;
         }
-        log_info("blupow-sim: serving %zu module(s) on %zu adapter(s)", sim.n_modules, sim.n_adapters);
-        printf("ready\n");
-        fflush(stdout);
+        if (!peripheral) {
+                log_info("blupow-sim: serving %zu module(s) on %zu adapter(s)", sim.n_modules, sim.n_adapters);
+                printf("ready\n");
+                fflush(stdout);
+        }
 
         r = sd_event_loop(sim.event);
         sim_laters_free();
+        sim_peripheral_free();
         for (size_t i = 0; i < sim.n_modules; i++) {
                 sd_bus_message_unref(sim.modules[i].pending_connect);
                 sd_bus_message_unref(sim.modules[i].pending_write);

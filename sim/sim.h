@@ -179,6 +179,7 @@ struct sim {
         struct sim_call *calls;
         size_t n_calls, calls_cap;
         sd_event_source *tick;
+        bool peripheral; /* the modules are peripherals of a real BlueZ (sim-peripheral.c) */
 };
 
 /* sim-scenario.c */
@@ -215,6 +216,16 @@ void sim_module_unexport(struct sim_module *m);
 struct sim_module *sim_module_by_address(struct sim *sim, const char *address);
 struct sim_adapter *sim_adapter_by_name(struct sim *sim, const char *name);
 bool sim_module_advertising(const struct sim_module *m);
+
+/* Runs fn(m, data) after ms, unless the module's link changed meanwhile (data is freed then). */
+void sim_later(struct sim_module *m, unsigned ms, void (*fn)(struct sim_module *m, void *data), void *data);
+
+/* sim-peripheral.c: the modules as peripherals of a real BlueZ, module i on adapters[i]. Prints
+ * "module ADDRESS ADAPTER NAME" for each, then "ready", once every adapter's address is known. */
+int sim_peripheral_start(struct sim *sim, char *const *adapters, size_t n_adapters);
+void sim_peripheral_free(void);
+void sim_peripheral_fault(struct sim_module *m, int fault, int count);
+bool sim_peripheral_fault_supported(int fault);
 
 /* sim-control.c: org.blupow.Sim1 and the call record */
 int sim_control_start(struct sim *sim);

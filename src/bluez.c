@@ -47,7 +47,9 @@ struct bluez_call {
         bluez_done_t cb;
         bluez_fd_done_t fd_cb; /* instead of cb, for calls that answer with a file descriptor */
         void *userdata;
-        char *connect_path; /* a Connect: its device is connected when the call succeeds */
+        /* A Connect or Disconnect: its device is connected, or not, once the call succeeds. */
+        char *device_path;
+        bool connects;
         struct bluez_call *next, *prev;
 };
 
@@ -1043,21 +1045,27 @@ static void call_unlink(struct bluez_call *c)
 static void call_free(struct bluez_call *c)
 {
         sd_bus_slot_unref(c->slot);
-        free(c->connect_path);
+        free(c->device_path);
         free(c);
 }
 
 /* A successful Connect means connected, signalled or not: bluetoothd 5.66 often sends no
  * PropertiesChanged(Connected=true) for a central's own connection (it logs "Device … is
- * already connected"), yet Get reads true and Disconnect works. Without this the session would
- * never know it has a link to hand back. */
-static void mark_connected(struct bluez *b, const char *path)
+ * already connected"), yet Get reads true and Disconnect works. Then no Connected=false comes
+ * either, and the Disconnect's reply is what says the link is down. Without this the session
+ * would never know it has a link to hand back, nor, after, that it handed it back. */
+static void mark_connected(struct bluez *b, const char *path, bool connected)
 {
         struct bluez_device *d = strmap_get_str(&b->device_by_path, path);
-        if (!d || d->connected)
+        if (!d || d->connected == connected)
                 return;
-        log_debug("%s: Connect succeeded without a Connected signal", d->address);
-        d->connected = d->connected_unsignalled = true;
+        if (connected) {
+                log_debug("%s: Connect succeeded without a Connected signal", d->address);
+                d->connected = d->connected_unsignalled = true;
+        } else if (d->connected_unsignalled) {
+                log_debug("%s: Disconnect succeeded without a Connected signal", d->address);
+                d->connected = d->connected_unsignalled = d->services_resolved = false;
+        }
 }
 
 static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -1069,8 +1077,8 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
         bluez_done_t cb = c->cb;
         bluez_fd_done_t fd_cb = c->fd_cb;
         void *ud = c->userdata;
-        if (c->connect_path && e == BLUEZ_OK)
-                mark_connected(c->b, c->connect_path);
+        if (c->device_path && e == BLUEZ_OK)
+                mark_connected(c->b, c->device_path, c->connects);
         call_unlink(c);
         call_free(c);
         if (fd_cb) {
@@ -1233,17 +1241,21 @@ int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t
                 userdata, NULL);
 }
 
-int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,
-        void *userdata, struct bluez_call **ret)
+/* Connect and Disconnect, whose success also tells the device's state. */
+static int link_call(struct bluez *b, const char *device_path, const char *member, bool connects,
+        uint64_t timeout_usec, bluez_done_t cb, void *userdata, struct bluez_call **ret)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         struct bluez_call *c = NULL;
-        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, device_path, "org.bluez.Device1", "Connect");
+        int r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ, device_path, "org.bluez.Device1", member);
         if (r < 0)
                 return r;
+        if (!cb && !ret)
+                return send_no_reply(b, m);
         if ((r = call_send(b, m, timeout_usec, cb, userdata, &c)) < 0)
                 return r;
-        if (!(c->connect_path = strdup(device_path))) {
+        c->connects = connects;
+        if (!(c->device_path = strdup(device_path))) {
                 bluez_call_cancel(c);
                 return -ENOMEM;
         }
@@ -1252,11 +1264,16 @@ int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_use
         return 0;
 }
 
+int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,
+        void *userdata, struct bluez_call **ret)
+{
+        return link_call(b, device_path, "Connect", true, timeout_usec, cb, userdata, ret);
+}
+
 int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata,
         struct bluez_call **ret)
 {
-        return simple_call(
-                b, device_path, "org.bluez.Device1", "Disconnect", DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
+        return link_call(b, device_path, "Disconnect", false, DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
 }
 
 int bluez_start_notify(

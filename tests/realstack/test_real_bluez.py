@@ -1,0 +1,229 @@
+"""BluPow on the real Bluetooth stack: Debian 12's kernel and bluetoothd 5.66, btvirt's LE
+controllers, the demo's modules served by blupow-sim as real peripherals, blupowd the central.
+Runs inside the VM (tests/realstack/run.sh), as root. What the link does is asked of the
+peripheral's side, never taken from blupowd's own log."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import stack  # noqa: E402
+
+DEMO_MODULES = 5  # inverter, controller, battery hub (two packs), DC-DC charger, shunt
+
+
+def family_devices(peripheral):
+    """The demo's devices at the addresses the peripherals really have."""
+    by_name = peripheral.modules
+    addr = {name: a for name, (a, _) in by_name.items()}
+    return [
+        {"name": "Inverter", "address": addr["BTRIC134000035"], "type": "inverter"},
+        {"name": "Rover", "address": addr["BT-TH-66EDFC11"], "type": "controller"},
+        {"name": "Battery 1", "address": addr["BT-TH-481B1BB7"], "type": "battery", "modbus_id": 48},
+        {"name": "Battery 2", "address": addr["BT-TH-481B1BB7"], "type": "battery", "modbus_id": 49},
+        {"name": "DC-DC charger", "address": addr["BT-TH-16178A45"], "type": "dcc"},
+        {"name": "Shunt", "address": addr["RTMShunt30017000621"], "type": "shunt"},
+    ]
+
+
+class RealStack(unittest.TestCase):
+    """One bluetoothd for the class: the central's adapter, the five modules, one spare central."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = stack.Stack(controllers=DEMO_MODULES + 2)
+        cls.central = cls.stack.adapters[0]
+        cls.other_central = cls.stack.adapters[1]
+        cls.peripheral = stack.Peripheral(cls.stack, "demo", cls.stack.adapters[2:])
+        cls.devices = family_devices(cls.peripheral)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.peripheral.close()
+        cls.stack.close()
+
+    def setUp(self):
+        self.daemon = None
+
+    def tearDown(self):
+        if self.daemon:
+            self.daemon.stop()
+
+    def start_daemon(self, devices=None, **options):
+        self.daemon = stack.Daemon(devices or self.devices, self.central, **options)
+        return self.daemon
+
+    def address(self, name):
+        return self.peripheral.modules[name][0]
+
+    def link_up_seen_by_module(self, name):
+        return bool(self.peripheral.stats(self.address(name))["connected"])
+
+    # ---- every family, read right ----
+
+    def test_every_family_read_equal_to_registers(self):
+        d = self.start_daemon()
+        for dev_id in ("inverter", "rover", "battery-1", "battery-2", "dc-dc-charger", "shunt"):
+            d.wait_device(dev_id, lambda x: x["state"] == "online", 120, "online")
+        checks = [("rover", "BT-TH-66EDFC11", 255, ["battery_voltage", "pv_power", "battery_soc"]),
+                  ("battery-2", "BT-TH-481B1BB7", 49, ["battery_current", "cycle_count", "cell_voltage_3"]),
+                  ("inverter", "BTRIC134000035", 32, ["model"]),
+                  ("dc-dc-charger", "BT-TH-16178A45", 255, ["battery_voltage"])]
+        for dev_id, module, unit, keys in checks:
+            # Values animate: poll now, and compare with the registers of the same moment.
+            got = d.poll(dev_id)["readings"]
+            want = self.peripheral.readings(self.address(module), unit)
+            for k in keys:
+                self.assertIn(k, got, f"{dev_id}: {k} missing")
+                w = want[k]["value"]
+                g = got[k]["value"]
+                if isinstance(w, (int, float)) and not isinstance(w, bool):
+                    self.assertAlmostEqual(g, w, delta=max(abs(w) * 0.05, 0.2), msg=f"{dev_id}.{k}")
+                else:
+                    self.assertEqual(g, w, f"{dev_id}.{k}")
+        shunt = d.device("shunt")["readings"]
+        self.assertIn("battery_voltage", shunt)
+
+    # ---- fault 1: every session hands the link back ----
+
+    def test_link_down_after_every_poll_and_after_sigterm(self):
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"], poll_interval=10)
+        rover = self.address("BT-TH-66EDFC11")
+        before = self.peripheral.stats(rover)
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        for n in range(3):
+            self.assertEqual(d.poll("rover")["state"], "online")
+            # The module's side sees the link go down within the disconnect's 2.5 s.
+            stack.wait_for(lambda: not self.link_up_seen_by_module("BT-TH-66EDFC11"), 10,
+                           f"the module's link down after poll {n + 1}")
+        after = self.peripheral.stats(rover)
+        self.assertGreaterEqual(after["connects"] - before["connects"], 3)
+        self.assertEqual(after["connects"] - before["connects"], after["disconnects"] - before["disconnects"])
+        self.assertFalse(self.stack.device_connected(self.central, rover))
+
+        # SIGTERM in the middle of a session: the link still goes down.
+        d.post("/api/v1/devices/rover/poll")
+        stack.wait_for(lambda: self.link_up_seen_by_module("BT-TH-66EDFC11"), 20, "a session's link up")
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        self.daemon = None
+        stack.wait_for(lambda: not self.link_up_seen_by_module("BT-TH-66EDFC11"), 10,
+                       "the module's link down after SIGTERM")
+
+    def test_keep_connected_link_handed_back_at_shutdown(self):
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"], keep_connected=True)
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        time.sleep(3)
+        self.assertTrue(self.link_up_seen_by_module("BT-TH-66EDFC11"), "keep_connected keeps the link up")
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        self.daemon = None
+        stack.wait_for(lambda: not self.link_up_seen_by_module("BT-TH-66EDFC11"), 10,
+                       "the kept link down after SIGTERM")
+
+    # ---- fault 2: RSSI 127 is no value ----
+
+    def test_rssi_not_available_is_no_value(self):
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"])
+        dev = d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        # btvirt has no radio: every advertising report carries 127, "RSSI not available".
+        self.assertIsNone(dev["rssi"])
+        scan = d.get("/metrics")
+        self.assertNotIn("127", [line.rsplit(" ", 1)[-1] for line in str(scan).split("\\n")
+                                 if line.startswith("blupow_rssi_dbm")])
+
+    # ---- faults, each with its diagnosis and recovery ----
+
+    def test_asleep_then_awake(self):
+        inverter = self.address("BTRIC134000035")
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Inverter"], poll_interval=10)
+        d.wait_device("inverter", lambda x: x["state"] == "online", 60, "online")
+        self.peripheral.set_fault(inverter, "asleep", -1)
+        try:
+            dev = d.wait_device("inverter", lambda x: x["diagnosis"] and x["diagnosis"]["code"] == "inverter_asleep",
+                                150, "diagnosed asleep")
+            self.assertEqual(dev["state"], "asleep")
+        finally:
+            self.peripheral.set_fault(inverter, "asleep", 0)
+        d.wait_device("inverter", lambda x: x["state"] == "online" and not x["diagnosis"], 120, "online again")
+
+    def test_drop_mid_reply_is_weak_signal_and_recovers(self):
+        rover = self.address("BT-TH-66EDFC11")
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"])
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        self.peripheral.set_fault(rover, "drop_mid_response", 1)
+        d.poll("rover")
+        dev = d.wait_device("rover", lambda x: x["diagnosis"] and x["diagnosis"]["code"] == "weak_signal", 40,
+                            "weak_signal after the drop")
+        self.assertIn("dropped", dev["diagnosis"]["detail"])
+        d.poll("rover")
+        d.wait_device("rover", lambda x: x["state"] == "online" and not x["diagnosis"], 40, "online again")
+
+    def test_wrong_modbus_id_never_answered(self):
+        devs = [dict(x, modbus_id=17) for x in self.devices if x["name"] == "Rover"]
+        d = self.start_daemon(devices=devs)
+        dev = d.wait_device("rover", lambda x: x["diagnosis"] and x["diagnosis"]["code"] in
+                            ("no_reply", "wrong_modbus_id"), 90, "no reply diagnosed")
+        self.assertIn(dev["diagnosis"]["code"], ("no_reply", "wrong_modbus_id"))
+
+    def test_held_by_another_central(self):
+        rover = self.address("BT-TH-66EDFC11")
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"])
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        # Another central (a phone with the Renogy app) finds the module and takes its one
+        # connection between two polls.
+        other = self.stack.connect_from(self.other_central, rover)
+        try:
+            stack.wait_for(lambda: self.link_up_seen_by_module("BT-TH-66EDFC11"), 30, "the other central's link")
+            dev = d.wait_device("rover", lambda x: x["diagnosis"] and x["diagnosis"]["code"] in
+                                ("held_by_other_central", "device_asleep"), 150, "diagnosed held or asleep")
+            self.assertIn("DC Home", dev["diagnosis"]["remedy"])
+            self.assertEqual(self.peripheral.stats(rover)["connected"], 1)
+        finally:
+            self.stack.disconnect_from(self.other_central, rover)
+        d.wait_device("rover", lambda x: x["state"] == "online" and not x["diagnosis"], 150, "online again")
+
+    def test_bluetoothd_stopped_is_bluez_not_running_then_recovers(self):
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"])
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        d.post("/api/v1/devices/rover/poll")
+        stack.wait_for(lambda: self.link_up_seen_by_module("BT-TH-66EDFC11"), 20, "a session's link up")
+        self.stack.stop_bluetoothd(signal.SIGTERM)
+        try:
+            dev = d.wait_device("rover", lambda x: x["diagnosis"] is not None, 20, "a diagnosis")
+            self.assertEqual(dev["diagnosis"]["code"], "bluez_not_running", dev["diagnosis"])
+            time.sleep(3)
+            self.assertNotEqual(d.device("rover")["diagnosis"]["code"], "weak_signal")
+        finally:
+            self.stack.start_bluetoothd()
+        d.wait_device("rover", lambda x: x["state"] == "online" and not x["diagnosis"], 120, "online again")
+
+    def test_bluetoothd_killed_then_restarted(self):
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"])
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        self.stack.stop_bluetoothd(signal.SIGKILL)
+        try:
+            h = stack.wait_for(lambda: (lambda h: h if h["system"]["diagnosis"] else None)(d.get("/api/v1/health")),
+                               20, "a system diagnosis")
+            self.assertEqual(h["system"]["diagnosis"]["code"], "bluez_not_running")
+        finally:
+            self.stack.start_bluetoothd()
+        d.wait_device("rover", lambda x: x["state"] == "online" and not x["diagnosis"], 120, "online again")
+
+    def test_adapter_powered_off_then_on(self):
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"])
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        idx = self.central.replace("hci", "")
+        self.stack.btmgmt("--index", idx, "power", "off")
+        try:
+            dev = d.wait_device("rover", lambda x: x["diagnosis"] and x["diagnosis"]["code"] == "adapter_off", 40,
+                                "adapter_off")
+            self.assertIn(self.central, dev["diagnosis"]["detail"] + str(d.get("/api/v1/health")))
+        finally:
+            self.stack.btmgmt("--index", idx, "power", "on")
+        d.wait_device("rover", lambda x: x["state"] == "online" and not x["diagnosis"], 120, "online again")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
