@@ -891,7 +891,9 @@ static void connect_done(struct sim_module *m, void *data)
 {
         m->connected = true;
         m->temporary = false;
-        emit_device(m, "Connected");
+        /* When signalled, Connected=true comes before the reply. */
+        if (m->connected_signal)
+                emit_device(m, "Connected");
         if (m->pending_connect) {
                 sd_bus_reply_method_return(m->pending_connect, NULL);
                 m->pending_connect = sd_bus_message_unref(m->pending_connect);
@@ -906,8 +908,13 @@ static void connect_done(struct sim_module *m, void *data)
 static void connect_resolved(struct sim_module *m, void *data)
 {
         m->resolved = true;
-        emit_uuids_if_changed(m);
-        emit_device(m, "ServicesResolved");
+        /* One signal, as 5.66 sends it: UUIDs (when the services changed) with ServicesResolved. */
+        if (m->uuids_changed && m->exported && m->sim->name_owned) {
+                m->uuids_changed = false;
+                sd_bus_emit_properties_changed(
+                        m->sim->bus, m->path, "org.bluez.Device1", "UUIDs", "ServicesResolved", NULL);
+        } else
+                emit_device(m, "ServicesResolved");
         if (m->faults[FAULT_RESOLVED_EARLY]) {
                 if (m->faults[FAULT_RESOLVED_EARLY] > 0)
                         m->faults[FAULT_RESOLVED_EARLY]--;
@@ -987,6 +994,41 @@ void sim_module_connectable_again(struct sim_module *m)
                 later(m, m->timing.connect_ms, connect_done, NULL);
 }
 
+/* The end of a link as bluetoothd 5.66 signals it: ServicesResolved=false and Connected=false in
+ * one PropertiesChanged. A module whose Connected BlueZ never signalled (connected_signal:
+ * false in the scenario) gets no Connected=false either; Get still reads the truth. */
+static void link_down_signal(struct sim_module *m)
+{
+        char *props[3];
+        size_t n = 0;
+        if (m->resolved)
+                props[n++] = (char *)"ServicesResolved";
+        if (m->connected && m->connected_signal)
+                props[n++] = (char *)"Connected";
+        props[n] = NULL;
+        m->resolved = m->connected = false;
+        if (n && m->exported && m->sim->name_owned)
+                sd_bus_emit_properties_changed_strv(m->sim->bus, m->path, "org.bluez.Device1", props);
+}
+
+/* The acquired sockets and StartNotify sessions end with the link. */
+static void release_link_state(struct sim_module *m)
+{
+        record_if_client_closed(m, m->notify_fd_src, true);
+        record_if_client_closed(m, m->write_fd_src, false);
+        notify_release(m); /* the client sees HUP on its end */
+        write_release(m);
+        if (m->notifying) {
+                m->notifying = false;
+                client_remove(m->notify_clients, NULL);
+                struct sim_gatt *g = notify_char(m);
+                if (g && m->gatt_exported)
+                        emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
+        }
+}
+
+/* The link drops from the far side (asleep, taken, out of range, a drop in a reply): Connected
+ * goes false first, then BlueZ releases the sockets, as 5.66 does. */
 void sim_module_drop_link(struct sim_module *m)
 {
         m->generation++;
@@ -999,25 +1041,23 @@ void sim_module_drop_link(struct sim_module *m)
                 m->pending_write = sd_bus_message_unref(m->pending_write);
         }
         m->outstanding = 0;
-        if (m->resolved) {
-                m->resolved = false;
-                emit_device(m, "ServicesResolved");
+        link_down_signal(m);
+        release_link_state(m);
+        if (m->pending_disconnect) {
+                sd_bus_reply_method_return(m->pending_disconnect, NULL);
+                m->pending_disconnect = sd_bus_message_unref(m->pending_disconnect);
         }
-        record_if_client_closed(m, m->notify_fd_src, true);
-        record_if_client_closed(m, m->write_fd_src, false);
-        notify_release(m); /* the client sees HUP on its end */
-        write_release(m);
-        if (m->notifying) {
-                m->notifying = false;
-                client_remove(m->notify_clients, NULL);
-                struct sim_gatt *g = notify_char(m);
-                if (g && m->gatt_exported)
-                        emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
-        }
-        if (m->connected) {
-                m->connected = false;
-                emit_device(m, "Connected");
-        }
+}
+
+/* Our own Disconnect's end: the signal, then the reply (5.66: 2.3 s and 2.5 s after the call
+ * over the emulator; here after the module's disconnect_ms). */
+static void disconnect_done(struct sim_module *m, void *data)
+{
+        if (!m->pending_disconnect)
+                return;
+        link_down_signal(m);
+        sd_bus_reply_method_return(m->pending_disconnect, NULL);
+        m->pending_disconnect = sd_bus_message_unref(m->pending_disconnect);
 }
 
 static int method_disconnect(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -1031,16 +1071,16 @@ static int method_disconnect(sd_bus_message *msg, void *userdata, sd_bus_error *
         }
         if (!m->connected)
                 return sd_bus_reply_method_return(msg, NULL);
+        if (m->pending_disconnect)
+                return sd_bus_error_set(error, "org.bluez.Error.InProgress", "In Progress");
         m->n_disconnects++;
         m->generation++;
-        if (m->resolved) {
-                m->resolved = false;
-                emit_device(m, "ServicesResolved");
-        }
-        /* Answered first; Connected=false follows (bleak depends on this order). */
-        int r = sd_bus_reply_method_return(msg, NULL);
-        sim_module_drop_link(m);
-        return r;
+        m->outstanding = 0;
+        /* The acquired flags drop at once; the link's end is signalled, then answered, later. */
+        release_link_state(m);
+        m->pending_disconnect = sd_bus_message_ref(msg);
+        later(m, m->timing.disconnect_ms, disconnect_done, NULL);
+        return 1;
 }
 
 static int method_not_needed(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -1212,7 +1252,8 @@ static void module_advertised(struct sim_module *m)
         m->last_adv_usec = sim_now();
         /* RSSI varies a little from one advertisement to the next. */
         static const int8_t jitter[] = {0, 2, -1, 3, -2, 1, -3, 0};
-        int16_t rssi = (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
+        /* 127 is HCI's "not available" (btvirt reports it for every advertisement): no jitter. */
+        int16_t rssi = m->rssi_base == 127 ? 127 : (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
         bool duplicates;
         if (!discovery_reports(m->adapter, m, rssi, &duplicates) || (m->seen && !duplicates))
                 return;
@@ -1585,13 +1626,41 @@ static void restart_done(struct sim_module *m, void *data)
         sim->name_owned = true;
 }
 
-void sim_bluez_restart(struct sim *sim, unsigned down_ms)
+/* bluetoothd stopping by SIGTERM, as 5.66 does it: every link ends (ServicesResolved=false,
+ * Connected=false), every adapter powers off, every object is removed, and only then does
+ * org.bluez leave the bus. Killed (SIGKILL), it just leaves: no signal at all. */
+static void bluez_stops(struct sim *sim)
+{
+        for (size_t i = 0; i < sim->n_modules; i++)
+                sim_module_drop_link(&sim->modules[i]);
+        for (size_t i = 0; i < sim->n_adapters; i++) {
+                struct sim_adapter *a = &sim->adapters[i];
+                if (!a->slot || !a->powered)
+                        continue;
+                a->powered = false;
+                sd_bus_emit_properties_changed(sim->bus, a->path, "org.bluez.Adapter1", "Powered", NULL);
+                a->powered = true; /* powered again when bluetoothd comes back */
+        }
+        for (size_t i = 0; i < sim->n_modules; i++) {
+                struct sim_module *m = &sim->modules[i];
+                gatt_unexport(m, true);
+                if (m->exported)
+                        sd_bus_emit_interfaces_removed(sim->bus, m->path, "org.bluez.Device1", NULL);
+        }
+        for (size_t i = 0; i < sim->n_adapters; i++)
+                if (sim->adapters[i].slot)
+                        sd_bus_emit_interfaces_removed(sim->bus, sim->adapters[i].path, "org.bluez.Adapter1", NULL);
+}
+
+void sim_bluez_restart(struct sim *sim, unsigned down_ms, bool killed)
 {
         if (!sim->name_owned || sim->n_modules == 0)
                 return;
+        if (!killed)
+                bluez_stops(sim);
         sd_bus_release_name(sim->bus, "org.bluez");
         sim->name_owned = false;
-        /* Every object vanishes with the process: no per-object InterfacesRemoved. */
+        /* The objects vanish with the process; no further signal. */
         for (size_t i = 0; i < sim->n_modules; i++) {
                 struct sim_module *m = &sim->modules[i];
                 sim_module_drop_link(m);

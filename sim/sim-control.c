@@ -162,7 +162,11 @@ static int on_event(sd_event_source *s, uint64_t usec, void *userdata)
                 break;
         case SIM_EVENT_RESTART_BLUEZ:
                 log_info("blupow-sim: scheduled: bluetoothd restart (%u ms down)", e->down_ms);
-                sim_bluez_restart(e->sim, e->down_ms);
+                sim_bluez_restart(e->sim, e->down_ms, false);
+                break;
+        case SIM_EVENT_KILL_BLUEZ:
+                log_info("blupow-sim: scheduled: bluetoothd killed and restarted (%u ms down)", e->down_ms);
+                sim_bluez_restart(e->sim, e->down_ms, true);
                 break;
         }
         return 0;
@@ -237,7 +241,7 @@ static int method_restart_bluez(sd_bus_message *msg, void *userdata, sd_bus_erro
         if (r < 0)
                 return r;
         r = sd_bus_reply_method_return(msg, NULL);
-        sim_bluez_restart(sim, down_ms);
+        sim_bluez_restart(sim, down_ms, streq(sd_bus_message_get_member(msg), "KillBluez"));
         return r;
 }
 
@@ -366,6 +370,7 @@ static const sd_bus_vtable control_vtable[] = {
         SD_BUS_METHOD("RemoveAdapter", "s", "", method_adapter_presence, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("AddAdapter", "s", "", method_adapter_presence, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("RestartBluez", "u", "", method_restart_bluez, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("KillBluez", "u", "", method_restart_bluez, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("SetValue", "sysd", "", method_set_value, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("GetReadings", "sy", "s", method_get_readings, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("GetStats", "s", "a{su}", method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -44,7 +44,10 @@ static void help(void)
                "      \"rssi\": -62,\n"
                "      \"timing\": {\"connect_ms\": 300, \"resolve_ms\": 400, \"response_ms\": 60,\n"
                "                 \"chunk_interval_ms\": 8, \"chunk_size\": 20, \"advertising_interval_ms\": "
-               "200},\n"
+               "200,\n"
+               "                 \"disconnect_ms\": 40},\n"
+               "      \"connected_signal\": true,  false: neither edge of the link is signalled, as\n"
+               "                                  bluetoothd 5.66 often does (Get reads it)\n"
                "      \"units\": [{\"family\": \"controller\", \"id\": 255,\n"
                "                 \"values\": {\"battery_voltage\": 13.2, \"model\": \"RNG-CTRL-RVR40\"},\n"
                "                 \"registers\": {\"0x0100\": 87}, \"missing_blocks\": [4311], \"animate\": "
@@ -60,7 +63,7 @@ static void help(void)
                "\"set\": false},\n"
                "      {\"at_s\": 90, \"adapter\": \"hci0\", \"powered\": false},   or \"present\": false "
                "(unplugged)\n"
-               "      {\"at_s\": 120, \"restart_bluetoothd_ms\": 2000}\n"
+               "      {\"at_s\": 120, \"restart_bluetoothd_ms\": 2000}   stopped, or \"kill_bluetoothd_ms\"\n"
                "    ]\n"
                "  }\n"
                "Families: controller, dcc, battery, inverter, shunt. Values use the reading keys of\n"
@@ -73,7 +76,8 @@ static void help(void)
                "  call org.blupow.Sim / org.blupow.Sim1 SetFault ssi ADDRESS FAULT COUNT  (0 clears)\n"
                "  call org.blupow.Sim / org.blupow.Sim1 SetPowered sb hci0 false\n"
                "  call org.blupow.Sim / org.blupow.Sim1 RemoveAdapter s hci0 | AddAdapter s hci0\n"
-               "  call org.blupow.Sim / org.blupow.Sim1 RestartBluez u 1000\n"
+               "  call org.blupow.Sim / org.blupow.Sim1 RestartBluez u 1000   (as SIGTERM: all signalled)\n"
+               "  call org.blupow.Sim / org.blupow.Sim1 KillBluez u 1000      (as SIGKILL: nothing signalled)\n"
                "  call org.blupow.Sim / org.blupow.Sim1 SetValue sysd ADDRESS ID KEY VALUE\n"
                "  call org.blupow.Sim / org.blupow.Sim1 GetReadings sy ADDRESS ID\n"
                "  call org.blupow.Sim / org.blupow.Sim1 GetStats s ADDRESS\n"
@@ -201,6 +205,7 @@ int main(int argc, char **argv)
         sim_peripheral_free();
         for (size_t i = 0; i < sim.n_modules; i++) {
                 sd_bus_message_unref(sim.modules[i].pending_connect);
+                sd_bus_message_unref(sim.modules[i].pending_disconnect);
                 sd_bus_message_unref(sim.modules[i].pending_write);
         }
         sd_bus_flush_close_unref(sim.bus);

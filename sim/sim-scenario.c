@@ -159,8 +159,8 @@ static int parse_module(
         json_t *rssi = json_object_get(jm, "rssi");
         if (rssi) {
                 if (!json_is_integer(rssi) || json_integer_value(rssi) < -127 ||
-                        json_integer_value(rssi) > 20)
-                        FAIL("%s.rssi: expected dBm from -127 to 20", where);
+                        (json_integer_value(rssi) > 20 && json_integer_value(rssi) != 127))
+                        FAIL("%s.rssi: expected dBm from -127 to 20, or 127 (not available)", where);
                 m->rssi = (int16_t)json_integer_value(rssi);
         }
         m->rssi_base = m->rssi;
@@ -171,6 +171,7 @@ static int parse_module(
                 .chunk_interval_ms = 8,
                 .chunk_size = 20,
                 .advertising_interval_ms = 200,
+                .disconnect_ms = 40,
         };
         json_t *jt = json_object_get(jm, "timing");
         if (jt && !json_is_object(jt))
@@ -182,8 +183,15 @@ static int parse_module(
                         err_size) < 0 ||
                 get_uint(jt, "chunk_size", 512, &m->timing.chunk_size, where, err, err_size) < 0 ||
                 get_uint(jt, "advertising_interval_ms", 60000, &m->timing.advertising_interval_ms, where,
-                        err, err_size) < 0)
+                        err, err_size) < 0 ||
+                get_uint(jt, "disconnect_ms", 60000, &m->timing.disconnect_ms, where, err, err_size) < 0)
                 return -EINVAL;
+        m->connected_signal = true;
+        json_t *cs = json_object_get(jm, "connected_signal");
+        if (cs && !json_is_boolean(cs))
+                FAIL("%s.connected_signal: expected true or false", where);
+        if (cs)
+                m->connected_signal = json_is_true(cs);
         if (m->timing.chunk_size < 1)
                 FAIL("%s.timing.chunk_size: must be at least 1", where);
 
@@ -252,9 +260,13 @@ static int parse_event(
                 e->kind = SIM_EVENT_RESTART_BLUEZ;
                 return get_uint(je, "restart_bluetoothd_ms", 60000, &e->down_ms, where, err, err_size);
         }
+        if (json_object_get(je, "kill_bluetoothd_ms")) {
+                e->kind = SIM_EVENT_KILL_BLUEZ;
+                return get_uint(je, "kill_bluetoothd_ms", 60000, &e->down_ms, where, err, err_size);
+        }
         json_t *powered = json_object_get(je, "powered"), *present = json_object_get(je, "present");
         if (!powered == !present)
-                FAIL("%s: expected one of fault, powered, present, restart_bluetoothd_ms", where);
+                FAIL("%s: expected one of fault, powered, present, restart_bluetoothd_ms, kill_bluetoothd_ms", where);
         json_t *v = powered ?: present;
         if (!json_is_boolean(v))
                 FAIL("%s.%s: expected true or false", where, powered ? "powered" : "present");

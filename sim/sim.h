@@ -51,6 +51,7 @@ struct sim_timing {
         unsigned chunk_interval_ms;
         unsigned chunk_size;
         unsigned advertising_interval_ms;
+        unsigned disconnect_ms; /* a Disconnect's Connected=false and reply */
 };
 
 enum sim_fault {
@@ -114,7 +115,11 @@ struct sim_module {
         char write_owner[64];
         uint64_t last_adv_usec;
         uint64_t lost_usec; /* when it stopped being seen */
+        /* bluetoothd 5.66 often signals neither edge of a central's own connection (scenario:
+         * "connected_signal": false). */
+        bool connected_signal;
         sd_bus_message *pending_connect;
+        sd_bus_message *pending_disconnect;
         sd_bus_message *pending_write;
         unsigned generation; /* bumped on every link change: stale timers do nothing */
         sd_bus_slot *dev_slot, *rssi_slot;
@@ -149,6 +154,7 @@ enum sim_event_kind {
         SIM_EVENT_POWERED,
         SIM_EVENT_PRESENT,
         SIM_EVENT_RESTART_BLUEZ,
+        SIM_EVENT_KILL_BLUEZ,
 };
 
 struct sim_event {
@@ -202,7 +208,8 @@ void sim_unit_rebase(struct sim_unit *u, const char *key, double value);
 /* sim-bluez.c: D-Bus objects */
 int sim_bluez_start(struct sim *sim);
 int sim_bluez_export_all(struct sim *sim);
-void sim_bluez_restart(struct sim *sim, unsigned down_ms);
+/* bluetoothd restarting: stopped (SIGTERM, everything signalled going) or killed (SIGKILL). */
+void sim_bluez_restart(struct sim *sim, unsigned down_ms, bool killed);
 /* Sets a fault on a module (count -1 = until cleared, 0 clears); asleep and held drop its link. */
 void sim_module_set_fault(struct sim_module *m, int fault, int count);
 void sim_module_connectable_again(struct sim_module *m);

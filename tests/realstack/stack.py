@@ -89,6 +89,17 @@ class Stack:
         self.spawn("bluetoothd", [BLUETOOTHD, "-n", "-d", "-f", os.path.join(SOURCE, "tests/realstack/main.conf")])
         wait_for(lambda: self.bus().name_has_owner("org.bluez"), 20, "bluetoothd on the bus")
 
+    def ensure_bluetoothd(self):
+        """Starts bluetoothd again if it is gone; True when it had to."""
+        p = self.procs.get("bluetoothd")
+        if p and p.poll() is None:
+            return False
+        if p:
+            print(f"realstack: bluetoothd had exited ({p.returncode}); starting it again", flush=True)
+        self.start_bluetoothd()
+        self.wait_adapters(self.controllers)
+        return True
+
     def stop_bluetoothd(self, sig=signal.SIGTERM):
         p = self.procs.pop("bluetoothd")
         p.send_signal(sig)
@@ -176,6 +187,14 @@ class Peripheral:
                 break
         assert self.modules, "blupow-sim --peripheral announced no module"
 
+    def wait_registered(self):
+        """Every module advertising again on a new bluetoothd."""
+        def registered():
+            ads = [ifs for p, ifs in self.stack.objects().items() if "org.bluez.LEAdvertisingManager1" in ifs]
+            return sum(int(i["org.bluez.LEAdvertisingManager1"]["ActiveInstances"]) for i in ads) >= \
+                len(self.modules)
+        wait_for(registered, 60, "the modules advertising again")
+
     def control(self):
         return dbus.Interface(self.stack.bus().get_object("org.blupow.Sim", "/"), "org.blupow.Sim1")
 
@@ -218,6 +237,10 @@ class Daemon:
     def get(self, path):
         with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=10) as r:
             return json.load(r)
+
+    def get_text(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=10) as r:
+            return r.read().decode()
 
     def post(self, path):
         req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", method="POST", data=b"")
