@@ -29,12 +29,15 @@ done
 aptopts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt/parts" -o "Dir::State::Lists=$apt/lists"
 	-o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
 echo "build-libmicrohttpd: fetching Debian's libmicrohttpd $version source with apt"
-apt-get "${aptopts[@]}" update -qq > "$work/apt.log" 2>&1 &&
-	(cd "$work/dl" && apt-get "${aptopts[@]}" source --download-only -qq "libmicrohttpd=$version-6") >> "$work/apt.log" 2>&1 || {
+fetched() {
+	apt-get "${aptopts[@]}" update -qq > "$work/apt.log" 2>&1 &&
+		(cd "$work/dl" && apt-get "${aptopts[@]}" source --download-only -qq "libmicrohttpd=$version-6") >> "$work/apt.log" 2>&1
+}
+if ! fetched; then
 	tail -20 "$work/apt.log" >&2
 	echo "build-libmicrohttpd: apt could not fetch the source (a deb-src of bookworm is needed)" >&2
 	exit 1
-}
+fi
 mv "$work/dl/libmicrohttpd_$version.orig.tar.xz" "$work/src.tar.xz"
 echo "$sha256  $work/src.tar.xz" | sha256sum -c --quiet - || {
 	echo "build-libmicrohttpd: the source apt fetched does not match the pinned sha256" >&2

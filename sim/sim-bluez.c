@@ -253,7 +253,44 @@ static int prop_char_flags(sd_bus *bus, const char *path, const char *iface, con
         struct sim_gatt *g = userdata;
         if (g->notify)
                 return sd_bus_message_append(reply, "as", 1, "notify");
-        return sd_bus_message_append(reply, "as", 2, "write-without-response", "write");
+        if (g->write)
+                return sd_bus_message_append(reply, "as", 2, "write-without-response", "write");
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(g->flags) && g->flags[i]; i++)
+                r = sd_bus_message_append(reply, "s", g->flags[i]);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+/* The other characteristics and the descriptors read as BlueZ's cache has them: the PnP ID
+ * (vendor 0x000D, product 0, version 0x0110, as the peripheral's DeviceID in the real-stack
+ * tier), CCCDs off, the rest empty. */
+/* What the other characteristics and the descriptors hold in BlueZ's cache: the PnP ID (vendor
+ * 0x000D, product 0, version 0x0110, as the peripheral's DeviceID in the real-stack tier), CCCDs
+ * off, the rest empty. */
+static int append_other_value(sd_bus_message *m, const struct sim_gatt *g)
+{
+        static const uint8_t pnp[] = {0x01, 0x0d, 0x00, 0x00, 0x00, 0x10, 0x01};
+        static const uint8_t cccd[] = {0x00, 0x00};
+        if (strncmp(g->uuid, "00002a50", 8) == 0)
+                return sd_bus_message_append_array(m, 'y', pnp, sizeof pnp);
+        if (strncmp(g->uuid, "00002902", 8) == 0)
+                return sd_bus_message_append_array(m, 'y', cccd, sizeof cccd);
+        return sd_bus_message_append_array(m, 'y', NULL, 0);
+}
+
+static int prop_other_value(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return append_other_value(reply, userdata);
+}
+
+static int method_read_other(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = append_other_value(reply, userdata);
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
 }
 
 static int prop_char_notify_acquired(sd_bus *bus, const char *path, const char *iface, const char *prop,
@@ -423,11 +460,6 @@ static void notify_release(struct sim_module *m)
         struct sim_gatt *g = notify_char(m);
         if (g && m->gatt_exported)
                 emit(m, g->path, "org.bluez.GattCharacteristic1", "NotifyAcquired");
-        if (list_empty(m->notify_clients) && m->notifying) {
-                m->notifying = false;
-                if (g && m->gatt_exported)
-                        emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
-        }
 }
 
 /* The call record's "(socket closed)": the client gave an acquired socket back. */
@@ -463,7 +495,7 @@ static int on_acquired_fd(sd_event_source *s, int fd, uint32_t revents, void *us
 /* AcquireNotify's and AcquireWrite's answer: one end of a SOCK_SEQPACKET pair and the ATT MTU,
  * while *src watches (and owns) the other end. */
 static int reply_with_socket(struct sim_module *m, sd_bus_message *msg, sd_event_source **src,
-        sd_event_io_handler_t handler, sd_bus_error *error)
+        sd_event_io_handler_t handler, struct sim_gatt *g, const char *acquired, sd_bus_error *error)
 {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
@@ -471,6 +503,9 @@ static int reply_with_socket(struct sim_module *m, sd_bus_message *msg, sd_event
         int r = sd_event_add_io(m->sim->event, src, sv[0], EPOLLIN, handler, m);
         if (r >= 0)
                 r = sd_event_source_set_io_fd_own(*src, true);
+        /* 5.66 signals NotifyAcquired or WriteAcquired before it answers. */
+        if (r >= 0)
+                emit(m, g->path, "org.bluez.GattCharacteristic1", acquired);
         if (r >= 0)
                 r = sd_bus_reply_method_return(msg, "hq", sv[1], (uint16_t)(m->timing.chunk_size + 3));
         close(sv[1]); /* the reply carries a duplicate */
@@ -500,15 +535,9 @@ static int method_acquire_notify(sd_bus_message *msg, void *userdata, sd_bus_err
                 return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Notify acquired");
         if (!list_empty(m->notify_clients))
                 return sd_bus_error_set(error, "org.bluez.Error.InProgress", "Notify already in progress");
-        int r = reply_with_socket(m, msg, &m->notify_fd_src, on_acquired_fd, error);
-        if (r < 0)
-                return r;
-        emit(m, g->path, "org.bluez.GattCharacteristic1", "NotifyAcquired");
-        if (!m->notifying) {
-                m->notifying = true;
-                emit(m, g->path, "org.bluez.GattCharacteristic1", "Notifying");
-        }
-        return 1;
+        /* NotifyAcquired only: Notifying stays as StartNotify clients have it. */
+        int r = reply_with_socket(m, msg, &m->notify_fd_src, on_acquired_fd, g, "NotifyAcquired", error);
+        return r < 0 ? r : 1;
 }
 
 /* The acquirer closed its end, or the link dropped (BlueZ shuts the socket down): BlueZ forgets
@@ -561,11 +590,10 @@ static int method_acquire_write(sd_bus_message *msg, void *userdata, sd_bus_erro
                 return sd_bus_error_set(error, "org.bluez.Error.NotPermitted", "Write acquired");
         if (!g->write)
                 return sd_bus_error_set(error, "org.bluez.Error.NotSupported", "Operation is not supported");
-        int r = reply_with_socket(m, msg, &m->write_fd_src, on_write_fd, error);
+        int r = reply_with_socket(m, msg, &m->write_fd_src, on_write_fd, g, "WriteAcquired", error);
         if (r < 0)
                 return r;
         snprintf(m->write_owner, sizeof m->write_owner, "%s", sd_bus_message_get_sender(msg) ?: "");
-        emit(m, g->path, "org.bluez.GattCharacteristic1", "WriteAcquired");
         return 1;
 }
 
@@ -647,28 +675,104 @@ static const sd_bus_vtable notify_char_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+static struct sim_gatt *gatt_add(struct sim_module *m, struct sim_gatt *parent, unsigned handle, const char *uuid)
+{
+        struct sim_gatt *g = &m->gatt[m->n_gatt++];
+        *g = (struct sim_gatt){.module = m, .service = parent, .uuid = uuid};
+        if (!parent)
+                snprintf(g->path, sizeof g->path, "%s/service%04x", m->path, handle);
+        else if (!parent->service)
+                snprintf(g->path, sizeof g->path, "%s/char%04x", parent->path, handle);
+        else {
+                snprintf(g->path, sizeof g->path, "%s/desc%04x", parent->path, handle);
+                g->descriptor = true;
+        }
+        return g;
+}
+
+/* The attribute table BlueZ 5.66 exports for a module, as tests/realstack sees it: Generic
+ * Attribute (Service Changed with its CCCD, Client and Database features) and Device
+ * Information (PnP ID) before the module's own services, a CCCD under every characteristic that
+ * notifies. Generic Access is bluetoothd's own: in UUIDs, never exported. The handles (in the
+ * paths) are the firmware's business; clients find characteristics by UUID. */
+/* Generic Attribute's, Device Information's and the OTA service's characteristics: read and
+ * written by nobody here, present because BlueZ exports them. */
+static const sd_bus_vtable other_char_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("ReadValue", "a{sv}", "ay", method_read_other, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("UUID", "s", prop_gatt_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Service", "o", prop_char_service, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Flags", "as", prop_char_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Value", "ay", prop_other_value, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};
+
+static const sd_bus_vtable descriptor_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("ReadValue", "a{sv}", "ay", method_read_other, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("UUID", "s", prop_gatt_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Characteristic", "o", prop_char_service, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Flags", "as", prop_char_flags, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Value", "ay", prop_other_value, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};
+
 static void gatt_layout(struct sim_module *m)
 {
-        struct sim_gatt *g = m->gatt;
         memset(m->gatt, 0, sizeof m->gatt);
+        m->n_gatt = 0;
+        struct sim_gatt *s, *c;
+        s = gatt_add(m, NULL, 0x0006, UUID("1801"));
+        c = gatt_add(m, s, 0x0007, UUID("2a05"));
+        c->flags[0] = "indicate";
+        gatt_add(m, c, 0x0009, UUID("2902"))->flags[0] = "read";
+        gatt_add(m, s, 0x000a, UUID("2b29"))->flags[0] = "read";
+        gatt_add(m, s, 0x000c, UUID("2b2a"))->flags[0] = "read";
+        s = gatt_add(m, NULL, 0x000e, UUID("180a"));
+        gatt_add(m, s, 0x000f, UUID("2a50"))->flags[0] = "read";
         if (m->shunt) {
-                g[0] = (struct sim_gatt){.module = m, .uuid = UUID("c011")};
-                g[1] = (struct sim_gatt){
-                        .module = m, .service = &g[0], .uuid = UUID("c411"), .notify = true};
-                snprintf(g[0].path, sizeof g[0].path, "%s/service000c", m->path);
-                snprintf(g[1].path, sizeof g[1].path, "%s/service000c/char000d", m->path);
-                m->n_gatt = 2;
+                s = gatt_add(m, NULL, 0x0011, UUID("c011"));
+                c = gatt_add(m, s, 0x0012, UUID("c411"));
+                c->notify = true;
+                gatt_add(m, c, 0x0014, UUID("2902"))->flags[0] = "read";
                 return;
         }
-        g[0] = (struct sim_gatt){.module = m, .uuid = UUID("ffd0")};
-        g[1] = (struct sim_gatt){.module = m, .service = &g[0], .uuid = UUID("ffd1"), .write = true};
-        g[2] = (struct sim_gatt){.module = m, .uuid = UUID("fff0")};
-        g[3] = (struct sim_gatt){.module = m, .service = &g[2], .uuid = UUID("fff1"), .notify = true};
-        snprintf(g[0].path, sizeof g[0].path, "%s/service000c", m->path);
-        snprintf(g[1].path, sizeof g[1].path, "%s/service000c/char000d", m->path);
-        snprintf(g[2].path, sizeof g[2].path, "%s/service0010", m->path);
-        snprintf(g[3].path, sizeof g[3].path, "%s/service0010/char0011", m->path);
-        m->n_gatt = 4;
+        s = gatt_add(m, NULL, 0x0011, UUID("ffd0"));
+        gatt_add(m, s, 0x0012, UUID("ffd1"))->write = true;
+        s = gatt_add(m, NULL, 0x0014, UUID("fff0"));
+        c = gatt_add(m, s, 0x0015, UUID("fff1"));
+        c->notify = true;
+        gatt_add(m, c, 0x0017, UUID("2902"))->flags[0] = "read";
+        /* The CC2541's TI OTA service on a BT-1/BT-2. */
+        s = gatt_add(m, NULL, 0x0018, "f000ffc0-0451-4000-b000-000000000000");
+        c = gatt_add(m, s, 0x0019, "f000ffc1-0451-4000-b000-000000000000");
+        c->flags[0] = "write-without-response";
+        c->flags[1] = "notify";
+        gatt_add(m, c, 0x001b, UUID("2902"))->flags[0] = "read";
+        c = gatt_add(m, s, 0x001c, "f000ffc2-0451-4000-b000-000000000000");
+        c->flags[0] = "write-without-response";
+        c->flags[1] = "notify";
+        gatt_add(m, c, 0x001e, UUID("2902"))->flags[0] = "read";
+}
+
+static const char *gatt_iface(const struct sim_gatt *g)
+{
+        return g->descriptor ? "org.bluez.GattDescriptor1"
+               : g->service  ? "org.bluez.GattCharacteristic1"
+                             : "org.bluez.GattService1";
+}
+
+static const sd_bus_vtable *gatt_vtable(const struct sim_gatt *g)
+{
+        if (g->descriptor)
+                return descriptor_vtable;
+        if (!g->service)
+                return service_vtable;
+        if (g->notify)
+                return notify_char_vtable;
+        if (g->write)
+                return write_char_vtable;
+        return other_char_vtable;
 }
 
 static void gatt_export(struct sim_module *m)
@@ -678,12 +782,8 @@ static void gatt_export(struct sim_module *m)
         gatt_layout(m);
         for (size_t i = 0; i < m->n_gatt; i++) {
                 struct sim_gatt *g = &m->gatt[i];
-                const char *iface = g->service ? "org.bluez.GattCharacteristic1" : "org.bluez.GattService1";
-                if (sd_bus_add_object_vtable(m->sim->bus, &m->gatt_slots[i], g->path, iface,
-                            !g->service ? service_vtable
-                            : g->notify ? notify_char_vtable
-                                        : write_char_vtable,
-                            g) < 0)
+                const char *iface = gatt_iface(g);
+                if (sd_bus_add_object_vtable(m->sim->bus, &m->gatt_slots[i], g->path, iface, gatt_vtable(g), g) < 0)
                         continue;
                 if (m->sim->name_owned)
                         sd_bus_emit_interfaces_added(m->sim->bus, g->path, iface, NULL);
@@ -699,9 +799,7 @@ static void gatt_unexport(struct sim_module *m, bool signal)
         for (size_t i = m->n_gatt; i-- > 0;) {
                 struct sim_gatt *g = &m->gatt[i];
                 if (signal && m->sim->name_owned)
-                        sd_bus_emit_interfaces_removed(m->sim->bus, g->path,
-                                g->service ? "org.bluez.GattCharacteristic1" : "org.bluez.GattService1",
-                                NULL);
+                        sd_bus_emit_interfaces_removed(m->sim->bus, g->path, gatt_iface(g), NULL);
                 m->gatt_slots[i] = sd_bus_slot_unref(m->gatt_slots[i]);
         }
         m->gatt_exported = false;
@@ -801,7 +899,7 @@ static void deliver_request(struct sim_module *m, void *data)
 void sim_shunt_push(struct sim_module *m);
 void sim_shunt_push(struct sim_module *m)
 {
-        if (!m->shunt || !m->connected || !m->notifying)
+        if (!m->shunt || !m->connected || !(m->notifying || m->notify_fd_src))
                 return;
         send_in_chunks(m, m->units[0].shunt_frame, SHUNT_LIVE_FRAME_LEN, false);
 }
@@ -849,12 +947,29 @@ static int prop_dev_uuids(sd_bus *bus, const char *path, const char *iface, cons
         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct sim_module *m = userdata;
-        if (m->shunt)
-                return sd_bus_message_append(reply, "as", 1, UUID("c011"));
-        if (m->gatt_exported)
-                return sd_bus_message_append(reply, "as", 2, UUID("ffd0"), UUID("fff0"));
-        return sd_bus_message_append(reply, "as", 1, UUID("ffd0"));
+        if (!m->gatt_exported)
+                return sd_bus_message_append(reply, "as", 1, m->shunt ? UUID("c011") : UUID("ffd0"));
+        /* Resolved: every service, bluetoothd's own Generic Access among them. */
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", UUID("1800"));
+        for (size_t i = 0; r >= 0 && i < m->n_gatt; i++)
+                if (!m->gatt[i].service)
+                        r = sd_bus_message_append(reply, "s", m->gatt[i].uuid);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
 }
+
+static int prop_dev_modalias(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "s", "bluetooth:v000Dp0000d0110");
+}
+
+static const sd_bus_vtable modalias_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Modalias", "s", prop_dev_modalias, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};
 
 /* Renogy modules echo their MAC: the first two bytes read as a little-endian company id,
  * the other four as the payload (RENOGY_BLE.md §1.2). */
@@ -887,6 +1002,11 @@ static void gatt_export_late(struct sim_module *m, void *data)
         emit_uuids_if_changed(m);
 }
 
+static void gatt_export_discovered(struct sim_module *m, void *data)
+{
+        gatt_export(m);
+}
+
 static void connect_done(struct sim_module *m, void *data)
 {
         m->connected = true;
@@ -898,10 +1018,12 @@ static void connect_done(struct sim_module *m, void *data)
                 sd_bus_reply_method_return(m->pending_connect, NULL);
                 m->pending_connect = sd_bus_message_unref(m->pending_connect);
         }
+        /* On the first connection the services are discovered after the reply (0.6-0.8 s over
+         * btvirt), then resolved; a connection that finds them cached exports nothing. */
         if (m->faults[FAULT_RESOLVED_EARLY])
                 gatt_unexport(m, true);
-        else
-                gatt_export(m);
+        else if (!m->gatt_exported)
+                later(m, m->timing.resolve_ms / 2, gatt_export_discovered, NULL);
         later(m, m->timing.resolve_ms, connect_resolved, NULL);
 }
 
@@ -915,6 +1037,11 @@ static void connect_resolved(struct sim_module *m, void *data)
                         m->sim->bus, m->path, "org.bluez.Device1", "UUIDs", "ServicesResolved", NULL);
         } else
                 emit_device(m, "ServicesResolved");
+        /* The PnP ID read in the resolution gives Device1 a Modalias, signalled after. */
+        if (!m->modalias_slot && m->exported &&
+                sd_bus_add_object_vtable(m->sim->bus, &m->modalias_slot, m->path, "org.bluez.Device1",
+                        modalias_vtable, m) >= 0)
+                emit_device(m, "Modalias");
         if (m->faults[FAULT_RESOLVED_EARLY]) {
                 if (m->faults[FAULT_RESOLVED_EARLY] > 0)
                         m->faults[FAULT_RESOLVED_EARLY]--;
@@ -994,16 +1121,15 @@ void sim_module_connectable_again(struct sim_module *m)
                 later(m, m->timing.connect_ms, connect_done, NULL);
 }
 
-/* The end of a link as bluetoothd 5.66 signals it: ServicesResolved=false and Connected=false in
- * one PropertiesChanged. A module whose Connected BlueZ never signalled (connected_signal:
- * false in the scenario) gets no Connected=false either; Get still reads the truth. */
+/* A link lost from the far side or with bluetoothd stopping: ServicesResolved=false and
+ * Connected=false in one PropertiesChanged. */
 static void link_down_signal(struct sim_module *m)
 {
         char *props[3];
         size_t n = 0;
         if (m->resolved)
                 props[n++] = (char *)"ServicesResolved";
-        if (m->connected && m->connected_signal)
+        if (m->connected)
                 props[n++] = (char *)"Connected";
         props[n] = NULL;
         m->resolved = m->connected = false;
@@ -1049,15 +1175,23 @@ void sim_module_drop_link(struct sim_module *m)
         }
 }
 
-/* Our own Disconnect's end: the signal, then the reply (5.66: 2.3 s and 2.5 s after the call
- * over the emulator; here after the module's disconnect_ms). */
+/* Our own Disconnect's end, as 5.66 sends it: ServicesResolved=false, the reply, then
+ * Connected=false (here after the module's disconnect_ms; 2.3 s over btvirt). Connected=false
+ * comes even for a connection whose Connected=true was never signalled. */
 static void disconnect_done(struct sim_module *m, void *data)
 {
         if (!m->pending_disconnect)
                 return;
-        link_down_signal(m);
+        if (m->resolved) {
+                m->resolved = false;
+                emit_device(m, "ServicesResolved");
+        }
         sd_bus_reply_method_return(m->pending_disconnect, NULL);
         m->pending_disconnect = sd_bus_message_unref(m->pending_disconnect);
+        if (m->connected) {
+                m->connected = false;
+                emit_device(m, "Connected");
+        }
 }
 
 static int method_disconnect(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -1160,6 +1294,7 @@ void sim_module_unexport(struct sim_module *m)
         if (m->sim->name_owned)
                 sd_bus_emit_interfaces_removed(m->sim->bus, m->path, "org.bluez.Device1", NULL);
         m->rssi_slot = sd_bus_slot_unref(m->rssi_slot);
+        m->modalias_slot = sd_bus_slot_unref(m->modalias_slot);
         m->dev_slot = sd_bus_slot_unref(m->dev_slot);
         m->exported = m->seen = false;
 }
@@ -1667,6 +1802,7 @@ void sim_bluez_restart(struct sim *sim, unsigned down_ms, bool killed)
                 client_remove(m->notify_clients, NULL);
                 gatt_unexport(m, false);
                 m->rssi_slot = sd_bus_slot_unref(m->rssi_slot);
+                m->modalias_slot = sd_bus_slot_unref(m->modalias_slot);
                 m->dev_slot = sd_bus_slot_unref(m->dev_slot);
                 m->exported = m->seen = false;
         }

@@ -46,7 +46,7 @@ static void help(void)
                "                 \"chunk_interval_ms\": 8, \"chunk_size\": 20, \"advertising_interval_ms\": "
                "200,\n"
                "                 \"disconnect_ms\": 40},\n"
-               "      \"connected_signal\": true,  false: neither edge of the link is signalled, as\n"
+               "      \"connected_signal\": true,  false: no Connected=true when a Connect succeeds, as\n"
                "                                  bluetoothd 5.66 often does (Get reads it)\n"
                "      \"units\": [{\"family\": \"controller\", \"id\": 255,\n"
                "                 \"values\": {\"battery_voltage\": 13.2, \"model\": \"RNG-CTRL-RVR40\"},\n"

@@ -79,11 +79,15 @@ struct sim_unit {
 
 struct sim_gatt {
         struct sim_module *module;
-        struct sim_gatt *service; /* NULL for a service */
+        struct sim_gatt *service; /* NULL for a service; a descriptor's characteristic */
         char path[160];
         const char *uuid;
-        bool notify, write;
+        const char *flags[3]; /* a characteristic's or descriptor's, beyond the Renogy ones' */
+        bool descriptor;
+        bool notify, write; /* the Renogy notify and write characteristics */
 };
+
+#define SIM_MAX_GATT 20
 
 struct sim_module {
         struct sim *sim;
@@ -115,17 +119,18 @@ struct sim_module {
         char write_owner[64];
         uint64_t last_adv_usec;
         uint64_t lost_usec; /* when it stopped being seen */
-        /* bluetoothd 5.66 often signals neither edge of a central's own connection (scenario:
-         * "connected_signal": false). */
+        /* bluetoothd 5.66 often sends no Connected=true for a central's own connection
+         * (scenario: "connected_signal": false); Connected=false still comes. */
         bool connected_signal;
         sd_bus_message *pending_connect;
         sd_bus_message *pending_disconnect;
         sd_bus_message *pending_write;
         unsigned generation; /* bumped on every link change: stale timers do nothing */
         sd_bus_slot *dev_slot, *rssi_slot;
-        struct sim_gatt gatt[4];
+        struct sim_gatt gatt[SIM_MAX_GATT];
         size_t n_gatt;
-        sd_bus_slot *gatt_slots[4];
+        sd_bus_slot *gatt_slots[SIM_MAX_GATT];
+        sd_bus_slot *modalias_slot; /* Modalias appears once the PnP ID was read */
         uint8_t value[512]; /* notify characteristic Value */
         size_t value_len;
         uint8_t write_value[512];

@@ -39,6 +39,17 @@ struct bluez {
         /* Characteristics' PropertiesChanged are routed to us only once a StartNotify needs their
          * Value: otherwise every acquire and release would wake us to parse what we never use. */
         bool char_signals;
+        /* Device1's PropertiesChanged come only for the devices watched (the configured modules),
+         * by path; every device's only while a scan wants them. Where another program scans
+         * all the time (Home Assistant's Bluetooth integration), each nearby device's RSSI and
+         * advertisement changes would otherwise wake us. */
+        struct strmap watches; /* key: device path; value: struct device_watch */
+        sd_bus_slot *all_devices;
+};
+
+struct device_watch {
+        char path[64];
+        sd_bus_slot *slot;
 };
 
 struct bluez_call {
@@ -792,14 +803,19 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
 
 /* One interface's PropertiesChanged, filtered by the bus (arg0) so that the others never reach
  * us. */
-static int match_properties_changed(struct bluez *b, const char *iface)
+static int match_properties_changed_slot(struct bluez *b, sd_bus_slot **slot, const char *iface, const char *path)
 {
-        char rule[256];
+        char rule[320];
         snprintf(rule, sizeof rule,
                 "type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
-                "member='PropertiesChanged',path_namespace='/org/bluez',arg0='%s'",
-                iface);
-        return sd_bus_add_match_async(b->bus, NULL, rule, on_properties_changed, NULL, b);
+                "member='PropertiesChanged',%s='%s',arg0='%s'",
+                path ? "path" : "path_namespace", path ? path : "/org/bluez", iface);
+        return sd_bus_add_match_async(b->bus, slot, rule, on_properties_changed, NULL, b);
+}
+
+static int match_properties_changed(struct bluez *b, const char *iface)
+{
+        return match_properties_changed_slot(b, NULL, iface, NULL);
 }
 
 /* ---- sync with GetManagedObjects ---- */
@@ -914,8 +930,6 @@ int bluez_new(struct bluez **ret, sd_event *event, const struct bluez_handlers *
         if (r >= 0)
                 r = match_properties_changed(b, "org.bluez.Adapter1");
         if (r >= 0)
-                r = match_properties_changed(b, "org.bluez.Device1");
-        if (r >= 0)
                 r = sd_bus_add_match_async(b->bus, NULL,
                         "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
                         "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'",
@@ -935,12 +949,73 @@ fail:
         return r;
 }
 
+static int device_path_of(char *path, size_t size, const char *adapter, const char *address)
+{
+        int n = snprintf(path, size, "/org/bluez/%s/dev_%s", adapter, address);
+        if (n < 0 || (size_t)n >= size)
+                return -EINVAL;
+        for (char *c = path + n - strlen(address); *c; c++)
+                *c = *c == ':' ? '_' : (char)toupper((unsigned char)*c);
+        return n;
+}
+
+int bluez_watch_device(struct bluez *b, const char *adapter, const char *address)
+{
+        struct device_watch *w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        int n = device_path_of(w->path, sizeof w->path, adapter, address), r = n;
+        if (n >= 0 && strmap_get(&b->watches, w->path, (size_t)n)) {
+                free(w);
+                return 0;
+        }
+        if (n >= 0)
+                r = match_properties_changed_slot(b, &w->slot, "org.bluez.Device1", w->path);
+        if (r >= 0)
+                r = strmap_put(&b->watches, w->path, (size_t)n, w);
+        if (r < 0) {
+                sd_bus_slot_unref(w->slot);
+                free(w);
+                return r;
+        }
+        return 0;
+}
+
+void bluez_unwatch_device(struct bluez *b, const char *adapter, const char *address)
+{
+        char path[64];
+        int n = device_path_of(path, sizeof path, adapter, address);
+        struct device_watch *w = n < 0 ? NULL : strmap_remove(&b->watches, path, (size_t)n, NULL);
+        if (!w)
+                return;
+        sd_bus_slot_unref(w->slot); /* removes the match */
+        free(w);
+}
+
+int bluez_watch_all_devices(struct bluez *b, bool on)
+{
+        if (!on) {
+                b->all_devices = sd_bus_slot_unref(b->all_devices);
+                return 0;
+        }
+        if (b->all_devices)
+                return 0;
+        return match_properties_changed_slot(b, &b->all_devices, "org.bluez.Device1", NULL);
+}
+
 struct bluez *bluez_free(struct bluez *b)
 {
         if (!b)
                 return NULL;
         while (b->calls)
                 bluez_call_cancel(b->calls);
+        void *w;
+        for (size_t i = 0; strmap_each(&b->watches, &i, &w);) {
+                sd_bus_slot_unref(((struct device_watch *)w)->slot);
+                free(w);
+        }
+        strmap_clear(&b->watches);
+        sd_bus_slot_unref(b->all_devices);
         sd_bus_slot_unref(b->sync_slot);
         clear_objects(b);
         free(b->adapters);

@@ -148,6 +148,13 @@ size_t bluez_devices(const struct bluez *b, const struct bluez_device *const **r
 const struct bluez_char *bluez_char_find(const struct bluez *b, const char *device_path,
         const char *service_uuid, const char *char_uuid, unsigned flags);
 
+/* Device1 property changes are followed only for watched devices (by adapter and address),
+ * and for every device while watch_all is on (a scan). Added and removed devices are always
+ * seen. */
+int bluez_watch_device(struct bluez *b, const char *adapter, const char *address);
+void bluez_unwatch_device(struct bluez *b, const char *adapter, const char *address);
+int bluez_watch_all_devices(struct bluez *b, bool on);
+
 /* Async calls. The callback runs exactly once unless the call is cancelled first; the
  * returned handle (may be NULL when not needed) is freed after the callback. With neither a
  * callback nor a handle, BlueZ is asked not to answer at all. */

@@ -138,6 +138,9 @@ static int connect_bus(struct daemon *d)
         d->bus_error = 0;
         d->sync_error = BLUEZ_OK;
         d->sync_pending = true;
+        for (size_t i = 0; i < d->n_modules; i++)
+                if ((r = bluez_watch_device(d->bluez, d->opts.adapter, d->modules[i]->address)) < 0)
+                        log_warning_errno(r, "Cannot follow %s's signals: %m", d->modules[i]->address);
         return 0;
 }
 
@@ -241,6 +244,8 @@ static int module_add_device(struct daemon *d, struct device *dev)
                         return -ENOMEM;
                 }
                 d->modules[d->n_modules++] = m;
+                if (d->bluez)
+                        bluez_watch_device(d->bluez, d->opts.adapter, m->address);
                 /* Stagger first polls so a restart does not stampede the adapter. */
                 m->next_due = now_monotonic() + (d->n_modules - 1) * 100 * USEC_PER_MSEC;
         }
@@ -357,6 +362,8 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                                 break;
                         }
                 strmap_remove(&d->module_by_address, m->address, strlen(m->address), m);
+                if (d->bluez)
+                        bluez_unwatch_device(d->bluez, d->opts.adapter, m->address);
                 link_free(m->link);
                 free(m);
         }
@@ -396,6 +403,8 @@ static int on_scan_end(sd_event_source *s, uint64_t usec, void *userdata)
         const struct bluez_adapter *a = d->bluez ? bluez_adapter_find(d->bluez, d->opts.adapter) : NULL;
         if (a && d->scan_started_by_us)
                 bluez_stop_discovery(d->bluez, a->path, NULL, NULL);
+        if (d->bluez)
+                bluez_watch_all_devices(d->bluez, false);
         d->scan_started_by_us = false;
         poller_schedule(d);
         return 0;
@@ -431,7 +440,10 @@ int daemon_scan(struct daemon *d, unsigned seconds)
         }
         d->scan_pending = 0;
         d->scan_until = now_monotonic() + (uint64_t)seconds * USEC_PER_SEC;
-        int r = bluez_start_discovery(d->bluez, a->path, on_scan_started, d);
+        /* A scan reports every module nearby: their signals too, for its length. */
+        int r = bluez_watch_all_devices(d->bluez, true);
+        if (r >= 0)
+                r = bluez_start_discovery(d->bluez, a->path, on_scan_started, d);
         if (r < 0)
                 return r;
         if (!d->scan_timer)

@@ -217,7 +217,7 @@ class Peripheral:
 class Daemon:
     """blupowd serving on PORT, the central on `adapter`."""
 
-    def __init__(self, devices, adapter, **options):
+    def __init__(self, devices, adapter, binary=None, **options):
         self.dir = "/tmp/blupowd"
         os.makedirs(self.dir, exist_ok=True)
         opts = {"devices": devices, "poll_interval": 10, "adapter": adapter, "keep_connected": False,
@@ -227,7 +227,7 @@ class Daemon:
         with open(self.options, "w") as f:
             json.dump(opts, f)
         out = log_file("blupowd.log")
-        self.proc = subprocess.Popen([os.path.join(BUILD, "src/blupowd"), "serve", "--options", self.options,
+        self.proc = subprocess.Popen([binary or os.path.join(BUILD, "src/blupowd"), "serve", "--options", self.options,
                                       "--data-dir", self.dir, "--port", str(PORT),
                                       "--web-dir", os.path.join(SOURCE, "web")],
                                      stdout=out, stderr=subprocess.STDOUT)

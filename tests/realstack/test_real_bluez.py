@@ -72,7 +72,7 @@ class RealStack(unittest.TestCase):
         for dev_id in ("inverter", "rover", "battery-1", "battery-2", "dc-dc-charger", "shunt"):
             d.wait_device(dev_id, lambda x: x["state"] == "online", 120, "online")
         checks = [("rover", "BT-TH-66EDFC11", 255, ["battery_voltage", "pv_power", "battery_percentage", "load_status"]),
-                  ("battery-2", "BT-TH-481B1BB7", 49, ["battery_current", "cycle_count", "cell_voltage_3"]),
+                  ("battery-2", "BT-TH-481B1BB7", 49, ["battery_current", "cell_voltage_3", "remaining_capacity", "model"]),
                   ("inverter", "BTRIC134000035", 32, ["model"]),
                   ("dc-dc-charger", "BT-TH-16178A45", 255, ["battery_voltage"])]
         for dev_id, module, unit, keys in checks:

@@ -42,7 +42,9 @@ prepare() {
 	fi
 	local kv
 	kv=$(kernel_version)
-	[ -n "$kv" ] && [ -f "/boot/vmlinuz-$kv" ] || die_vm "no Debian kernel in /boot (linux-image-amd64)"
+	if [ -z "$kv" ] || [ ! -f "/boot/vmlinuz-$kv" ]; then
+		die_vm "no Debian kernel in /boot (linux-image-amd64)"
+	fi
 	local stamp="$cache/initramfs-$kv.stamp"
 	if [ -f "$stamp" ] && [ "$stamp" -nt "$here/vm.sh" ]; then
 		return 0
@@ -59,7 +61,7 @@ prepare() {
 		drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci fs/netfs/netfs \
 		fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
 		cp "/lib/modules/$kv/kernel/$m.ko" "$work/lib/modules/"
-		echo "$(basename "$m")" >> "$work/lib/modules/order"
+		basename "$m" >> "$work/lib/modules/order"
 	done
 	cat > "$work/init" <<'INIT'
 #!/bin/busybox sh

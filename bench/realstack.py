@@ -1,0 +1,204 @@
+#!/usr/bin/python3
+"""BluPow on the real Bluetooth stack, measured: tests/realstack's VM (Debian 12's kernel,
+bluetoothd 5.66, btvirt) with the demo's modules as real peripherals.
+
+1. A full read of each family by blupowd: wall time (the API's poll_ms), and the CPU it cost
+   blupowd and bluetoothd (the host pays for both).
+2. The same controller read by a bleak reader (connect, notify, the controller's four
+   requests, disconnect), with its own CPU and bluetoothd's: a client that makes bluetoothd
+   work harder is not lighter.
+3. blupowd waiting between polls while other modules advertise and another program scans,
+   as Home Assistant's Bluetooth integration does: its CPU per minute, and the signals it got.
+
+Under TCG the absolute figures are slow: compare ratios.
+    /usr/bin/python3 bench/realstack.py [BUILD] [READS]        (as root; boots the VM)
+BLUPOW_BENCH_BASELINE=OTHER/src/blupowd adds that build to the waiting figure.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.dirname(HERE)
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+BLEAK_READER = r'''
+import asyncio, sys, time
+from bleak import BleakClient
+REQS = [bytes.fromhex(h) for h in sys.argv[2:]]
+async def main():
+    async with BleakClient(sys.argv[1], timeout=60) as c:
+        got = asyncio.Queue()
+        await c.start_notify("0000fff1-0000-1000-8000-00805f9b34fb", lambda _, d: got.put_nowait(bytes(d)))
+        for r in REQS:
+            await c.write_gatt_char("0000ffd1-0000-1000-8000-00805f9b34fb", r, response=False)
+            want = 5 + 2 * r[5]
+            buf = b""
+            while len(buf) < want:
+                buf += await asyncio.wait_for(got.get(), 10)
+        await c.stop_notify("0000fff1-0000-1000-8000-00805f9b34fb")
+asyncio.run(main())
+'''
+
+
+def modbus(unit, reg, count):
+    frame = bytes([unit, 3, reg >> 8, reg & 0xFF, count >> 8, count & 0xFF])
+    crc = 0xFFFF
+    for b in frame:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return (frame + bytes([crc & 0xFF, crc >> 8])).hex()
+
+
+def guest(reads):
+    sys.path.insert(0, os.path.join(SOURCE, "tests/realstack"))
+    import stack  # noqa: E402
+    import dbus  # noqa: E402
+    extra = 4  # other modules advertising nearby
+    st = stack.Stack(controllers=5 + 2 + extra)
+    central, scanner = st.adapters[0], st.adapters[1]
+    # The demo's modules, and other modules nearby (copies of its controllers and shunt under
+    # other names), all from one blupow-sim.
+    with open(os.path.join(SOURCE, "scenarios/demo.json")) as f:
+        sc = json.load(f)
+    nearby = [dict(m, name=f"BT-TH-NEARBY{i:02d}") for i, m in enumerate((sc["modules"] * 2)[:extra])]
+    sc["modules"] = sc["modules"] + nearby
+    path = "/tmp/bench-scenario.json"
+    with open(path, "w") as f:
+        json.dump(sc, f)
+    per = stack.Peripheral(st, path, st.adapters[2:])
+    addr = {name: a for name, (a, _) in per.modules.items()}
+    devices = [
+        {"name": "Inverter", "address": addr["BTRIC134000035"], "type": "inverter"},
+        {"name": "Rover", "address": addr["BT-TH-66EDFC11"], "type": "controller"},
+        {"name": "Battery 1", "address": addr["BT-TH-481B1BB7"], "type": "battery", "modbus_id": 48},
+        {"name": "DC-DC charger", "address": addr["BT-TH-16178A45"], "type": "dcc"},
+        {"name": "Shunt", "address": addr["RTMShunt30017000621"], "type": "shunt"},
+    ]
+    btd = st.procs["bluetoothd"].pid
+    d = stack.Daemon(devices, central, poll_interval=3600, log_level="info")
+    for dev in ("inverter", "rover", "battery-1", "dc-dc-charger", "shunt"):
+        d.wait_device(dev, lambda x: x["state"] == "online", 180, "online")
+    results = {"reads": reads, "families": {}}
+    for dev in ("inverter", "rover", "battery-1", "dc-dc-charger", "shunt"):
+        walls, own, bt = [], [], []
+        for _ in range(reads):
+            c0, b0 = cpu_s(d.proc.pid), cpu_s(btd)
+            x = d.poll(dev, timeout=120)
+            own.append(cpu_s(d.proc.pid) - c0)
+            bt.append(cpu_s(btd) - b0)
+            walls.append(x["poll_ms"] / 1000)
+            time.sleep(1)
+        results["families"][dev] = {"wall_s": sum(walls) / reads, "blupowd_cpu_s": sum(own) / reads,
+                                    "bluetoothd_cpu_s": sum(bt) / reads}
+    # bleak, reading the controller as blupowd does (its four blocks).
+    reqs = [modbus(255, 0x000C, 8), modbus(255, 0x001A, 1), modbus(255, 0x0100, 34), modbus(255, 0xE004, 1)]
+    script = tempfile.mktemp(suffix=".py", dir="/tmp")
+    with open(script, "w") as f:
+        f.write(BLEAK_READER)
+    walls, own, bt = [], [], []
+    env = dict(os.environ, BLEAK_LOGGING="0")
+    for _ in range(reads):
+        b0 = cpu_s(btd)
+        t0 = time.monotonic()
+        p = subprocess.run(["/usr/bin/python3", "-c",
+                            "import resource,subprocess,sys;"
+                            "r=subprocess.run(sys.argv[1:]);"
+                            "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+                            "print(u.ru_utime+u.ru_stime);sys.exit(r.returncode)",
+                            "/usr/bin/python3", script, addr["BT-TH-66EDFC11"], *reqs],
+                           capture_output=True, text=True, env=env, timeout=180)
+        walls.append(time.monotonic() - t0)
+        bt.append(cpu_s(btd) - b0)
+        if p.returncode != 0:
+            results["bleak_error"] = p.stderr[-500:]
+            break
+        own.append(float(p.stdout.strip().splitlines()[-1]))
+        time.sleep(1)
+    if own:
+        results["bleak_controller"] = {"wall_s": sum(walls) / len(own), "cpu_s": sum(own) / len(own),
+                                       "bluetoothd_cpu_s": sum(bt) / len(own)}
+    d.stop()
+    # Waiting between polls while another client scans the central's adapter and the other
+    # modules advertise (their advertisements refresh every second); and, for comparison, a
+    # blupowd that follows every device's signals (BLUPOW_BENCH_BASELINE, an earlier build).
+    bus = dbus.SystemBus()
+    a = dbus.Interface(bus.get_object("org.bluez", "/org/bluez/" + central), "org.bluez.Adapter1")
+    a.SetDiscoveryFilter({"Transport": "le", "DuplicateData": True})
+    a.StartDiscovery()
+    results["idle_while_scanned"] = {}
+    for label, binary in (("this build", None), ("baseline", os.environ.get("BLUPOW_BENCH_BASELINE"))):
+        if label == "baseline" and not binary:
+            continue
+        d = stack.Daemon(devices, central, binary=binary, poll_interval=3600, log_level="info")
+        for dev in ("inverter", "rover", "battery-1", "dc-dc-charger", "shunt"):
+            d.wait_device(dev, lambda x: x["state"] == "online", 240, "online")
+        time.sleep(10)
+        c0, b0 = cpu_s(d.proc.pid), cpu_s(btd)
+        time.sleep(60)
+        results["idle_while_scanned"][label] = {"blupowd_cpu_s_per_min": cpu_s(d.proc.pid) - c0,
+                                                "bluetoothd_cpu_s_per_min": cpu_s(btd) - b0}
+        d.stop()
+    a.StopDiscovery()
+    per.close()
+    st.close()
+    del scanner
+    print("RESULT " + json.dumps(results))
+
+
+def host(build, reads):
+    out = os.path.join(build, "realstack", "bench")
+    os.makedirs(out, exist_ok=True)
+    job = os.path.join(out, "bench-job.sh")
+    with open(job, "w") as f:
+        f.write(f"export BLUPOW_SOURCE_ROOT='{SOURCE}' BLUPOW_BUILD_ROOT='{build}' "
+                "BLUPOW_REALSTACK_LOGS=/mnt/logs PYTHONDONTWRITEBYTECODE=1\n"
+                f"export BLUPOW_BENCH_BASELINE='{os.environ.get('BLUPOW_BENCH_BASELINE', '')}'\n"
+                f"/usr/bin/python3 '{os.path.abspath(__file__)}' --guest {reads}\n")
+    subprocess.run([os.path.join(SOURCE, "tests/realstack/vm.sh"), "run", out, job],
+                   env=dict(os.environ, BLUPOW_VM_CACHE=os.path.join(build, "realstack")))
+    with open(os.path.join(out, "guest.log")) as f:
+        lines = [line for line in f if line.startswith("RESULT ")]
+    if not lines:
+        print("realstack bench: no result; see", os.path.join(out, "guest.log"))
+        return 1
+    r = json.loads(lines[-1][7:])
+    print(f"real stack (bluetoothd 5.66, kernel 6.1, btvirt, TCG), {r['reads']} reads each")
+    print(f"{'read':16} {'wall s':>7} {'blupowd CPU ms':>15} {'bluetoothd CPU ms':>18}")
+    for fam, v in r["families"].items():
+        print(f"{fam:16} {v['wall_s']:7.2f} {v['blupowd_cpu_s'] * 1000:15.1f} {v['bluetoothd_cpu_s'] * 1000:18.1f}")
+    b = r.get("bleak_controller")
+    if b:
+        c = r["families"]["rover"]
+        print(f"{'bleak, rover':16} {b['wall_s']:7.2f} {b['cpu_s'] * 1000:15.1f} {b['bluetoothd_cpu_s'] * 1000:18.1f}")
+        own = c["blupowd_cpu_s"] or 1e-9
+        total = c["blupowd_cpu_s"] + c["bluetoothd_cpu_s"]
+        print(f"ratios bleak/blupowd: client CPU {b['cpu_s'] / own:.1f}x, client+bluetoothd "
+              f"{(b['cpu_s'] + b['bluetoothd_cpu_s']) / total:.1f}x, bluetoothd "
+              f"{b['bluetoothd_cpu_s'] / max(c['bluetoothd_cpu_s'], 1e-9):.2f}x, wall {b['wall_s'] / c['wall_s']:.2f}x")
+    else:
+        print("bleak:", r.get("bleak_error"))
+    for label, i in r["idle_while_scanned"].items():
+        print(f"waiting, another client scanning, 4 other modules advertising ({label}): blupowd "
+              f"{i['blupowd_cpu_s_per_min'] * 1000:.0f} ms CPU per minute, bluetoothd "
+              f"{i['bluetoothd_cpu_s_per_min'] * 1000:.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--guest":
+        guest(int(sys.argv[2]))
+    else:
+        build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(SOURCE, "build"))
+        sys.exit(host(build, int(sys.argv[2]) if len(sys.argv) > 2 else 5))
