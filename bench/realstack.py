@@ -12,7 +12,8 @@ bluetoothd 5.66, btvirt) with the demo's modules as real peripherals.
 
 Under TCG the absolute figures are slow: compare ratios.
     /usr/bin/python3 bench/realstack.py [BUILD] [READS]        (as root; boots the VM)
-BLUPOW_BENCH_BASELINE=OTHER/src/blupowd adds that build to the waiting figure.
+BLUPOW_BENCH_BASELINE=OTHER/src/blupowd adds that build to the waiting figure;
+BLUPOW_BENCH_NO_IDLE=1 leaves the waiting figure out.
 """
 import json
 import os
@@ -35,9 +36,9 @@ def cpu_s(pid):
 BLEAK_READER = r'''
 import asyncio, sys, time
 from bleak import BleakClient
-REQS = [bytes.fromhex(h) for h in sys.argv[2:]]
+REQS = [bytes.fromhex(h) for h in sys.argv[3:]]
 async def main():
-    async with BleakClient(sys.argv[1], timeout=60) as c:
+    async with BleakClient(sys.argv[1], adapter=sys.argv[2], timeout=60) as c:
         got = asyncio.Queue()
         await c.start_notify("0000fff1-0000-1000-8000-00805f9b34fb", lambda _, d: got.put_nowait(bytes(d)))
         for r in REQS:
@@ -72,7 +73,8 @@ def guest(reads):
     # other names), all from one blupow-sim.
     with open(os.path.join(SOURCE, "scenarios/demo.json")) as f:
         sc = json.load(f)
-    nearby = [dict(m, name=f"BT-TH-NEARBY{i:02d}") for i, m in enumerate((sc["modules"] * 2)[:extra])]
+    nearby = [dict(m, name=f"BT-TH-NEARBY{i:02d}", address=f"00:00:00:00:00:{i + 1:02X}")
+              for i, m in enumerate((sc["modules"] * 2)[:extra])]
     sc["modules"] = sc["modules"] + nearby
     path = "/tmp/bench-scenario.json"
     with open(path, "w") as f:
@@ -117,7 +119,7 @@ def guest(reads):
                             "r=subprocess.run(sys.argv[1:]);"
                             "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
                             "print(u.ru_utime+u.ru_stime);sys.exit(r.returncode)",
-                            "/usr/bin/python3", script, addr["BT-TH-66EDFC11"], *reqs],
+                            "/usr/bin/python3", script, addr["BT-TH-66EDFC11"], central, *reqs],
                            capture_output=True, text=True, env=env, timeout=180)
         walls.append(time.monotonic() - t0)
         bt.append(cpu_s(btd) - b0)
@@ -138,6 +140,11 @@ def guest(reads):
     a.SetDiscoveryFilter({"Transport": "le", "DuplicateData": True})
     a.StartDiscovery()
     results["idle_while_scanned"] = {}
+    if os.environ.get("BLUPOW_BENCH_NO_IDLE"):
+        per.close()
+        st.close()
+        print("RESULT " + json.dumps(results))
+        return
     for label, binary in (("this build", None), ("baseline", os.environ.get("BLUPOW_BENCH_BASELINE"))):
         if label == "baseline" and not binary:
             continue
@@ -165,6 +172,7 @@ def host(build, reads):
         f.write(f"export BLUPOW_SOURCE_ROOT='{SOURCE}' BLUPOW_BUILD_ROOT='{build}' "
                 "BLUPOW_REALSTACK_LOGS=/mnt/logs PYTHONDONTWRITEBYTECODE=1\n"
                 f"export BLUPOW_BENCH_BASELINE='{os.environ.get('BLUPOW_BENCH_BASELINE', '')}'\n"
+                f"export BLUPOW_BENCH_NO_IDLE='{os.environ.get('BLUPOW_BENCH_NO_IDLE', '')}'\n"
                 f"/usr/bin/python3 '{os.path.abspath(__file__)}' --guest {reads}\n")
     subprocess.run([os.path.join(SOURCE, "tests/realstack/vm.sh"), "run", out, job],
                    env=dict(os.environ, BLUPOW_VM_CACHE=os.path.join(build, "realstack")))

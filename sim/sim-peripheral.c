@@ -502,11 +502,39 @@ static int on_device_props(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return 0;
 }
 
+static void ask_address(struct periph *p);
+
 static int on_interfaces_added(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         const char *path;
         if (sd_bus_message_read(msg, "o", &path) < 0)
                 return 0;
+        /* An adapter plugged in again: the module it carries registers once more. Its
+         * LEAdvertisingManager1 may come later than Adapter1 (once powered): advertise then. */
+        for (size_t i = 0; i < n_periphs; i++)
+                if (streq(path, periphs[i].adapter_path)) {
+                        struct periph *a = &periphs[i];
+                        bool adapter = false, advertising = false;
+                        const char *iface;
+                        if (sd_bus_message_enter_container(msg, 'a', "{sa{sv}}") < 0)
+                                return 0;
+                        while (sd_bus_message_enter_container(msg, 'e', "sa{sv}") > 0) {
+                                if (sd_bus_message_read(msg, "s", &iface) < 0 ||
+                                        sd_bus_message_skip(msg, "a{sv}") < 0 ||
+                                        sd_bus_message_exit_container(msg) < 0)
+                                        return 0;
+                                adapter = adapter || streq(iface, "org.bluez.Adapter1");
+                                advertising = advertising || streq(iface, "org.bluez.LEAdvertisingManager1");
+                        }
+                        if (adapter) {
+                                a->app_registered = a->adv_registered = a->adv_pending = false;
+                                if (a->m->connected)
+                                        link_changed(a, a->central, false);
+                                ask_address(a);
+                        } else if (advertising)
+                                adv_register(a);
+                        return 0;
+                }
         struct periph *p = periph_of_device(path);
         if (!p || sd_bus_message_enter_container(msg, 'a', "{sa{sv}}") < 0)
                 return 0;
@@ -543,7 +571,9 @@ static int on_app_registered(sd_bus_message *reply, void *userdata, sd_bus_error
 {
         struct periph *p = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
-        if (e) {
+        /* AlreadyExists: an earlier call (the adapter and BlueZ both announced themselves)
+         * registered it. */
+        if (e && !streq(e->name, "org.bluez.Error.AlreadyExists")) {
                 log_error("blupow-sim: %s: RegisterApplication: %s", p->adapter, e->message);
                 return 0;
         }
@@ -551,8 +581,6 @@ static int on_app_registered(sd_bus_message *reply, void *userdata, sd_bus_error
         adv_register(p);
         return 0;
 }
-
-static void ask_address(struct periph *p);
 
 static int retry_adapter(sd_event_source *s, uint64_t usec, void *userdata)
 {

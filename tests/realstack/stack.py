@@ -89,6 +89,20 @@ class Stack:
         self.spawn("bluetoothd", [BLUETOOTHD, "-n", "-d", "-f", os.path.join(SOURCE, "tests/realstack/main.conf")])
         wait_for(lambda: self.bus().name_has_owner("org.bluez"), 20, "bluetoothd on the bus")
 
+    def unplug_controllers(self):
+        """Every emulated controller goes, as an unplugged USB adapter does (btvirt exits: the
+        kernel removes its hci devices)."""
+        p = self.procs.pop("btvirt")
+        p.terminate()
+        p.wait(timeout=10)
+        wait_for(lambda: not any("org.bluez.Adapter1" in ifs for ifs in self.objects().values()), 20,
+                 "the adapters gone")
+
+    def plug_controllers(self):
+        self.spawn("btvirt", ["btvirt", "-L", f"-l{self.controllers + 1}"])
+        found = self.wait_adapters(self.controllers)
+        assert found == self.adapters, f"the controllers came back as {found}, were {self.adapters}"
+
     def ensure_bluetoothd(self):
         """Starts bluetoothd again if it is gone; True when it had to."""
         p = self.procs.get("bluetoothd")

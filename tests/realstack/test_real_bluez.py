@@ -270,6 +270,23 @@ class RealStack(unittest.TestCase):
         d.post("/api/v1/devices/rover/poll")
         d.wait_device("rover", lambda x: x["state"] == "online" and not x["diagnosis"], 120, "online again")
 
+    def test_adapter_removed_then_back(self):
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"], poll_interval=300)
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        stack.wait_for(lambda: not self.link_up_seen_by_module("BT-TH-66EDFC11"), 20, "the session's end")
+        time.sleep(1)
+        self.stack.unplug_controllers()
+        try:
+            d.post("/api/v1/devices/rover/poll")
+            dev = d.wait_device("rover", lambda x: x["diagnosis"] and x["diagnosis"]["code"] in
+                                ("no_adapter", "adapter_missing"), 30, "the adapter missing")
+            self.assertEqual(dev["state"], "error", dev)
+        finally:
+            self.stack.plug_controllers()
+            self.peripheral.wait_registered()
+        d.post("/api/v1/devices/rover/poll")
+        d.wait_device("rover", lambda x: x["state"] == "online" and not x["diagnosis"], 120, "online again")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
