@@ -52,19 +52,10 @@ asyncio.run(main())
 '''
 
 
-def modbus(unit, reg, count):
-    frame = bytes([unit, 3, reg >> 8, reg & 0xFF, count >> 8, count & 0xFF])
-    crc = 0xFFFF
-    for b in frame:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return (frame + bytes([crc & 0xFF, crc >> 8])).hex()
-
-
 def guest(reads):
     sys.path.insert(0, os.path.join(SOURCE, "tests/realstack"))
     import stack  # noqa: E402
+    from conformance import modbus_read  # noqa: E402
     import dbus  # noqa: E402
     extra = 4  # other modules advertising nearby
     st = stack.Stack(controllers=5 + 2 + extra)
@@ -105,7 +96,7 @@ def guest(reads):
         results["families"][dev] = {"wall_s": sum(walls) / reads, "blupowd_cpu_s": sum(own) / reads,
                                     "bluetoothd_cpu_s": sum(bt) / reads}
     # bleak, reading the controller as blupowd does (its four blocks).
-    reqs = [modbus(255, 0x000C, 8), modbus(255, 0x001A, 1), modbus(255, 0x0100, 34), modbus(255, 0xE004, 1)]
+    reqs = [modbus_read(255, reg, n).hex() for reg, n in ((0x000C, 8), (0x001A, 1), (0x0100, 34), (0xE004, 1))]
     script = tempfile.mktemp(suffix=".py", dir="/tmp")
     with open(script, "w") as f:
         f.write(BLEAK_READER)

@@ -363,10 +363,12 @@ struct request_data {
         uint8_t bytes[512];
 };
 
-/* A write reached the module (WriteValue, or a packet on an acquired write socket): it answers
- * a request after its response latency. */
-static int accept_write(struct sim_module *m, const uint8_t *bytes, size_t len)
+/* A write reached the module (WriteValue, or a packet on an acquired write socket, or as a
+ * peripheral a write from the real BlueZ): it answers a request after its response latency. */
+int sim_module_accept_write(struct sim_module *m, const uint8_t *bytes, size_t len)
 {
+        if (len > sizeof m->write_value)
+                return -EMSGSIZE;
         m->n_writes++;
         memcpy(m->write_value, bytes, len);
         m->write_value_len = len;
@@ -416,7 +418,7 @@ static int method_write_value(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return sd_bus_error_set(error, ERR_IN_PROGRESS, "In Progress");
         if (len > sizeof m->write_value)
                 return sd_bus_error_set(error, "org.bluez.Error.InvalidValueLength", "Invalid Length");
-        if ((r = accept_write(m, bytes, len)) < 0)
+        if ((r = sim_module_accept_write(m, bytes, len)) < 0)
                 return r;
 
         /* Write without response is answered once queued; with response after the ATT round
@@ -571,7 +573,7 @@ static int on_write_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
         struct sim_gatt *g = write_char(m);
         sim_record(m->sim, m->write_owner, g ? g->path : "", "(write socket)", detail);
         if (m->connected)
-                accept_write(m, b, (size_t)n);
+                sim_module_accept_write(m, b, (size_t)n);
         return 0;
 }
 
@@ -834,7 +836,10 @@ static void send_chunk(struct sim_module *m, void *data)
         struct chunks *c = data;
         size_t n = MIN(m->timing.chunk_size, c->len - c->sent);
         struct sim_gatt *g = notify_char(m);
-        if (m->connected && m->notify_fd_src) {
+        if (m->sim->peripheral) {
+                if (m->connected)
+                        sim_peripheral_notify(m, c->bytes + c->sent, n);
+        } else if (m->connected && m->notify_fd_src) {
                 /* Acquired: a packet on the socket, and Value is left as it was. */
                 if (send(sd_event_source_get_io_fd(m->notify_fd_src), c->bytes + c->sent, n,
                             MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
@@ -896,7 +901,6 @@ static void deliver_request(struct sim_module *m, void *data)
         send_in_chunks(m, reply, n, true);
 }
 
-void sim_shunt_push(struct sim_module *m);
 void sim_shunt_push(struct sim_module *m)
 {
         if (!m->shunt || !m->connected || !(m->notifying || m->notify_fd_src))
@@ -1163,6 +1167,10 @@ static void release_link_state(struct sim_module *m)
  * goes false first, then BlueZ releases the sockets, as 5.66 does. */
 void sim_module_drop_link(struct sim_module *m)
 {
+        if (m->sim->peripheral) {
+                sim_peripheral_drop(m); /* the real BlueZ signals it */
+                return;
+        }
         m->generation++;
         if (m->pending_connect) {
                 sd_bus_reply_method_errorf(m->pending_connect, ERR_FAILED, "br-connection-canceled");

@@ -17,7 +17,6 @@
 
 #include "log.h"
 #include "macro.h"
-#include "modbus.h"
 #include "sim.h"
 
 #define BLUEZ            "org.bluez"
@@ -123,76 +122,28 @@ static int method_read_value(sd_bus_message *msg, void *userdata, sd_bus_error *
         return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
 }
 
-/* Each packet of a notification in its own timer, as sim-bluez.c does it: in order even when no
- * time separates them. */
-struct packets {
-        size_t len, sent;
-        bool drop_after_first;
-        uint8_t bytes[512];
-};
-
 static void periph_drop(struct periph *p);
 
-static void send_packet(struct sim_module *m, void *data)
+/* A packet of the module's reply or stream (sim-bluez.c cuts and times them): a notification
+ * through the real BlueZ, to the central that subscribed. */
+void sim_peripheral_notify(struct sim_module *m, const uint8_t *packet, size_t len)
 {
-        struct packets *c = data;
         struct periph *p = periph_of(m);
-        size_t n = MIN(m->timing.chunk_size, c->len - c->sent);
-        if (p && m->connected) {
-                memcpy(p->value, c->bytes + c->sent, n);
-                p->value_len = n;
-                for (size_t i = 0; i < p->n_objs; i++)
-                        if (p->objs[i].is_notify)
-                                sd_bus_emit_properties_changed(m->sim->bus, p->objs[i].path,
-                                        "org.bluez.GattCharacteristic1", "Value", NULL);
-        }
-        c->sent += n;
-        if (c->sent < c->len && !c->drop_after_first) {
-                sim_later(m, m->timing.chunk_interval_ms, send_packet, c);
+        if (!p || len > sizeof p->value)
                 return;
-        }
-        bool drop = c->drop_after_first;
-        free(c);
-        if (drop && p)
+        memcpy(p->value, packet, len);
+        p->value_len = len;
+        for (size_t i = 0; i < p->n_objs; i++)
+                if (p->objs[i].is_notify)
+                        sd_bus_emit_properties_changed(
+                                m->sim->bus, p->objs[i].path, "org.bluez.GattCharacteristic1", "Value", NULL);
+}
+
+void sim_peripheral_drop(struct sim_module *m)
+{
+        struct periph *p = periph_of(m);
+        if (p)
                 periph_drop(p);
-}
-
-static void send_packets(struct sim_module *m, const uint8_t *bytes, size_t len, bool reply)
-{
-        struct packets *c = calloc(1, sizeof *c);
-        if (!c || len == 0 || len > sizeof c->bytes) {
-                free(c);
-                return;
-        }
-        if (reply && m->faults[FAULT_DROP_MID_RESPONSE]) {
-                if (m->faults[FAULT_DROP_MID_RESPONSE] > 0)
-                        m->faults[FAULT_DROP_MID_RESPONSE]--;
-                c->drop_after_first = true;
-        }
-        memcpy(c->bytes, bytes, len);
-        c->len = len;
-        sim_later(m, 0, send_packet, c);
-}
-
-struct request {
-        size_t len;
-        uint8_t bytes[MODBUS_MAX_FRAME];
-};
-
-static void answer(struct sim_module *m, void *data)
-{
-        struct request *q = data;
-        uint8_t reply[MODBUS_MAX_FRAME];
-        size_t n = sim_unit_respond(m, q->bytes, q->len, reply, sizeof reply);
-        free(q);
-        if (n == 0)
-                return;
-        if (m->faults[FAULT_CORRUPT]) {
-                if (m->faults[FAULT_CORRUPT] > 0)
-                        m->faults[FAULT_CORRUPT]--;
-                reply[n / 2] ^= 0x5A;
-        }
-        send_packets(m, reply, n, true);
 }
 
 static int method_write_value(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -205,17 +156,8 @@ static int method_write_value(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
         if (o->is_write) {
-                m->n_writes++;
                 sim_record(m->sim, sd_bus_message_get_sender(msg), o->path, "WriteValue", NULL);
-                if (len == MODBUS_REQUEST_LEN && modbus_crc16(data, len) == 0)
-                        m->n_requests++;
-                struct request *q = calloc(1, sizeof *q);
-                if (q && len <= sizeof q->bytes) {
-                        memcpy(q->bytes, data, len);
-                        q->len = len;
-                        sim_later(m, m->timing.response_ms, answer, q);
-                } else
-                        free(q);
+                sim_module_accept_write(m, data, len);
         }
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -675,8 +617,7 @@ static void on_tick(struct sim *sim, double t)
                 struct sim_module *m = periphs[i].m;
                 for (size_t j = 0; j < m->n_units; j++)
                         sim_unit_tick(&m->units[j], t);
-                if (m->shunt && m->connected && m->notifying)
-                        send_packets(m, m->units[0].shunt_frame, SHUNT_LIVE_FRAME_LEN, false);
+                sim_shunt_push(m);
         }
 }
 

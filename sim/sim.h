@@ -223,7 +223,12 @@ int sim_events_start(struct sim *sim);
 void sim_adapter_set_powered(struct sim_adapter *a, bool powered);
 void sim_adapter_remove(struct sim_adapter *a);
 void sim_adapter_add(struct sim_adapter *a);
+/* The link ends from the module's side (asleep, taken, a drop in a reply). */
 void sim_module_drop_link(struct sim_module *m);
+/* A write reached the module: a request is answered, in packets, after its response time. */
+int sim_module_accept_write(struct sim_module *m, const uint8_t *bytes, size_t len);
+/* The shunt's live frame, to a subscribed client. */
+void sim_shunt_push(struct sim_module *m);
 void sim_module_unexport(struct sim_module *m);
 struct sim_module *sim_module_by_address(struct sim *sim, const char *address);
 struct sim_adapter *sim_adapter_by_name(struct sim *sim, const char *name);
@@ -237,6 +242,9 @@ void sim_later(struct sim_module *m, unsigned ms, void (*fn)(struct sim_module *
 int sim_peripheral_start(struct sim *sim, char *const *adapters, size_t n_adapters);
 void sim_peripheral_free(void);
 void sim_peripheral_fault(struct sim_module *m, int fault, int count);
+/* One notification packet of the module, and the module ending its link. */
+void sim_peripheral_notify(struct sim_module *m, const uint8_t *packet, size_t len);
+void sim_peripheral_drop(struct sim_module *m);
 bool sim_peripheral_fault_supported(int fault);
 
 /* sim-control.c: org.blupow.Sim1 and the call record */

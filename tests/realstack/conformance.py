@@ -16,20 +16,21 @@ from dbus_fast.aio import MessageBus
 BLUEZ = "org.bluez"
 UUID_WRITE = "0000ffd1-0000-1000-8000-00805f9b34fb"
 UUID_NOTIFY = "0000fff1-0000-1000-8000-00805f9b34fb"
-# Read 8 words at 0x000C from id 255: the controller's model block, a 21-byte reply.
-REQUEST = bytes.fromhex("ff03000c0008") + bytes([0x90, 0x15])
 
 
-def modbus_crc(data):
+def modbus_read(unit, reg, count):
+    """A Modbus RTU read of holding registers, with its CRC-16/MODBUS."""
+    frame = bytes([unit, 3, reg >> 8, reg & 0xFF, count >> 8, count & 0xFF])
     crc = 0xFFFF
-    for b in data:
+    for b in frame:
         crc ^= b
         for _ in range(8):
             crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return bytes([crc & 0xFF, crc >> 8])
+    return frame + bytes([crc & 0xFF, crc >> 8])
 
 
-REQUEST = REQUEST[:6] + modbus_crc(REQUEST[:6])
+# Read 8 words at 0x000C from id 255: the controller's model block, a 21-byte reply.
+REQUEST = modbus_read(255, 0x000C, 8)
 
 
 class Tracer:
