@@ -677,7 +677,8 @@ static const sd_bus_vtable notify_char_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
-static struct sim_gatt *gatt_add(struct sim_module *m, struct sim_gatt *parent, unsigned handle, const char *uuid)
+static struct sim_gatt *gatt_add(
+        struct sim_module *m, struct sim_gatt *parent, unsigned handle, const char *uuid)
 {
         struct sim_gatt *g = &m->gatt[m->n_gatt++];
         *g = (struct sim_gatt){.module = m, .service = parent, .uuid = uuid};
@@ -785,7 +786,8 @@ static void gatt_export(struct sim_module *m)
         for (size_t i = 0; i < m->n_gatt; i++) {
                 struct sim_gatt *g = &m->gatt[i];
                 const char *iface = gatt_iface(g);
-                if (sd_bus_add_object_vtable(m->sim->bus, &m->gatt_slots[i], g->path, iface, gatt_vtable(g), g) < 0)
+                if (sd_bus_add_object_vtable(
+                            m->sim->bus, &m->gatt_slots[i], g->path, iface, gatt_vtable(g), g) < 0)
                         continue;
                 if (m->sim->name_owned)
                         sd_bus_emit_interfaces_added(m->sim->bus, g->path, iface, NULL);
@@ -1402,7 +1404,8 @@ static void module_advertised(struct sim_module *m)
         /* RSSI varies a little from one advertisement to the next. */
         static const int8_t jitter[] = {0, 2, -1, 3, -2, 1, -3, 0};
         /* 127 is HCI's "not available" (btvirt reports it for every advertisement): no jitter. */
-        int16_t rssi = m->rssi_base == 127 ? 127 : (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
+        int16_t rssi =
+                m->rssi_base == 127 ? 127 : (int16_t)(m->rssi_base + jitter[(m->last_adv_usec / 1000) % 8]);
         bool duplicates;
         if (!discovery_reports(m->adapter, m, rssi, &duplicates) || (m->seen && !duplicates))
                 return;
@@ -1800,7 +1803,8 @@ static void bluez_stops(struct sim *sim)
         }
         for (size_t i = 0; i < sim->n_adapters; i++)
                 if (sim->adapters[i].slot)
-                        sd_bus_emit_interfaces_removed(sim->bus, sim->adapters[i].path, "org.bluez.Adapter1", NULL);
+                        sd_bus_emit_interfaces_removed(
+                                sim->bus, sim->adapters[i].path, "org.bluez.Adapter1", NULL);
 }
 
 void sim_bluez_restart(struct sim *sim, unsigned down_ms, bool killed)

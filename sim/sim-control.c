@@ -329,8 +329,8 @@ static int method_get_stats(sd_bus_message *msg, void *userdata, sd_bus_error *e
         return sd_bus_reply_method_return(msg, "a{su}", 9, "connects", m->n_connects, "disconnects",
                 m->n_disconnects, "writes", m->n_writes, "requests", m->n_requests, "max_outstanding",
                 m->max_outstanding, "connects_while_discovering", m->connects_while_discovering, "connected",
-                (uint32_t)m->connected, "notifying", (uint32_t)(m->notifying || m->notify_fd_src), "exported",
-                (uint32_t)m->exported);
+                (uint32_t)m->connected, "notifying", (uint32_t)(m->notifying || m->notify_fd_src),
+                "exported", (uint32_t)m->exported);
 }
 
 static int method_get_calls(sd_bus_message *msg, void *userdata, sd_bus_error *error)

@@ -63,7 +63,8 @@ static void help(void)
                "\"set\": false},\n"
                "      {\"at_s\": 90, \"adapter\": \"hci0\", \"powered\": false},   or \"present\": false "
                "(unplugged)\n"
-               "      {\"at_s\": 120, \"restart_bluetoothd_ms\": 2000}   stopped, or \"kill_bluetoothd_ms\"\n"
+               "      {\"at_s\": 120, \"restart_bluetoothd_ms\": 2000}   stopped, or "
+               "\"kill_bluetoothd_ms\"\n"
                "    ]\n"
                "  }\n"
                "Families: controller, dcc, battery, inverter, shunt. Values use the reading keys of\n"
@@ -77,7 +78,8 @@ static void help(void)
                "  call org.blupow.Sim / org.blupow.Sim1 SetPowered sb hci0 false\n"
                "  call org.blupow.Sim / org.blupow.Sim1 RemoveAdapter s hci0 | AddAdapter s hci0\n"
                "  call org.blupow.Sim / org.blupow.Sim1 RestartBluez u 1000   (as SIGTERM: all signalled)\n"
-               "  call org.blupow.Sim / org.blupow.Sim1 KillBluez u 1000      (as SIGKILL: nothing signalled)\n"
+               "  call org.blupow.Sim / org.blupow.Sim1 KillBluez u 1000      (as SIGKILL: nothing "
+               "signalled)\n"
                "  call org.blupow.Sim / org.blupow.Sim1 SetValue sysd ADDRESS ID KEY VALUE\n"
                "  call org.blupow.Sim / org.blupow.Sim1 GetReadings sy ADDRESS ID\n"
                "  call org.blupow.Sim / org.blupow.Sim1 GetStats s ADDRESS\n"
@@ -185,7 +187,8 @@ int main(int argc, char **argv)
                 }
                 r = sd_bus_request_name(sim.bus, "org.bluez", 0);
                 if (r < 0) {
-                        log_error_errno(r, "Failed to acquire org.bluez (is bluetoothd running on this bus?): %m");
+                        log_error_errno(
+                                r, "Failed to acquire org.bluez (is bluetoothd running on this bus?): %m");
                         return 1;
                 }
                 sim.name_owned = true;
@@ -195,7 +198,8 @@ int main(int argc, char **argv)
                 return 1;
         }
         if (!peripheral) {
-                log_info("blupow-sim: serving %zu module(s) on %zu adapter(s)", sim.n_modules, sim.n_adapters);
+                log_info("blupow-sim: serving %zu module(s) on %zu adapter(s)", sim.n_modules,
+                        sim.n_adapters);
                 printf("ready\n");
                 fflush(stdout);
         }

@@ -19,13 +19,13 @@
 #include "macro.h"
 #include "sim.h"
 
-#define BLUEZ            "org.bluez"
-#define UUID(x)          "0000" x "-0000-1000-8000-00805f9b34fb"
-#define TI_OTA_SERVICE   "f000ffc0-0451-4000-b000-000000000000"
-#define TI_OTA_IDENTIFY  "f000ffc1-0451-4000-b000-000000000000"
-#define TI_OTA_BLOCK     "f000ffc2-0451-4000-b000-000000000000"
-#define ADV_REFRESH_MS   1000
-#define APP_ROOT         "/org/blupow/peripheral"
+#define BLUEZ           "org.bluez"
+#define UUID(x)         "0000" x "-0000-1000-8000-00805f9b34fb"
+#define TI_OTA_SERVICE  "f000ffc0-0451-4000-b000-000000000000"
+#define TI_OTA_IDENTIFY "f000ffc1-0451-4000-b000-000000000000"
+#define TI_OTA_BLOCK    "f000ffc2-0451-4000-b000-000000000000"
+#define ADV_REFRESH_MS  1000
+#define APP_ROOT        "/org/blupow/peripheral"
 
 /* One GATT object of a module's application. */
 struct periph_obj {
@@ -69,8 +69,8 @@ static struct periph *periph_of(const struct sim_module *m)
 
 /* ---- the GATT application ---- */
 
-static int prop_uuid(sd_bus *bus, const char *path, const char *iface, const char *prop, sd_bus_message *reply,
-        void *userdata, sd_bus_error *error)
+static int prop_uuid(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct periph_obj *o = userdata;
         return sd_bus_message_append(reply, "s", o->uuid);
@@ -89,8 +89,8 @@ static int prop_service(sd_bus *bus, const char *path, const char *iface, const 
         return sd_bus_message_append(reply, "o", o->p->objs[o->service].path);
 }
 
-static int prop_flags(sd_bus *bus, const char *path, const char *iface, const char *prop, sd_bus_message *reply,
-        void *userdata, sd_bus_error *error)
+static int prop_flags(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct periph_obj *o = userdata;
         int r = sd_bus_message_open_container(reply, 'a', "s");
@@ -99,8 +99,8 @@ static int prop_flags(sd_bus *bus, const char *path, const char *iface, const ch
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
-static int prop_value(sd_bus *bus, const char *path, const char *iface, const char *prop, sd_bus_message *reply,
-        void *userdata, sd_bus_error *error)
+static int prop_value(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct periph_obj *o = userdata;
         if (o->is_notify)
@@ -135,8 +135,8 @@ void sim_peripheral_notify(struct sim_module *m, const uint8_t *packet, size_t l
         p->value_len = len;
         for (size_t i = 0; i < p->n_objs; i++)
                 if (p->objs[i].is_notify)
-                        sd_bus_emit_properties_changed(
-                                m->sim->bus, p->objs[i].path, "org.bluez.GattCharacteristic1", "Value", NULL);
+                        sd_bus_emit_properties_changed(m->sim->bus, p->objs[i].path,
+                                "org.bluez.GattCharacteristic1", "Value", NULL);
 }
 
 void sim_peripheral_drop(struct sim_module *m)
@@ -348,8 +348,8 @@ static void adv_unregister(struct periph *p)
         if (!p->adv_registered)
                 return;
         p->adv_registered = false;
-        sd_bus_call_method_async(p->m->sim->bus, NULL, BLUEZ, p->adapter_path, "org.bluez.LEAdvertisingManager1",
-                "UnregisterAdvertisement", NULL, NULL, "o", p->adv_path);
+        sd_bus_call_method_async(p->m->sim->bus, NULL, BLUEZ, p->adapter_path,
+                "org.bluez.LEAdvertisingManager1", "UnregisterAdvertisement", NULL, NULL, "o", p->adv_path);
 }
 
 /* btvirt sends one advertising report per scan start, and the kernel may drop it, while a real
@@ -374,8 +374,8 @@ static void periph_drop(struct periph *p)
 {
         if (!p->central[0])
                 return;
-        sd_bus_call_method_async(p->m->sim->bus, NULL, BLUEZ, p->central, "org.bluez.Device1", "Disconnect",
-                NULL, NULL, "");
+        sd_bus_call_method_async(
+                p->m->sim->bus, NULL, BLUEZ, p->central, "org.bluez.Device1", "Disconnect", NULL, NULL, "");
 }
 
 static void link_changed(struct periph *p, const char *device_path, bool connected)
@@ -405,7 +405,8 @@ static struct periph *periph_of_device(const char *path)
 {
         for (size_t i = 0; i < n_periphs; i++) {
                 size_t n = strlen(periphs[i].adapter_path);
-                if (strncmp(path, periphs[i].adapter_path, n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/'))
+                if (strncmp(path, periphs[i].adapter_path, n) == 0 && path[n] == '/' &&
+                        !strchr(path + n + 1, '/'))
                         return &periphs[i];
         }
         return NULL;
@@ -563,10 +564,10 @@ static int on_adapter_address(sd_bus_message *reply, void *userdata, sd_bus_erro
         p->attempts = 0;
         snprintf(p->m->address, sizeof p->m->address, "%s", address);
         sd_bus *bus = p->m->sim->bus;
-        sd_bus_call_method_async(bus, NULL, BLUEZ, p->adapter_path, "org.freedesktop.DBus.Properties", "Set", NULL,
-                NULL, "ssv", "org.bluez.Adapter1", "Alias", "s", p->m->name);
-        sd_bus_call_method_async(bus, NULL, BLUEZ, p->adapter_path, "org.freedesktop.DBus.Properties", "Set", NULL,
-                NULL, "ssv", "org.bluez.Adapter1", "Powered", "b", 1);
+        sd_bus_call_method_async(bus, NULL, BLUEZ, p->adapter_path, "org.freedesktop.DBus.Properties", "Set",
+                NULL, NULL, "ssv", "org.bluez.Adapter1", "Alias", "s", p->m->name);
+        sd_bus_call_method_async(bus, NULL, BLUEZ, p->adapter_path, "org.freedesktop.DBus.Properties", "Set",
+                NULL, NULL, "ssv", "org.bluez.Adapter1", "Powered", "b", 1);
         int r = sd_bus_call_method_async(bus, NULL, BLUEZ, p->adapter_path, "org.bluez.GattManager1",
                 "RegisterApplication", on_app_registered, p, "oa{sv}", p->app_path, 0);
         if (r < 0)
@@ -577,8 +578,9 @@ static int on_adapter_address(sd_bus_message *reply, void *userdata, sd_bus_erro
 
 static void ask_address(struct periph *p)
 {
-        sd_bus_call_method_async(p->m->sim->bus, NULL, BLUEZ, p->adapter_path, "org.freedesktop.DBus.Properties",
-                "Get", on_adapter_address, p, "ss", "org.bluez.Adapter1", "Address");
+        sd_bus_call_method_async(p->m->sim->bus, NULL, BLUEZ, p->adapter_path,
+                "org.freedesktop.DBus.Properties", "Get", on_adapter_address, p, "ss", "org.bluez.Adapter1",
+                "Address");
 }
 
 static void bluez_up(void)
@@ -651,7 +653,8 @@ bool sim_peripheral_fault_supported(int fault)
 int sim_peripheral_start(struct sim *sim, char *const *adapters, size_t n_adapters)
 {
         if (n_adapters < sim->n_modules) {
-                log_error("blupow-sim: %zu module(s) need as many adapters; %zu given", sim->n_modules, n_adapters);
+                log_error("blupow-sim: %zu module(s) need as many adapters; %zu given", sim->n_modules,
+                        n_adapters);
                 return -EINVAL;
         }
         periphs = calloc(sim->n_modules, sizeof *periphs);
@@ -685,8 +688,8 @@ int sim_peripheral_start(struct sim *sim, char *const *adapters, size_t n_adapte
                 r = sd_bus_match_signal(sim->bus, NULL, BLUEZ, "/", "org.freedesktop.DBus.ObjectManager",
                         "InterfacesRemoved", on_interfaces_removed, NULL);
         if (r >= 0)
-                r = sd_event_add_time_relative(sim->event, NULL, CLOCK_MONOTONIC, ADV_REFRESH_MS * USEC_PER_MSEC,
-                        USEC_PER_MSEC * 50, on_adv_refresh, NULL);
+                r = sd_event_add_time_relative(sim->event, NULL, CLOCK_MONOTONIC,
+                        ADV_REFRESH_MS * USEC_PER_MSEC, USEC_PER_MSEC * 50, on_adv_refresh, NULL);
         if (r >= 0)
                 r = sd_event_add_time_relative(sim->event, &sim->tick, CLOCK_MONOTONIC, 0, 1, tick, sim);
         if (r < 0)

@@ -266,7 +266,9 @@ static int parse_event(
         }
         json_t *powered = json_object_get(je, "powered"), *present = json_object_get(je, "present");
         if (!powered == !present)
-                FAIL("%s: expected one of fault, powered, present, restart_bluetoothd_ms, kill_bluetoothd_ms", where);
+                FAIL("%s: expected one of fault, powered, present, restart_bluetoothd_ms, "
+                     "kill_bluetoothd_ms",
+                        where);
         json_t *v = powered ?: present;
         if (!json_is_boolean(v))
                 FAIL("%s.%s: expected true or false", where, powered ? "powered" : "present");

@@ -131,7 +131,7 @@ struct sim_module {
         size_t n_gatt;
         sd_bus_slot *gatt_slots[SIM_MAX_GATT];
         sd_bus_slot *modalias_slot; /* Modalias appears once the PnP ID was read */
-        uint8_t value[512]; /* notify characteristic Value */
+        uint8_t value[512];         /* notify characteristic Value */
         size_t value_len;
         uint8_t write_value[512];
         size_t write_value_len;

@@ -87,7 +87,8 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
                         ? json_real(renogy_round((double)(now_realtime() - dev->readings_at) / 1e6, 1))
                         : json_null());
         json_object_set_new(o, "rssi",
-                (m->has_rssi || m->last_seen) && bluez_rssi_known(m->rssi) ? json_integer(m->rssi) : json_null());
+                (m->has_rssi || m->last_seen) && bluez_rssi_known(m->rssi) ? json_integer(m->rssi)
+                                                                           : json_null());
         json_object_set_new(o, "poll_ms", dev->poll_ms ? json_integer(dev->poll_ms) : json_null());
         json_object_set_new(
                 o, "last_error", dev->last_error[0] ? json_string(dev->last_error) : json_null());
@@ -214,12 +215,13 @@ json_t *view_scan(const struct daemon *d)
                                         json_array_append_new(
                                                 configured, json_string(d->devices[k]->cfg.id));
                         const char *fam = renogy_family_from_name(bd->name);
-                        json_array_append_new(
-                                arr, json_pack("{s:s,s:s,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
-                                             bd->address, "rssi",
-                                             bd->has_rssi && bluez_rssi_known(bd->rssi) ? json_integer(bd->rssi) : json_null(), "family",
-                                             fam ? json_string(fam) : json_null(), "configured",
-                                             json_array_size(configured) > 0, "devices", configured));
+                        json_array_append_new(arr,
+                                json_pack("{s:s,s:s,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
+                                        bd->address, "rssi",
+                                        bd->has_rssi && bluez_rssi_known(bd->rssi) ? json_integer(bd->rssi)
+                                                                                   : json_null(),
+                                        "family", fam ? json_string(fam) : json_null(), "configured",
+                                        json_array_size(configured) > 0, "devices", configured));
                 }
         }
         return json_pack("{s:b,s:o}", "scanning", daemon_scanning(d), "modules", arr);

@@ -368,7 +368,6 @@ static int set_dev_connected(sd_bus_message *m, void *obj, unsigned *changed)
         if (r < 0)
                 return r;
         d->connected = v;
-        d->connected_unsignalled = false;
         *changed |= BLUEZ_DEV_CONNECTED;
         return 0;
 }
@@ -702,7 +701,7 @@ static void remove_path(struct bluez *b, const char *path, const char *iface)
                 if (!d)
                         return;
                 remove_at(&b->devices, &b->n_devices, index_of(b->devices, b->n_devices, d));
-                d->connected = d->connected_unsignalled = d->services_resolved = d->has_rssi = false;
+                d->connected = d->services_resolved = d->has_rssi = false;
                 if (b->h.device)
                         b->h.device(b->userdata, d, BLUEZ_DEV_REMOVED);
                 device_free(d);
@@ -803,7 +802,8 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
 
 /* One interface's PropertiesChanged, filtered by the bus (arg0) so that the others never reach
  * us. */
-static int match_properties_changed_slot(struct bluez *b, sd_bus_slot **slot, const char *iface, const char *path)
+static int match_properties_changed_slot(
+        struct bluez *b, sd_bus_slot **slot, const char *iface, const char *path)
 {
         char rule[320];
         snprintf(rule, sizeof rule,
@@ -1126,9 +1126,9 @@ static void call_free(struct bluez_call *c)
 
 /* A successful Connect means connected, signalled or not: bluetoothd 5.66 often sends no
  * PropertiesChanged(Connected=true) for a central's own connection (it logs "Device … is
- * already connected"), yet Get reads true and Disconnect works. Then no Connected=false comes
- * either, and the Disconnect's reply is what says the link is down. Without this the session
- * would never know it has a link to hand back, nor, after, that it handed it back. */
+ * already connected"), yet Get reads true and Disconnect works. A successful Disconnect means
+ * disconnected: 5.66 answers it before it signals Connected=false. Without this a session would
+ * never know it has a link to hand back, nor, after, that it handed it back. */
 static void mark_connected(struct bluez *b, const char *path, bool connected)
 {
         struct bluez_device *d = strmap_get_str(&b->device_by_path, path);
@@ -1136,11 +1136,9 @@ static void mark_connected(struct bluez *b, const char *path, bool connected)
                 return;
         if (connected) {
                 log_debug("%s: Connect succeeded without a Connected signal", d->address);
-                d->connected = d->connected_unsignalled = true;
-        } else if (d->connected_unsignalled) {
-                log_debug("%s: Disconnect succeeded without a Connected signal", d->address);
-                d->connected = d->connected_unsignalled = d->services_resolved = false;
-        }
+                d->connected = true;
+        } else
+                d->connected = d->services_resolved = false;
 }
 
 static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -1345,8 +1343,8 @@ int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_use
         return link_call(b, device_path, "Connect", true, timeout_usec, cb, userdata, ret);
 }
 
-int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata,
-        struct bluez_call **ret)
+int bluez_disconnect(
+        struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata, struct bluez_call **ret)
 {
         return link_call(b, device_path, "Disconnect", false, DEFAULT_CALL_TIMEOUT, cb, userdata, ret);
 }

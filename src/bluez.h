@@ -70,9 +70,6 @@ struct bluez_device {
         int16_t rssi;
         bool has_rssi;
         bool connected;
-        /* Connected only because our Connect succeeded: BlueZ never signalled it, so its
-         * Connected=false may not come either, and a Disconnect waits for its reply. */
-        bool connected_unsignalled;
         bool services_resolved;
         uint64_t last_seen_usec; /* last advertisement (RSSI/ManufacturerData update), 0 = never */
 };
@@ -162,8 +159,8 @@ int bluez_start_discovery(struct bluez *b, const char *adapter_path, bluez_done_
 int bluez_stop_discovery(struct bluez *b, const char *adapter_path, bluez_done_t cb, void *userdata);
 int bluez_connect(struct bluez *b, const char *device_path, uint64_t timeout_usec, bluez_done_t cb,
         void *userdata, struct bluez_call **ret);
-int bluez_disconnect(struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata,
-        struct bluez_call **ret);
+int bluez_disconnect(
+        struct bluez *b, const char *device_path, bluez_done_t cb, void *userdata, struct bluez_call **ret);
 int bluez_start_notify(
         struct bluez *b, const char *char_path, bluez_done_t cb, void *userdata, struct bluez_call **ret);
 /* Notifications through a socket instead of PropertiesChanged(Value) signals: each arrives as

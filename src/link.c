@@ -25,7 +25,7 @@
 /* bluetoothd stopping drops every link first (ServicesResolved=false, Connected=false), then
  * powers the adapter off and leaves the bus, 0.4 s later on 5.66: a dropped link waits this long
  * before the session ends, so that its verdict sees why. */
-#define LINK_LOST_GRACE      (2 * USEC_PER_SEC)
+#define LINK_LOST_GRACE (2 * USEC_PER_SEC)
 
 enum phase {
         PHASE_IDLE,
@@ -68,8 +68,10 @@ struct link {
         bool connected_by_us;
         /* keep_connected left the link up after the last session: shutdown hands it back. */
         bool kept;
-        /* While PHASE_LINK_LOST: where the session was when the link dropped. */
+        /* While PHASE_LINK_LOST: the failure the session ends with after the grace. */
         enum link_stage lost_stage;
+        enum bluez_error lost_error;
+        char lost_message[160];
         struct link_report report;
         struct link_unit units[LINK_MAX_UNITS];
         size_t n_units;
@@ -166,6 +168,7 @@ static void finish(struct link *l);
 static void start_connect(struct link *l);
 static void start_disconnect(struct link *l);
 static void send_next(struct link *l);
+static void fail_after_grace(struct link *l, enum link_stage stage, enum bluez_error e, const char *message);
 
 /* The session ends here; the link goes down cleanly unless it is kept. */
 static void fail(struct link *l, enum link_stage stage, enum bluez_error e, const char *fmt, ...)
@@ -494,7 +497,9 @@ static void on_connect(void *userdata, enum bluez_error e, const char *message)
                 return;
         }
         if (e == BLUEZ_ERR_UNKNOWN_OBJECT || e == BLUEZ_ERR_DOES_NOT_EXIST) {
-                fail(l, LINK_STAGE_FIND, e, "the device object vanished: %s", message ? message : "");
+                char m[160];
+                snprintf(m, sizeof m, "the device object vanished: %s", message ? message : "");
+                fail_after_grace(l, LINK_STAGE_FIND, e, m);
                 return;
         }
         fail(l, e == BLUEZ_ERR_NOT_READY ? LINK_STAGE_ADAPTER : LINK_STAGE_CONNECT, e, "Connect: %s",
@@ -909,12 +914,11 @@ static void start_disconnect(struct link *l)
          * would hang them up and wake us once more. */
         release_notify(l);
         release_write(l);
-        /* Connected=false ends the session, so the reply would only wake us again. A Connect
-         * still pending has no Connected=false to come, nor may a connection BlueZ never
-         * signalled: there the reply is the end. */
-        bool signal_ends = d->connected && !d->connected_unsignalled;
-        if (bluez_disconnect(l->cfg.bluez, l->device_path, signal_ends ? NULL : on_disconnect, l,
-                    signal_ends ? NULL : &l->call) < 0)
+        /* The reply or Connected=false ends the session, whichever comes first. bluetoothd 5.66
+         * answers before it signals Connected=false, signals it even when it never signalled
+         * Connected=true, and a Connect still pending has none to come: the reply, which also
+         * marks the device disconnected, is the end that always comes. */
+        if (bluez_disconnect(l->cfg.bluez, l->device_path, on_disconnect, l, &l->call) < 0)
                 finish(l);
 }
 
@@ -932,17 +936,28 @@ static void finish(struct link *l)
 
 /* ---- timers and events ---- */
 
-/* The link went down under the session. Nothing is left to hand back; the verdict waits for the
- * grace, in which BlueZ leaving or the adapter going off shows it was not the radio. */
-static void link_lost(struct link *l, enum link_stage stage)
+/* The session cannot go on because the link or the device went away under it. bluetoothd
+ * stopping does exactly that to every session before it powers the adapter off and leaves the
+ * bus, so the verdict waits out the grace: by then BlueZ or the adapter is seen gone if it went
+ * with it, and the diagnosis says so instead of blaming the radio. */
+static void fail_after_grace(struct link *l, enum link_stage stage, enum bluez_error e, const char *message)
 {
-        l->report.link_dropped = true;
         l->lost_stage = stage;
+        l->lost_error = e;
+        snprintf(l->lost_message, sizeof l->lost_message, "%s", message);
         cancel_calls(l);
         release_notify(l);
         release_write(l);
         l->phase = PHASE_LINK_LOST;
         arm(l, LINK_LOST_GRACE);
+}
+
+static void link_lost(struct link *l, enum link_stage stage)
+{
+        l->report.link_dropped = true;
+        fail_after_grace(l, stage, BLUEZ_ERR_NOT_CONNECTED,
+                stage == LINK_STAGE_SERVICES ? "the link dropped"
+                                             : "the link dropped in the middle of the exchange");
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -987,9 +1002,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 probe_next(l);
                 break;
         case PHASE_LINK_LOST:
-                fail(l, l->lost_stage, BLUEZ_ERR_NOT_CONNECTED,
-                        l->lost_stage == LINK_STAGE_SERVICES ? "the link dropped"
-                                                             : "the link dropped in the middle of the exchange");
+                fail(l, l->lost_stage, l->lost_error, "%s", l->lost_message);
                 break;
         case PHASE_DISCONNECT:
                 finish(l);
