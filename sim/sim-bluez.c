@@ -979,12 +979,10 @@ static const sd_bus_vtable modalias_vtable[] = {
 
 /* Renogy modules echo their MAC: the first two bytes read as a little-endian company id,
  * the other four as the payload (RENOGY_BLE.md §1.2). */
-static int prop_dev_mfr(sd_bus *bus, const char *path, const char *iface, const char *prop,
-        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+int sim_append_manufacturer_data(sd_bus_message *reply, const char *address)
 {
-        struct sim_module *m = userdata;
         unsigned b[6];
-        if (sscanf(m->address, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+        if (sscanf(address, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
                 return -EINVAL;
         uint8_t payload[4] = {(uint8_t)b[2], (uint8_t)b[3], (uint8_t)b[4], (uint8_t)b[5]};
         int r = sd_bus_message_open_container(reply, 'a', "{qv}");
@@ -998,6 +996,13 @@ static int prop_dev_mfr(sd_bus *bus, const char *path, const char *iface, const 
                 (r = sd_bus_message_close_container(reply)) < 0)
                 return r;
         return sd_bus_message_close_container(reply);
+}
+
+static int prop_dev_mfr(sd_bus *bus, const char *path, const char *iface, const char *prop,
+        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct sim_module *m = userdata;
+        return sim_append_manufacturer_data(reply, m->address);
 }
 
 static void connect_resolved(struct sim_module *m, void *data);

@@ -263,28 +263,11 @@ static int prop_adv_uuids(sd_bus *bus, const char *path, const char *iface, cons
         return sd_bus_message_append(reply, "as", 1, p->m->shunt ? UUID("c011") : UUID("ffd0"));
 }
 
-/* Renogy modules put their MAC in the manufacturer data: the first two bytes read as a
- * little-endian company id, the other four as the payload (RENOGY_BLE.md §1.2). */
 static int prop_adv_mfr(sd_bus *bus, const char *path, const char *iface, const char *prop,
         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct periph *p = userdata;
-        unsigned b[6];
-        if (sscanf(p->m->address, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
-                return -EINVAL;
-        uint8_t payload[4] = {(uint8_t)b[2], (uint8_t)b[3], (uint8_t)b[4], (uint8_t)b[5]};
-        int r = sd_bus_message_open_container(reply, 'a', "{qv}");
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'e', "qv");
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "q", (uint16_t)(b[1] << 8 | b[0]));
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'v', "ay");
-        if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', payload, sizeof payload);
-        for (int i = 0; r >= 0 && i < 3; i++)
-                r = sd_bus_message_close_container(reply);
-        return r;
+        return sim_append_manufacturer_data(reply, p->m->address);
 }
 
 static int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error)

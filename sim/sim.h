@@ -237,6 +237,10 @@ bool sim_module_advertising(const struct sim_module *m);
 /* Runs fn(m, data) after ms, unless the module's link changed meanwhile (data is freed then). */
 void sim_later(struct sim_module *m, unsigned ms, void (*fn)(struct sim_module *m, void *data), void *data);
 
+/* Renogy modules echo their MAC in the manufacturer data: the first two bytes read as a
+ * little-endian company id, the other four as the payload (RENOGY_BLE.md §1.2). An a{qv}. */
+int sim_append_manufacturer_data(sd_bus_message *reply, const char *address);
+
 /* sim-peripheral.c: the modules as peripherals of a real BlueZ, module i on adapters[i]. Prints
  * "module ADDRESS ADAPTER NAME" for each, then "ready", once every adapter's address is known. */
 int sim_peripheral_start(struct sim *sim, char *const *adapters, size_t n_adapters);
