@@ -37,13 +37,16 @@ json_t *view_diagnosis(int code, const char *detail)
                 msg, "remedy", info->remedy);
 }
 
-/* Data Home Assistant should show: the last poll worked and is not older than 3 intervals. */
+/* Data Home Assistant should show: younger than the device's own schedule allows (a few of its
+ * intervals plus its read time), whatever the other devices do, and its reads not failing with
+ * a diagnosis (asleep, held, unreachable). The one rule of the API, the generated package and
+ * the integration: both read this field. */
 bool device_available(const struct daemon *d, const struct device *dev)
 {
         if (!dev->have_readings || !dev->last_poll)
                 return false;
         int64_t age = now_realtime() - dev->readings_at;
-        return age <= (int64_t)d->opts.poll_interval * 3 * 1000000 &&
+        return age <= (int64_t)device_fresh_usec(d, dev) &&
                (dev->state == DEVICE_ONLINE || dev->state == DEVICE_STALE ||
                        dev->state == DEVICE_CONNECTING);
 }
@@ -60,6 +63,10 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_object_set_new(o, "modbus_id",
                 dev->cfg.family->byte_addressed ? json_null() : json_integer(dev->cfg.modbus_id));
         json_object_set_new(o, "source", json_string(dev->cfg.from_api ? "api" : "options"));
+        json_object_set_new(o, "adapter", json_string(m->radio->name));
+        json_object_set_new(o, "poll_interval", json_integer(device_interval(d, dev)));
+        json_object_set_new(
+                o, "fresh_for_s", json_real(renogy_round((double)device_fresh_usec(d, dev) / 1e6, 1)));
         json_object_set_new(o, "module_name", m->name[0] ? json_string(m->name) : json_null());
         json_object_set_new(o, "model", dev->model[0] ? json_string(dev->model) : json_null());
         json_object_set_new(o, "serial", dev->serial[0] ? json_string(dev->serial) : json_null());
@@ -71,7 +78,7 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         const char *detail = dev->diag_detail;
         char sys_detail[192];
         if (code == DIAG_NONE && dev->state != DEVICE_ONLINE) {
-                int c = daemon_system_diagnosis(d, sys_detail, sizeof sys_detail);
+                int c = device_link_diagnosis(d, dev, sys_detail, sizeof sys_detail);
                 if (c != DIAG_ADAPTER_SHARED) {
                         code = c;
                         detail = sys_detail;
@@ -106,6 +113,18 @@ json_t *view_devices(const struct daemon *d)
         return json_pack("{s:o,s:i}", "devices", arr, "poll_interval", (json_int_t)d->opts.poll_interval);
 }
 
+static json_t *view_adapter(const struct daemon *d, const struct radio *r)
+{
+        const struct bluez_adapter *a =
+                d->bluez && bluez_service_up(d->bluez) ? bluez_adapter_find(d->bluez, r->name) : NULL;
+        char detail[192];
+        enum diagnosis_code c = daemon_adapter_diagnosis(d, r->name, detail, sizeof detail);
+        return json_pack("{s:s,s:b,s:b,s:b,s:s?,s:i,s:s?,s:o}", "name", r->name, "present", a != NULL,
+                "powered", a && a->powered, "discovering", a && a->discovering, "address",
+                a ? a->address : NULL, "modules", (json_int_t)r->n_modules, "session",
+                r->active ? r->active->address : NULL, "diagnosis", view_diagnosis(c, detail));
+}
+
 static json_t *view_system(const struct daemon *d)
 {
         char detail[192];
@@ -117,10 +136,13 @@ static json_t *view_system(const struct daemon *d)
                         "powered", a && a->powered, "discovering", a && a->discovering, "address",
                         a ? a->address : NULL);
         }
-        return json_pack("{s:b,s:b,s:o,s:o}", "bus",
+        json_t *adapters = json_array();
+        for (size_t i = 0; i < d->n_radios; i++)
+                json_array_append_new(adapters, view_adapter(d, d->radios[i]));
+        return json_pack("{s:b,s:b,s:o,s:o,s:o}", "bus",
                 d->bluez && !d->bus_error && !bluez_bus_broken(d->bluez), "bluez",
-                d->bluez && bluez_service_up(d->bluez), "adapter", adapter, "diagnosis",
-                view_diagnosis(c, detail));
+                d->bluez && bluez_service_up(d->bluez), "adapter", adapter, "adapters", adapters,
+                "diagnosis", view_diagnosis(c, detail));
 }
 
 json_t *view_health(const struct daemon *d)
@@ -149,12 +171,13 @@ json_t *view_health(const struct daemon *d)
                         status = "degraded";
         }
         char started[32];
+        uint64_t failed, sessions = daemon_sessions(d, &failed);
         return json_pack("{s:s,s:s,s:s,s:f,s:o,s:{s:i,s:i,s:i},s:o,s:I,s:I}", "status", status, "version",
                 BLUPOW_VERSION, "started", iso8601(d->started, started, sizeof started), "uptime_s",
                 renogy_round((double)(now_realtime() - d->started) / 1e6, 1), "system", view_system(d),
                 "devices", "total", (json_int_t)d->n_devices, "online", (json_int_t)online, "available",
-                (json_int_t)available, "store", store, "sessions", (json_int_t)d->sessions,
-                "sessions_failed", (json_int_t)d->sessions_failed);
+                (json_int_t)available, "store", store, "sessions", (json_int_t)sessions, "sessions_failed",
+                (json_int_t)failed);
 }
 
 json_t *view_diagnostics(const struct daemon *d)
@@ -199,13 +222,13 @@ static bool renogy_name(const char *name)
 json_t *view_scan(const struct daemon *d)
 {
         json_t *arr = json_array();
-        const struct bluez_adapter *a = d->bluez && bluez_service_up(d->bluez)
-                                                ? bluez_adapter_find(d->bluez, d->opts.adapter)
-                                                : NULL;
-        if (a) {
-                const struct bluez_device *const *devs;
-                size_t n = bluez_devices(d->bluez, &devs);
-                for (size_t i = 0; i < n; i++) {
+        const struct bluez_device *const *devs;
+        size_t n = d->bluez && bluez_service_up(d->bluez) ? bluez_devices(d->bluez, &devs) : 0;
+        /* Each module as each adapter in use sees it: one in range of two adapters is listed
+         * twice, with the signal at each. */
+        for (size_t r = 0; r < d->n_radios; r++) {
+                const struct bluez_adapter *a = bluez_adapter_find(d->bluez, d->radios[r]->name);
+                for (size_t i = 0; a && i < n; i++) {
                         const struct bluez_device *bd = devs[i];
                         if (!bd->adapter_path || !streq(bd->adapter_path, a->path) || !renogy_name(bd->name))
                                 continue;
@@ -216,8 +239,8 @@ json_t *view_scan(const struct daemon *d)
                                                 configured, json_string(d->devices[k]->cfg.id));
                         const char *fam = renogy_family_from_name(bd->name);
                         json_array_append_new(arr,
-                                json_pack("{s:s,s:s,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
-                                        bd->address, "rssi",
+                                json_pack("{s:s,s:s,s:s,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
+                                        bd->address, "adapter", a->name, "rssi",
                                         bd->has_rssi && bluez_rssi_known(bd->rssi) ? json_integer(bd->rssi)
                                                                                    : json_null(),
                                         "family", fam ? json_string(fam) : json_null(), "configured",

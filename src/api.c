@@ -288,7 +288,7 @@ static void verify_done(
         json_object_set_new(out, "ok", json_boolean(ok));
         if (!r) {
                 char detail[192];
-                int c = daemon_system_diagnosis(d, detail, sizeof detail);
+                int c = device_link_diagnosis(d, dev, detail, sizeof detail);
                 json_array_append_new(v->steps, json_pack("{s:s,s:b,s:f,s:s}", "step", "bluez", "ok", 0,
                                                         "seconds", 0.0, "detail", diagnosis_info(c)->code));
         }
@@ -451,6 +451,8 @@ static int handle_add(struct api *a, struct http_request *req, const struct http
         int r = device_config_from_fields(&cfg, json_string_value(json_object_get(body, "name")),
                 json_string_value(json_object_get(body, "address")),
                 json_string_value(json_object_get(body, "type")), mid, "device", err, sizeof err);
+        if (r >= 0)
+                r = device_schedule_from_json(&cfg, body, "device", err, sizeof err);
         json_decref(body);
         if (r < 0)
                 return respond_error(
@@ -618,12 +620,29 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 }
                 return respond_json(req, 200, view_scan(d));
         case ROUTE_ADAPTER_POWER: {
-                int r = daemon_power_adapter(d);
+                /* {"adapter": "hci1"} powers that one; no body, every adapter in use that is off. */
+                bool failed;
+                json_t *body = parse_body(req, info, &failed);
+                if (failed)
+                        return 0;
+                json_t *jname = json_object_get(body, "adapter");
+                char name[16] = "";
+                if (jname && !json_is_string(jname)) {
+                        json_decref(body);
+                        return respond_error(req, 400, "bad_request", "adapter: expected a name like hci0");
+                }
+                if (jname)
+                        snprintf(name, sizeof name, "%s", json_string_value(jname));
+                json_decref(body);
+                if (jname && !daemon_radio_find(d, name))
+                        return respond_error(
+                                req, 404, "no_such_adapter", "no device uses adapter '%s'", name);
+                int r = daemon_power_adapter(d, jname ? name : NULL);
                 if (r < 0)
                         return respond_error(req, 503, "power_failed", "cannot power the adapter on: %s",
                                 r == -ENODEV ? "it does not exist" : strerror(-r));
-                return respond_json(
-                        req, 202, json_pack("{s:s,s:b}", "adapter", d->opts.adapter, "powering_on", 1));
+                return respond_json(req, 202,
+                        json_pack("{s:s,s:b}", "adapter", jname ? name : d->opts.adapter, "powering_on", 1));
         }
         case ROUTE_HA_PACKAGE: {
                 char base[300];

@@ -135,7 +135,7 @@ static void on_done(
         char detail[192];
         int code = dev->diag;
         if (!r)
-                code = daemon_system_diagnosis(run->d, detail, sizeof detail);
+                code = device_link_diagnosis(run->d, dev, detail, sizeof detail);
         json_t *res = json_pack("{s:s,s:s,s:s,s:b,s:O,s:O,s:O,s:o}", "device", dev->cfg.id, "name",
                 dev->cfg.name, "address", dev->cfg.address, "ok", ok, "steps", run->steps, "readings",
                 json_object_get(dv, "readings"), "state", json_object_get(dv, "state"), "verdict",

@@ -50,31 +50,71 @@ static struct module *module_by_address(struct daemon *d, const char *address)
         return strmap_get_str(&d->module_by_address, address);
 }
 
+struct radio *daemon_radio_find(const struct daemon *d, const char *name)
+{
+        for (size_t i = 0; i < d->n_radios; i++)
+                if (streq(d->radios[i]->name, name))
+                        return d->radios[i];
+        return NULL;
+}
+
+static struct radio *radio_get(struct daemon *d, const char *name)
+{
+        struct radio *r = daemon_radio_find(d, name);
+        if (r)
+                return r;
+        struct radio **v = realloc(d->radios, (d->n_radios + 1) * sizeof *v);
+        if (!v)
+                return NULL;
+        d->radios = v;
+        if (!(r = calloc(1, sizeof *r)))
+                return NULL;
+        r->daemon = d;
+        snprintf(r->name, sizeof r->name, "%s", name);
+        d->radios[d->n_radios++] = r;
+        return r;
+}
+
 static void on_service(void *userdata, bool up)
 {
         struct daemon *d = userdata;
-        if (!up)
+        if (!up) {
                 for (size_t i = 0; i < d->n_modules; i++)
                         link_on_adapter_gone(d->modules[i]->link);
+                poller_discovery_lost(d);
+        }
         poller_schedule(d);
 }
 
 static void on_adapter(void *userdata, const struct bluez_adapter *a, bool removed)
 {
         struct daemon *d = userdata;
-        if (!streq(a->name, d->opts.adapter))
+        struct radio *r = daemon_radio_find(d, a->name);
+        if (!r)
                 return;
-        if (removed || !a->powered)
+        /* Only this adapter's modules: the others go on. */
+        if (removed || !a->powered) {
                 for (size_t i = 0; i < d->n_modules; i++)
-                        link_on_adapter_gone(d->modules[i]->link);
+                        if (d->modules[i]->radio == r)
+                                link_on_adapter_gone(d->modules[i]->link);
+                r->look = LOOK_OFF;
+        }
         poller_schedule(d);
+}
+
+/* Whether a Device1 object is the module as its own adapter sees it: with two adapters in range
+ * of one module, BlueZ has an object under each. */
+static bool on_module_adapter(const struct daemon *d, const struct module *m, const struct bluez_device *bd)
+{
+        const struct bluez_adapter *a = bluez_adapter_find(d->bluez, m->radio->name);
+        return a && bd->adapter_path && streq(a->path, bd->adapter_path);
 }
 
 static void on_device(void *userdata, const struct bluez_device *bd, unsigned what)
 {
         struct daemon *d = userdata;
         struct module *m = module_by_address(d, bd->address);
-        if (!m)
+        if (!m || !on_module_adapter(d, m, bd))
                 return;
         if (bd->name[0])
                 snprintf(m->name, sizeof m->name, "%s", bd->name);
@@ -89,13 +129,16 @@ static void on_device(void *userdata, const struct bluez_device *bd, unsigned wh
                 m->has_rssi = false;
         }
         link_on_device(m->link, bd, what);
+        if (what & BLUEZ_DEV_ADVERTISED)
+                poller_module_seen(d, m); /* after the link: it may start a session */
 }
 
 static void on_notification(void *userdata, const char *char_path, const uint8_t *data, size_t len)
 {
         struct daemon *d = userdata;
-        if (d->active)
-                link_on_notification(d->active->link, char_path, data, len);
+        for (size_t i = 0; i < d->n_radios; i++)
+                if (d->radios[i]->active)
+                        link_on_notification(d->radios[i]->active->link, char_path, data, len);
 }
 
 static void on_synced(void *userdata, enum bluez_error e, const char *message)
@@ -105,8 +148,10 @@ static void on_synced(void *userdata, enum bluez_error e, const char *message)
         d->sync_error = e;
         snprintf(d->sync_message, sizeof d->sync_message, "%s", message ? message : "");
         if (e == BLUEZ_OK)
-                log_info("Following BlueZ: adapter %s %s", d->opts.adapter,
-                        bluez_adapter_find(d->bluez, d->opts.adapter) ? "present" : "missing");
+                for (size_t i = 0; i < d->n_radios; i++)
+                        log_info("Following BlueZ: adapter %s %s (%zu modules)", d->radios[i]->name,
+                                bluez_adapter_find(d->bluez, d->radios[i]->name) ? "present" : "missing",
+                                d->radios[i]->n_modules);
         else if (e == BLUEZ_ERR_ACCESS_DENIED)
                 log_error("D-Bus refused our call to org.bluez (AccessDenied): %s", d->sync_message);
         else if (e == BLUEZ_ERR_NO_OWNER)
@@ -138,8 +183,10 @@ static int connect_bus(struct daemon *d)
         d->bus_error = 0;
         d->sync_error = BLUEZ_OK;
         d->sync_pending = true;
+        poller_discovery_lost(d);
         for (size_t i = 0; i < d->n_modules; i++)
-                if ((r = bluez_watch_device(d->bluez, d->opts.adapter, d->modules[i]->address)) < 0)
+                if ((r = bluez_watch_device(d->bluez, d->modules[i]->radio->name, d->modules[i]->address)) <
+                        0)
                         log_warning_errno(r, "Cannot follow %s's signals: %m", d->modules[i]->address);
         return 0;
 }
@@ -160,7 +207,8 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail, size_t size)
+/* The bus and BlueZ: what every adapter needs. */
+static enum diagnosis_code bus_diagnosis(const struct daemon *d, char *detail, size_t size)
 {
         detail[0] = 0;
         if (!d->bluez || d->bus_error) {
@@ -182,12 +230,22 @@ enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail
         if (!bluez_service_up(d->bluez))
                 return DIAG_BLUEZ_NOT_RUNNING;
         const struct bluez_adapter *const *as;
-        size_t n = bluez_adapters(d->bluez, &as);
-        if (n == 0)
+        if (bluez_adapters(d->bluez, &as) == 0)
                 return DIAG_NO_ADAPTER;
-        const struct bluez_adapter *a = bluez_adapter_find(d->bluez, d->opts.adapter);
+        return DIAG_NONE;
+}
+
+enum diagnosis_code daemon_adapter_diagnosis(
+        const struct daemon *d, const char *adapter, char *detail, size_t size)
+{
+        enum diagnosis_code c = bus_diagnosis(d, detail, size);
+        if (c != DIAG_NONE || d->sync_pending)
+                return c;
+        const struct bluez_adapter *const *as;
+        size_t n = bluez_adapters(d->bluez, &as);
+        const struct bluez_adapter *a = bluez_adapter_find(d->bluez, adapter);
         if (!a) {
-                size_t len = (size_t)snprintf(detail, size, "%s; present:", d->opts.adapter);
+                size_t len = (size_t)snprintf(detail, size, "%s; present:", adapter);
                 for (size_t i = 0; i < n && len < size; i++)
                         len += (size_t)snprintf(detail + len, size - len, " %s", as[i]->name);
                 return DIAG_ADAPTER_MISSING;
@@ -203,6 +261,59 @@ enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail
         return DIAG_NONE;
 }
 
+enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail, size_t size)
+{
+        enum diagnosis_code c = bus_diagnosis(d, detail, size), shared = DIAG_NONE;
+        if (c != DIAG_NONE || d->sync_pending)
+                return c;
+        char shared_detail[64] = "";
+        for (size_t i = 0; i < d->n_radios; i++) {
+                /* An adapter no device uses (the global one, with every device elsewhere) is no
+                 * problem of the system's. */
+                if (!d->radios[i]->n_modules && (i > 0 || d->n_modules))
+                        continue;
+                c = daemon_adapter_diagnosis(d, d->radios[i]->name, detail, size);
+                if (c == DIAG_ADAPTER_SHARED && !shared) {
+                        shared = c;
+                        snprintf(shared_detail, sizeof shared_detail, "%s", detail);
+                } else if (c != DIAG_NONE && c != DIAG_ADAPTER_SHARED)
+                        return c;
+        }
+        snprintf(detail, size, "%s", shared_detail);
+        return shared;
+}
+
+enum diagnosis_code device_link_diagnosis(
+        const struct daemon *d, const struct device *dev, char *detail, size_t size)
+{
+        return daemon_adapter_diagnosis(d, dev->module->radio->name, detail, size);
+}
+
+uint64_t daemon_sessions(const struct daemon *d, uint64_t *failed)
+{
+        uint64_t n = 0, f = 0;
+        for (size_t i = 0; i < d->n_radios; i++) {
+                n += d->radios[i]->sessions;
+                f += d->radios[i]->sessions_failed;
+        }
+        if (failed)
+                *failed = f;
+        return n;
+}
+
+unsigned device_interval(const struct daemon *d, const struct device *dev)
+{
+        return device_config_interval(&dev->cfg, &d->opts);
+}
+
+uint64_t device_fresh_usec(const struct daemon *d, const struct device *dev)
+{
+        /* Three of its intervals: one poll may fail (a weak moment, the phone app) and the data
+         * still counts; its read time on top, since data is as old as the session's start. */
+        uint64_t read = dev->poll_ms ? (uint64_t)dev->poll_ms * USEC_PER_MSEC : 0;
+        return 3 * (uint64_t)device_interval(d, dev) * USEC_PER_SEC + read;
+}
+
 /* ---- devices and modules ---- */
 
 static void link_done(struct link *l, void *userdata)
@@ -211,24 +322,40 @@ static void link_done(struct link *l, void *userdata)
         poller_session_done(m->daemon, m);
 }
 
+/* A module is polled at the shortest interval of its devices. */
+static void module_set_interval(struct daemon *d, struct module *m)
+{
+        unsigned secs = 0;
+        for (size_t i = 0; i < m->n_devices; i++) {
+                unsigned s = device_interval(d, m->devices[i]);
+                secs = secs && secs < s ? secs : s;
+        }
+        m->interval = (uint64_t)(secs ? secs : d->opts.poll_interval) * USEC_PER_SEC;
+}
+
 static int module_add_device(struct daemon *d, struct device *dev)
 {
         struct module *m = module_by_address(d, dev->cfg.address);
         if (!m) {
+                struct radio *radio = radio_get(d, device_config_adapter(&dev->cfg, &d->opts));
+                if (!radio)
+                        return -ENOMEM;
                 m = calloc(1, sizeof *m);
                 if (!m)
                         return -ENOMEM;
                 m->daemon = d;
+                m->radio = radio;
                 snprintf(m->address, sizeof m->address, "%s", dev->cfg.address);
+                unsigned secs = device_interval(d, dev);
                 struct link_config lc = {
                         .event = d->event,
                         .bluez = NULL, /* set when a session starts: the bus may be reconnected */
                         .keep_connected = d->opts.keep_connected,
-                        .fresh_adv_usec = (uint64_t)MAX(2 * d->opts.poll_interval, 30) * USEC_PER_SEC,
+                        .fresh_adv_usec = (uint64_t)MAX(2 * secs, 30) * USEC_PER_SEC,
                         .done = link_done,
                         .userdata = m,
                 };
-                snprintf(lc.adapter, sizeof lc.adapter, "%s", d->opts.adapter);
+                snprintf(lc.adapter, sizeof lc.adapter, "%s", radio->name);
                 snprintf(lc.address, sizeof lc.address, "%s", m->address);
                 int r = link_new(&m->link, &lc);
                 if (r < 0) {
@@ -244,14 +371,16 @@ static int module_add_device(struct daemon *d, struct device *dev)
                         return -ENOMEM;
                 }
                 d->modules[d->n_modules++] = m;
+                radio->n_modules++;
                 if (d->bluez)
-                        bluez_watch_device(d->bluez, d->opts.adapter, m->address);
+                        bluez_watch_device(d->bluez, radio->name, m->address);
                 /* Stagger first polls so a restart does not stampede the adapter. */
-                m->next_due = now_monotonic() + (d->n_modules - 1) * 100 * USEC_PER_MSEC;
+                m->next_due = now_monotonic() + (radio->n_modules - 1) * 100 * USEC_PER_MSEC;
         }
         if (m->n_devices >= LINK_MAX_UNITS)
                 return -ENOSPC;
         m->devices[m->n_devices++] = dev;
+        module_set_interval(d, m);
         int r = poller_requeue(d, m);
         if (r < 0) {
                 m->n_devices--;
@@ -294,8 +423,10 @@ static int add_device(struct daemon *d, const struct device_config *cfg)
 }
 
 int daemon_device_add(
-        struct daemon *d, const struct device_config *cfg, bool persist, char *err, size_t err_size)
+        struct daemon *d, const struct device_config *given, bool persist, char *err, size_t err_size)
 {
+        struct device_config c = *given, *cfg = &c;
+        device_config_normalize(cfg, &d->opts);
         struct device_config *all = calloc(d->n_devices + 1, sizeof *all);
         if (!all)
                 return -ENOMEM;
@@ -352,8 +483,11 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                 m->write_pending = false;
         }
         free(dev);
+        if (m->n_devices)
+                module_set_interval(d, m);
         poller_requeue(d, m); /* without devices, it leaves the agenda */
         if (m->n_devices == 0) {
+                m->radio->n_modules--;
                 for (size_t i = 0; i < d->n_modules; i++)
                         if (d->modules[i] == m) {
                                 memmove(&d->modules[i], &d->modules[i + 1],
@@ -363,7 +497,7 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                         }
                 strmap_remove(&d->module_by_address, m->address, strlen(m->address), m);
                 if (d->bluez)
-                        bluez_unwatch_device(d->bluez, d->opts.adapter, m->address);
+                        bluez_unwatch_device(d->bluez, m->radio->name, m->address);
                 link_free(m->link);
                 free(m);
         }
@@ -374,7 +508,7 @@ int daemon_poll_now(struct daemon *d, struct device *dev)
 {
         dev->module->poll_now = true;
         poller_requeue(d, dev->module);
-        poller_schedule(d);
+        poller_schedule_radio(dev->module->radio);
         return 0;
 }
 
@@ -400,52 +534,70 @@ bool daemon_scanning(const struct daemon *d)
 static int on_scan_end(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct daemon *d = userdata;
-        const struct bluez_adapter *a = d->bluez ? bluez_adapter_find(d->bluez, d->opts.adapter) : NULL;
-        if (a && d->scan_started_by_us)
-                bluez_stop_discovery(d->bluez, a->path, NULL, NULL);
+        for (size_t i = 0; i < d->n_radios; i++) {
+                struct radio *r = d->radios[i];
+                const struct bluez_adapter *a = d->bluez ? bluez_adapter_find(d->bluez, r->name) : NULL;
+                if (a && r->scan_started)
+                        bluez_stop_discovery(d->bluez, a->path, NULL, NULL);
+                r->scan_started = false;
+        }
         if (d->bluez)
                 bluez_watch_all_devices(d->bluez, false);
-        d->scan_started_by_us = false;
         poller_schedule(d);
         return 0;
 }
 
 static void on_scan_started(void *userdata, enum bluez_error e, const char *message)
 {
-        struct daemon *d = userdata;
+        struct radio *r = userdata;
         if (e == BLUEZ_OK)
-                d->scan_started_by_us = true;
+                r->scan_started = true;
         else if (e != BLUEZ_ERR_IN_PROGRESS)
-                log_warning("Scan: StartDiscovery failed: %s", message ? message : bluez_error_to_string(e));
+                log_warning("Scan on %s: StartDiscovery failed: %s", r->name,
+                        message ? message : bluez_error_to_string(e));
 }
 
 int daemon_scan(struct daemon *d, unsigned seconds)
 {
         if (!d->bluez || !bluez_service_up(d->bluez))
                 return -ENOTCONN;
-        const struct bluez_adapter *a = bluez_adapter_find(d->bluez, d->opts.adapter);
-        if (!a)
+        /* Every adapter in use that can scan: a module may be in range of any of them. */
+        size_t usable = 0, present = 0;
+        for (size_t i = 0; i < d->n_radios; i++) {
+                const struct bluez_adapter *a = bluez_adapter_find(d->bluez, d->radios[i]->name);
+                present += a != NULL;
+                usable += a && a->powered;
+        }
+        if (!present)
                 return -ENODEV;
-        if (!a->powered)
+        if (!usable)
                 return -ENETDOWN;
         if (d->scan_until > now_monotonic()) {
                 d->scan_pending = 0; /* one is running already */
                 return 0;
         }
-        if (d->active) {
-                /* No scanning while a module is being read: the scan starts when the session
-                 * ends (the poller asks again), and counts as running now. */
-                d->scan_pending = seconds;
-                return 0;
-        }
+        for (size_t i = 0; i < d->n_radios; i++)
+                if (d->radios[i]->active) {
+                        /* No scanning while a module is being read: the scan starts when the
+                         * sessions end (the poller asks again), and counts as running now. */
+                        d->scan_pending = seconds;
+                        return 0;
+                }
         d->scan_pending = 0;
         d->scan_until = now_monotonic() + (uint64_t)seconds * USEC_PER_SEC;
         /* A scan reports every module nearby: their signals too, for its length. */
         int r = bluez_watch_all_devices(d->bluez, true);
-        if (r >= 0)
-                r = bluez_start_discovery(d->bluez, a->path, on_scan_started, d);
         if (r < 0)
                 return r;
+        for (size_t i = 0; i < d->n_radios; i++) {
+                struct radio *rad = d->radios[i];
+                const struct bluez_adapter *a = bluez_adapter_find(d->bluez, rad->name);
+                /* The radios' own looks become the scan's: it stops them at its end. */
+                rad->look = LOOK_OFF;
+                if (a && a->powered &&
+                        (r = bluez_start_discovery(d->bluez, a->path, on_scan_started, rad)) < 0)
+                        return r;
+        }
         if (!d->scan_timer)
                 return sd_event_add_time_relative(d->event, &d->scan_timer, CLOCK_MONOTONIC,
                         (uint64_t)seconds * USEC_PER_SEC, 1, on_scan_end, d);
@@ -453,14 +605,23 @@ int daemon_scan(struct daemon *d, unsigned seconds)
         return sd_event_source_set_enabled(d->scan_timer, SD_EVENT_ONESHOT);
 }
 
-int daemon_power_adapter(struct daemon *d)
+int daemon_power_adapter(struct daemon *d, const char *name)
 {
         if (!d->bluez || !bluez_service_up(d->bluez))
                 return -ENOTCONN;
-        const struct bluez_adapter *a = bluez_adapter_find(d->bluez, d->opts.adapter);
-        if (!a)
-                return -ENODEV;
-        return bluez_set_powered(d->bluez, a->path, true, NULL, NULL);
+        int r = -ENODEV;
+        for (size_t i = 0; i < d->n_radios; i++) {
+                if (name && !streq(name, d->radios[i]->name))
+                        continue;
+                const struct bluez_adapter *a = bluez_adapter_find(d->bluez, d->radios[i]->name);
+                if (!a)
+                        continue;
+                if (!a->powered && (r = bluez_set_powered(d->bluez, a->path, true, NULL, NULL)) < 0)
+                        return r;
+                if (r == -ENODEV)
+                        r = 0;
+        }
+        return r;
 }
 
 /* ---- life cycle ---- */
@@ -476,6 +637,11 @@ int daemon_new(struct daemon **ret, sd_event *event, const struct options *opts)
         d->opts.n_devices = 0;
         d->opts.api_token = opts->api_token ? strdup(opts->api_token) : NULL;
         d->started = now_realtime();
+        /* The global adapter is always there to scan with, devices or not. */
+        if (!radio_get(d, d->opts.adapter)) {
+                daemon_free(d);
+                return -ENOMEM;
+        }
         for (size_t i = 0; i < opts->n_devices; i++) {
                 int r = add_device(d, &opts->devices[i]);
                 if (r < 0) {
@@ -498,10 +664,11 @@ struct daemon *daemon_free(struct daemon *d)
         for (size_t i = 0; i < d->n_devices; i++)
                 free(d->devices[i]);
         free(d->modules);
-        free(d->agenda);
+        for (size_t i = 0; i < d->n_radios; i++)
+                poller_radio_free(d->radios[i]);
+        free(d->radios);
         strmap_clear(&d->module_by_address);
         free(d->devices);
-        sd_event_source_unref(d->sched_timer);
         sd_event_source_unref(d->retry_timer);
         sd_event_source_unref(d->scan_timer);
         sd_event_source_unref(d->shutdown_timer);

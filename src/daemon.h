@@ -2,7 +2,8 @@
 #pragma once
 
 /* The daemon's domain objects: configured devices, the modules (BLE links) that carry them,
- * and the poller that schedules sessions, one at a time per adapter. */
+ * the radios (adapters) that reach the modules, and the poller that schedules sessions: one at
+ * a time per radio, radios in parallel. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -68,16 +69,66 @@ struct agenda_entry {
         struct module *module;
 };
 
+/* A binary heap of modules by key, smallest first (poller.c): picking the next reads this
+ * array only, not every module. */
+struct agenda {
+        struct agenda_entry *v;
+        size_t n, cap;
+};
+
+enum look_state {
+        LOOK_OFF,
+        LOOK_STARTING, /* StartDiscovery sent */
+        LOOK_ON,
+        LOOK_STOPPING, /* StopDiscovery sent: no session starts before its reply */
+};
+
+/* One Bluetooth adapter and the modules reached through it. A radio runs one session at a time;
+ * radios run theirs in parallel. */
+struct radio {
+        struct daemon *daemon;
+        char name[16];
+        size_t n_modules;
+        struct module *active; /* the module whose session runs, NULL between sessions */
+        /* Modules that answered their last session, and any session asked for (verify, write,
+         * poll now): read first and on schedule. */
+        struct agenda due;
+        /* Modules whose last session failed, or never read: retried with backoff, and only in the
+         * time the others leave free. */
+        struct agenda retry;
+        /* Modules due for a retry but not seen advertising since they failed: no Connect is tried
+         * (on BlueZ over a real controller it hangs); the radio scans between sessions and the
+         * module is tried once its advertisement comes. */
+        struct module **looking;
+        size_t n_looking, looking_cap;
+        enum look_state look;
+        uint64_t idle_since; /* monotonic µs the last session ended: looking time counts from here */
+        sd_event_source *timer;
+        bool scan_started; /* an API scan's discovery runs on it */
+        uint64_t sessions, sessions_failed;
+};
+
 /* One BLE module (address) and the devices behind it. */
 struct module {
         struct daemon *daemon;
+        struct radio *radio;
         char address[18];
         char name[64]; /* advertised name, once seen */
         struct device *devices[LINK_MAX_UNITS];
         size_t n_devices;
         struct link *link;
-        uint64_t next_due; /* monotonic µs */
-        size_t agenda_pos; /* 1 + its place in the daemon's agenda, 0 = not in it */
+        uint64_t next_due;    /* monotonic µs */
+        struct agenda *queue; /* the radio's agenda it waits in, NULL when looking or idle */
+        size_t queue_pos;     /* 1 + its place in that agenda */
+        size_t looking_pos;   /* 1 + its place in the radio's looking list, 0 = not there */
+        uint64_t interval;    /* µs: the shortest poll interval of its devices */
+        unsigned backoff;     /* failed sessions or looks in a row */
+        uint64_t ok_at;       /* monotonic µs the last session that read something ended */
+        uint64_t failed_at;   /* monotonic µs the last failed session began */
+        uint64_t seen_at;     /* monotonic µs of the last advertisement */
+        uint64_t looked_usec; /* time looked for without an advertisement, this time */
+        uint64_t look_from;   /* monotonic µs it began to be looked for */
+        uint64_t read_usec;   /* how long its last good session took */
         bool poll_now;
         int64_t last_seen;           /* realtime µs of the last advertisement */
         int64_t stopped_advertising; /* realtime µs the RSSI went away */
@@ -109,25 +160,19 @@ struct daemon {
         struct module **modules;
         size_t n_modules;
         struct strmap module_by_address; /* looked up on every Device1 signal */
-        /* The module whose session runs, NULL between sessions: one at a time per adapter. */
-        struct module *active;
-        /* Modules with devices, as a binary heap by when they are due (poller.c): picking the
-         * next reads this array only, not every module. */
-        struct agenda_entry *agenda;
-        size_t n_agenda, agenda_cap;
+        /* The adapters in use: the global one first, then any a device names. */
+        struct radio **radios;
+        size_t n_radios;
         struct store *store;
         struct api *api;
-        sd_event_source *sched_timer;
         sd_event_source *retry_timer;
         sd_event_source *scan_timer;
         sd_event_source *shutdown_timer;
         uint64_t shutdown_deadline;
         uint64_t scan_until;   /* monotonic µs: no sessions start while an API scan runs */
         unsigned scan_pending; /* seconds of a scan asked for during a session; starts after it */
-        bool scan_started_by_us;
         bool shutting_down;
         int64_t started;
-        uint64_t sessions, sessions_failed;
         /* Told the result of a register write (load switch). */
         void (*write_done)(struct daemon *d, struct device *dev, int result, const char *message);
         void *api_userdata;
@@ -147,10 +192,24 @@ int daemon_poll_now(struct daemon *d, struct device *dev);
 int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value);
 int daemon_scan(struct daemon *d, unsigned seconds);
 bool daemon_scanning(const struct daemon *d);
-int daemon_power_adapter(struct daemon *d);
+/* Powers on the named adapter, or (NULL) every adapter in use that is off. */
+int daemon_power_adapter(struct daemon *d, const char *name);
 
-/* System-wide diagnosis (bus, BlueZ, adapter), DIAG_NONE when the chain up to the adapter works. */
+/* The chain up to one adapter (bus, BlueZ, the adapter), DIAG_NONE when it works. */
+enum diagnosis_code daemon_adapter_diagnosis(
+        const struct daemon *d, const char *adapter, char *detail, size_t size);
+/* System-wide: the bus, BlueZ, and then the first adapter in use that is missing or off. */
 enum diagnosis_code daemon_system_diagnosis(const struct daemon *d, char *detail, size_t size);
+/* The diagnosis that explains a device without its own: its adapter's chain. */
+enum diagnosis_code device_link_diagnosis(
+        const struct daemon *d, const struct device *dev, char *detail, size_t size);
+struct radio *daemon_radio_find(const struct daemon *d, const char *name);
+uint64_t daemon_sessions(const struct daemon *d, uint64_t *failed);
+/* A device's poll interval in seconds (its own, or the global one). */
+unsigned device_interval(const struct daemon *d, const struct device *dev);
+/* How old a device's data may be and still count as current: a few of its own intervals, plus
+ * its read time. */
+uint64_t device_fresh_usec(const struct daemon *d, const struct device *dev);
 
 int64_t now_realtime(void);
 uint64_t now_monotonic(void);

@@ -58,14 +58,9 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
         FILE *f = open_memstream(&buf, len);
         if (!f)
                 return NULL;
-        unsigned scan = d->opts.poll_interval < 10 ? 10 : d->opts.poll_interval;
-        /* The same rule as the API's "available", spelled out so that Home Assistant decides
-         * from the state and the age of the data it fetched, not from our clock at poll time. */
-        char fresh[200];
-        snprintf(fresh, sizeof fresh,
-                "value_json.state in ['online', 'stale', 'connecting'] and value_json.age_s is number and "
-                "value_json.age_s <= %u",
-                d->opts.poll_interval * 3);
+        /* The API's "available" is the one rule: the device's own data younger than its own
+         * schedule allows, whatever the other devices do. The integration reads the same field. */
+        const char *fresh = "value_json.available is sameas true";
         fprintf(f,
                 "# BluPow: Home Assistant package for the built-in RESTful integration.\n"
                 "# Save as /config/packages/blupow.yaml, make sure configuration.yaml has\n"
@@ -86,7 +81,10 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                 char url[400];
                 snprintf(url, sizeof url, "%s/api/v1/devices/%s", base_url, dev->cfg.id);
                 yq(f, url);
-                fprintf(f, "\n    scan_interval: %u\n    timeout: 10\n    sensor:\n", scan);
+                /* Fetched as often as the device is read, at most every 10 s. */
+                unsigned interval = device_interval(d, dev);
+                fprintf(f, "\n    scan_interval: %u\n    timeout: 10\n    sensor:\n",
+                        interval < 10 ? 10 : interval);
                 for (size_t k = 0; k < dev->cfg.family->n_fields; k++) {
                         const struct renogy_field *fd = &dev->cfg.family->fields[k];
                         if (!sensor_field(fd) || !field_present(dev, fd))

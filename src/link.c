@@ -12,8 +12,10 @@
 #include "log.h"
 #include "macro.h"
 
-#define UUID(x)              "0000" x "-0000-1000-8000-00805f9b34fb"
-#define CONNECT_TIMEOUT      (35 * USEC_PER_SEC)
+#define UUID(x) "0000" x "-0000-1000-8000-00805f9b34fb"
+/* A module that advertises connects in a second or two; one that does not gets no answer at
+ * all from BlueZ 5.66 over a real controller, so the wait is short. */
+#define CONNECT_TIMEOUT      (10 * USEC_PER_SEC)
 #define RESOLVE_TIMEOUT      (20 * USEC_PER_SEC)
 #define CHARS_GRACE          (3 * USEC_PER_SEC)
 #define NOT_CONNECTED_WAIT   (3 * USEC_PER_SEC)
@@ -68,6 +70,11 @@ struct link {
         bool connected_by_us;
         /* keep_connected left the link up after the last session: shutdown hands it back. */
         bool kept;
+        /* The poller's plan for the next session: the module is known to be there (no
+         * discovery), and the longest the session may hold the adapter (0: no limit). */
+        bool plan_present;
+        uint64_t plan_budget;
+        sd_event_source *budget_timer;
         /* While PHASE_LINK_LOST: the failure the session ends with after the grace. */
         enum link_stage lost_stage;
         enum bluez_error lost_error;
@@ -264,12 +271,14 @@ static void start_find(struct link *l)
                 l->report.found = true;
                 l->report.advertising = d->has_rssi && fresh; /* advertising right now */
         }
-        if (d && (d->connected || fresh)) {
+        if (d && (d->connected || fresh || l->plan_present)) {
                 char rs[24];
                 set_str(&l->device_path, d->path);
                 note_rssi(l, d);
                 if (d->connected)
                         step(l, "advertisement", true, "already connected");
+                else if (!fresh)
+                        step(l, "advertisement", true, "present: it answered a moment ago");
                 else
                         step(l, "advertisement", true, "seen %llu s ago, %s",
                                 (unsigned long long)((now - d->last_seen_usec) / USEC_PER_SEC),
@@ -924,6 +933,8 @@ static void start_disconnect(struct link *l)
 
 static void finish(struct link *l)
 {
+        if (l->budget_timer)
+                sd_event_source_set_enabled(l->budget_timer, SD_EVENT_OFF);
         release_notify(l);
         release_write(l);
         disarm(l);
@@ -964,21 +975,13 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct link *l = userdata;
         switch (l->phase) {
-        case PHASE_DISCOVER: {
-                const struct bluez_device *d = device(l);
-                if (d) {
-                        /* Not advertising now, but BlueZ knows it: try anyway. */
-                        step(l, "advertisement", false,
-                                "no advertisement in %llu s; trying the known device",
-                                (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
-                        set_str(&l->device_path, d->path);
-                        stop_discovery_then_connect(l);
-                } else
-                        fail(l, LINK_STAGE_FIND, BLUEZ_ERR_DOES_NOT_EXIST, "%s not seen within %llu s",
-                                l->cfg.address,
-                                (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
+        case PHASE_DISCOVER:
+                /* BlueZ may still know it, but a Connect to a module that does not advertise
+                 * hangs on a real controller: not tried. */
+                fail(l, LINK_STAGE_FIND, device(l) ? BLUEZ_ERR_TIMEOUT : BLUEZ_ERR_DOES_NOT_EXIST,
+                        "%s not seen advertising in %llu s", l->cfg.address,
+                        (unsigned long long)(l->cfg.find_timeout_usec / USEC_PER_SEC));
                 break;
-        }
         case PHASE_WAIT_NOT_CONNECTED:
         case PHASE_BACKOFF:
                 start_connect(l);
@@ -1010,6 +1013,39 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         default:
                 break;
         }
+        return 0;
+}
+
+static enum link_stage phase_stage(enum phase p)
+{
+        switch (p) {
+        case PHASE_DISCOVER:
+        case PHASE_STOP_DISCOVERY:
+                return LINK_STAGE_FIND;
+        case PHASE_CONNECT:
+        case PHASE_WAIT_NOT_CONNECTED:
+        case PHASE_BACKOFF:
+                return LINK_STAGE_CONNECT;
+        case PHASE_RESOLVE:
+                return LINK_STAGE_SERVICES;
+        case PHASE_NOTIFY:
+                return LINK_STAGE_NOTIFY;
+        default:
+                return LINK_STAGE_EXCHANGE;
+        }
+}
+
+/* The session's time is up: other modules are due on this adapter. */
+static int on_budget(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct link *l = userdata;
+        if (l->phase == PHASE_IDLE || l->phase == PHASE_DISCONNECT || l->phase == PHASE_LINK_LOST)
+                return 0;
+        if (l->phase == PHASE_CONNECT)
+                l->report.timeouts++; /* the Disconnect cancels the pending connection */
+        fail(l, phase_stage(l->phase), BLUEZ_ERR_TIMEOUT,
+                "gave the adapter back after %.1f s, with modules that answer due",
+                (double)(now_usec() - l->report.started_usec) / 1e6);
         return 0;
 }
 
@@ -1106,6 +1142,7 @@ struct link *link_free(struct link *l)
         release_notify(l);
         release_write(l);
         sd_event_source_unref(l->timer);
+        sd_event_source_unref(l->budget_timer);
         free(l->device_path);
         free(l->notify_path);
         free(l->write_path);
@@ -1143,6 +1180,15 @@ static int begin(struct link *l)
                 return 0;
         }
         step(l, "adapter", true, "%s powered", l->cfg.adapter);
+        if (l->plan_budget) {
+                if (!l->budget_timer)
+                        sd_event_add_time_relative(l->cfg.event, &l->budget_timer, CLOCK_MONOTONIC,
+                                l->plan_budget, 1, on_budget, l);
+                else
+                        sd_event_source_set_time_relative(l->budget_timer, l->plan_budget);
+                if (l->budget_timer)
+                        sd_event_source_set_enabled(l->budget_timer, SD_EVENT_ONESHOT);
+        }
         start_find(l);
         return 0;
 }
@@ -1189,6 +1235,12 @@ void link_set_session(struct link *l, struct bluez *b, bool probe,
         l->cfg.probe_ids = probe;
         l->cfg.step = step_cb;
         l->step_userdata = userdata;
+}
+
+void link_set_plan(struct link *l, bool present, uint64_t budget_usec)
+{
+        l->plan_present = present;
+        l->plan_budget = budget_usec;
 }
 
 bool link_busy(const struct link *l)

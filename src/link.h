@@ -92,6 +92,11 @@ struct link *link_free(struct link *l);
 void link_set_session(struct link *l, struct bluez *b, bool probe_ids,
         void (*step)(void *userdata, const struct link_step *s), void *userdata);
 
+/* The poller's plan for the next session: present, the module is known to be there (it
+ * answered or advertised a moment ago), so no discovery comes first; budget_usec, the longest the
+ * session may hold the adapter before it gives up (0: its own timeouts only). */
+void link_set_plan(struct link *l, bool present, uint64_t budget_usec);
+
 /* Starts a session reading units (copied in; results read back with link_units()). */
 int link_start(struct link *l, const struct link_unit *units, size_t n_units);
 bool link_busy(const struct link *l);

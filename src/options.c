@@ -93,6 +93,48 @@ int device_config_from_fields(struct device_config *d, const char *name, const c
         return 0;
 }
 
+bool adapter_name_valid(const char *s)
+{
+        return s && startswith(s, "hci") && strlen(s) >= 4 && strlen(s) <= 6 &&
+               strspn(s + 3, "0123456789") == strlen(s + 3);
+}
+
+int device_config_set_schedule(struct device_config *d, const char *adapter, long long poll_interval,
+        const char *where, char *err, size_t err_size)
+{
+        if (adapter && *adapter) {
+                if (!adapter_name_valid(adapter))
+                        FAIL("option '%s.adapter': '%s' is not an adapter name like hci0, hci1", where,
+                                adapter);
+                snprintf(d->adapter, sizeof d->adapter, "%s", adapter);
+        }
+        if (poll_interval) {
+                if (poll_interval < OPTIONS_MIN_POLL_INTERVAL || poll_interval > OPTIONS_MAX_POLL_INTERVAL)
+                        FAIL("option '%s.poll_interval': expected a whole number of seconds from %d to %d",
+                                where, OPTIONS_MIN_POLL_INTERVAL, OPTIONS_MAX_POLL_INTERVAL);
+                d->poll_interval = (unsigned)poll_interval;
+        }
+        return 0;
+}
+
+void device_config_normalize(struct device_config *d, const struct options *o)
+{
+        if (streq(d->adapter, o->adapter))
+                d->adapter[0] = 0;
+        if (d->poll_interval == o->poll_interval)
+                d->poll_interval = 0;
+}
+
+const char *device_config_adapter(const struct device_config *d, const struct options *o)
+{
+        return d->adapter[0] ? d->adapter : o->adapter;
+}
+
+unsigned device_config_interval(const struct device_config *d, const struct options *o)
+{
+        return d->poll_interval ? d->poll_interval : o->poll_interval;
+}
+
 int device_config_validate(const struct device_config *d, const struct device_config *others,
         size_t n_others, const char *where, char *err, size_t err_size)
 {
@@ -110,6 +152,13 @@ int device_config_validate(const struct device_config *d, const struct device_co
                         FAIL("%s ('%s') and devices[%zu] ('%s') are the same device (%s, Modbus id %u): "
                              "remove one of them",
                                 where, d->name, i, o->name, d->address, d->modbus_id);
+                /* One module has one link, and a link goes through one adapter. */
+                if (same_module && !streq(o->adapter, d->adapter))
+                        FAIL("%s ('%s') and devices[%zu] ('%s') share module %s but name different "
+                             "adapters (%s, %s): a module is reached through one adapter",
+                                where, d->name, i, o->name, d->address,
+                                d->adapter[0] ? d->adapter : "default",
+                                o->adapter[0] ? o->adapter : "default");
         }
         return 0;
 }
@@ -124,6 +173,20 @@ static int get_uint(
                 FAIL("option '%s': expected a whole number from %u to %u", key, min, max);
         *out = (unsigned)json_integer_value(v);
         return 0;
+}
+
+int device_schedule_from_json(
+        struct device_config *d, json_t *obj, const char *where, char *err, size_t err_size)
+{
+        json_t *ad = json_object_get(obj, "adapter"), *pi = json_object_get(obj, "poll_interval");
+        if (ad && !json_is_null(ad) && !json_is_string(ad))
+                FAIL("option '%s.adapter': expected a string like hci1", where);
+        if (pi && !json_is_null(pi) && !json_is_integer(pi))
+                FAIL("option '%s.poll_interval': expected a whole number of seconds", where);
+        long long interval = json_is_integer(pi) ? json_integer_value(pi) : 0;
+        if (json_is_integer(pi) && interval == 0)
+                interval = -1; /* 0 is not "the default" when written out */
+        return device_config_set_schedule(d, json_string_value(ad), interval, where, err, err_size);
 }
 
 int options_parse(struct options *o, const char *text, char *err, size_t err_size)
@@ -151,7 +214,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                         log_warning("options: ignoring unknown option '%s'", key);
         }
         unsigned port = o->port;
-        if (get_uint(root, "poll_interval", 5, 3600, &o->poll_interval, err, err_size) < 0 ||
+        if (get_uint(root, "poll_interval", OPTIONS_MIN_POLL_INTERVAL, OPTIONS_MAX_POLL_INTERVAL,
+                    &o->poll_interval, err, err_size) < 0 ||
                 get_uint(root, "history_days", 1, 365, &o->history_days, err, err_size) < 0 ||
                 get_uint(root, "commit_interval", 0, 600, &o->commit_interval, err, err_size) < 0 ||
                 get_uint(root, "port", 1, 65535, &port, err, err_size) < 0)
@@ -161,8 +225,7 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
         json_t *v = json_object_get(root, "adapter");
         if (v && !json_is_null(v)) {
                 const char *s = json_string_value(v);
-                if (!s || strncmp(s, "hci", 3) || strlen(s) < 4 || strlen(s) > 6 ||
-                        strspn(s + 3, "0123456789") != strlen(s + 3)) {
+                if (!adapter_name_valid(s)) {
                         snprintf(err, err_size, "option 'adapter': expected hci0, hci1, …");
                         goto out;
                 }
@@ -231,9 +294,11 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                 json_object_foreach(v, key, val)
                 {
                         if (!streq(key, "name") && !streq(key, "address") && !streq(key, "type") &&
-                                !streq(key, "modbus_id")) {
+                                !streq(key, "modbus_id") && !streq(key, "adapter") &&
+                                !streq(key, "poll_interval")) {
                                 snprintf(err, err_size,
-                                        "option '%s.%s': unknown key (name, address, type, modbus_id)",
+                                        "option '%s.%s': unknown key (name, address, type, modbus_id, "
+                                        "adapter, poll_interval)",
                                         where, key);
                                 goto out;
                         }
@@ -254,6 +319,9 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                             json_string_value(json_object_get(v, "address")),
                             json_string_value(json_object_get(v, "type")), mid, where, err, err_size) < 0)
                         goto out;
+                if (device_schedule_from_json(&o->devices[i], v, where, err, err_size) < 0)
+                        goto out;
+                device_config_normalize(&o->devices[i], o);
                 o->n_devices = i + 1;
                 if (device_config_validate(&o->devices[i], o->devices, i, where, err, err_size) < 0)
                         goto out;

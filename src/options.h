@@ -20,7 +20,9 @@ struct device_config {
         char address[18]; /* upper case */
         const struct renogy_family *family;
         uint8_t modbus_id;
-        bool from_api; /* added through the API (removable), not the options */
+        char adapter[16];       /* "" = the global adapter option */
+        unsigned poll_interval; /* seconds, 0 = the global poll_interval option */
+        bool from_api;          /* added through the API (removable), not the options */
 };
 
 struct options {
@@ -40,6 +42,8 @@ struct options {
 #define OPTIONS_DEFAULT_HISTORY_DAYS  7
 #define OPTIONS_DEFAULT_COMMIT        60
 #define OPTIONS_DEFAULT_PORT          8099
+#define OPTIONS_MIN_POLL_INTERVAL     5
+#define OPTIONS_MAX_POLL_INTERVAL     3600
 
 void options_init(struct options *o);
 void options_done(struct options *o);
@@ -54,6 +58,23 @@ int device_config_validate(const struct device_config *d, const struct device_co
         size_t n_others, const char *where, char *err, size_t err_size);
 int device_config_from_fields(struct device_config *d, const char *name, const char *address,
         const char *type, long long modbus_id, const char *where, char *err, size_t err_size);
+/* The optional per-device schedule fields, from options, the API or the store: NULL/0 keep the
+ * global defaults. */
+int device_config_set_schedule(struct device_config *d, const char *adapter, long long poll_interval,
+        const char *where, char *err, size_t err_size);
+
+/* Reads "adapter" and "poll_interval" of a device object (options file or API body). */
+struct json_t;
+int device_schedule_from_json(
+        struct device_config *d, struct json_t *obj, const char *where, char *err, size_t err_size);
+
+bool adapter_name_valid(const char *s);
+/* A device's adapter or interval equal to the global one is the default: "" and 0, so that
+ * two entries of one module compare equal. */
+void device_config_normalize(struct device_config *d, const struct options *o);
+/* The device's own adapter and interval, or the global ones. */
+const char *device_config_adapter(const struct device_config *d, const struct options *o);
+unsigned device_config_interval(const struct device_config *d, const struct options *o);
 
 bool address_valid(const char *s);
 void slugify(const char *name, char *out, size_t size);

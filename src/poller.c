@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -9,27 +10,204 @@
 #include "store.h"
 
 #define WEAK_RSSI -85
+/* How long a module that failed is looked for, in the time the radio is idle, before the look
+ * counts as a failed poll: a Renogy module advertises several times a second. */
+#define LOOK_WINDOW (10 * USEC_PER_SEC)
+/* A module that failed gets a session only in a gap this long before the next module that
+ * answers is due (or 1.5 times its last good read, if longer). */
+#define RETRY_MIN_SLOT (3 * USEC_PER_SEC)
+/* Its session ends this long before that module is due: time for the Disconnect. */
+#define RETRY_MARGIN (500 * USEC_PER_MSEC)
+/* A module that answers may take twice its last read and this much more. */
+#define HEALTHY_MARGIN (2 * USEC_PER_SEC)
+/* The first failures are retried every interval; then the wait doubles up to this. */
+#define RETRY_AT_INTERVAL 3
+#define RETRY_MAX         (300 * USEC_PER_SEC)
 
-static int on_sched_timer(sd_event_source *s, uint64_t usec, void *userdata)
+static uint64_t fresh_usec(const struct module *m)
 {
-        poller_schedule(userdata);
+        return MAX(2 * m->interval, 30 * USEC_PER_SEC);
+}
+
+uint64_t retry_delay(uint64_t interval, unsigned failures)
+{
+        unsigned shift = failures > RETRY_AT_INTERVAL ? MIN(failures - RETRY_AT_INTERVAL, 8u) : 0;
+        return MIN(interval << shift, MAX(interval, RETRY_MAX));
+}
+
+/* ---- agendas: binary heaps of modules by key, smallest first ---- */
+
+static void agenda_set(struct agenda *a, size_t i, struct agenda_entry e)
+{
+        a->v[i] = e;
+        e.module->queue_pos = i + 1;
+}
+
+static void agenda_sift(struct agenda *a, size_t i)
+{
+        struct agenda_entry e = a->v[i];
+        while (i > 0 && a->v[(i - 1) / 2].key > e.key) {
+                agenda_set(a, i, a->v[(i - 1) / 2]);
+                i = (i - 1) / 2;
+        }
+        for (;;) {
+                size_t c = 2 * i + 1;
+                if (c >= a->n)
+                        break;
+                if (c + 1 < a->n && a->v[c + 1].key < a->v[c].key)
+                        c++;
+                if (a->v[c].key >= e.key)
+                        break;
+                agenda_set(a, i, a->v[c]);
+                i = c;
+        }
+        agenda_set(a, i, e);
+}
+
+static void agenda_remove(struct module *m)
+{
+        struct agenda *a = m->queue;
+        if (!a)
+                return;
+        size_t i = m->queue_pos - 1;
+        m->queue = NULL;
+        m->queue_pos = 0;
+        if (i != --a->n) {
+                agenda_set(a, i, a->v[a->n]);
+                agenda_sift(a, i);
+        }
+}
+
+static int agenda_put(struct agenda *a, struct module *m, uint64_t key)
+{
+        if (m->queue != a) {
+                if (a->n == a->cap) {
+                        size_t cap = a->cap ? 2 * a->cap : 16;
+                        struct agenda_entry *v = realloc(a->v, cap * sizeof *v);
+                        if (!v)
+                                return -ENOMEM;
+                        a->v = v;
+                        a->cap = cap;
+                }
+                agenda_remove(m);
+                m->queue = a;
+                agenda_set(a, a->n++, (struct agenda_entry){.module = m});
+        }
+        a->v[m->queue_pos - 1].key = key;
+        agenda_sift(a, m->queue_pos - 1);
         return 0;
 }
 
-static void arm_at(struct daemon *d, uint64_t when)
+static struct module *agenda_head(const struct agenda *a, uint64_t *key)
 {
-        if (!d->sched_timer) {
-                if (sd_event_add_time(
-                            d->event, &d->sched_timer, CLOCK_MONOTONIC, when, 1, on_sched_timer, d) < 0)
-                        return;
-        } else
-                sd_event_source_set_time(d->sched_timer, when);
-        sd_event_source_set_enabled(d->sched_timer, SD_EVENT_ONESHOT);
+        if (!a->n)
+                return NULL;
+        *key = a->v[0].key;
+        return a->v[0].module;
 }
 
-static uint64_t interval(const struct daemon *d)
+/* ---- the looking list ---- */
+
+static void looking_remove(struct module *m)
 {
-        return (uint64_t)d->opts.poll_interval * USEC_PER_SEC;
+        struct radio *r = m->radio;
+        if (!m->looking_pos)
+                return;
+        size_t i = m->looking_pos - 1;
+        m->looking_pos = 0;
+        if (i != --r->n_looking) {
+                r->looking[i] = r->looking[r->n_looking];
+                r->looking[i]->looking_pos = i + 1;
+        }
+}
+
+static int looking_add(struct module *m)
+{
+        struct radio *r = m->radio;
+        if (m->looking_pos)
+                return 0;
+        if (r->n_looking == r->looking_cap) {
+                size_t cap = r->looking_cap ? 2 * r->looking_cap : 8;
+                struct module **v = realloc(r->looking, cap * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                r->looking = v;
+                r->looking_cap = cap;
+        }
+        agenda_remove(m);
+        m->looked_usec = 0;
+        m->look_from = now_monotonic();
+        r->looking[r->n_looking++] = m;
+        m->looking_pos = r->n_looking;
+        return 0;
+}
+
+/* ---- module classes ---- */
+
+static bool asked(const struct module *m)
+{
+        return m->verify || m->write_pending || m->poll_now;
+}
+
+/* Answering, or not tried yet: a module is a suspect only once a session of its failed. */
+static bool answers(const struct module *m)
+{
+        return !m->backoff;
+}
+
+int poller_requeue(struct daemon *d, struct module *m)
+{
+        struct radio *r = m->radio;
+        if (m->n_devices == 0) {
+                agenda_remove(m);
+                if (r)
+                        looking_remove(m);
+                return 0;
+        }
+        if (m->looking_pos && !asked(m))
+                return 0; /* until it is seen, or the look runs out */
+        if (asked(m) || answers(m)) {
+                looking_remove(m);
+                return agenda_put(&r->due, m, asked(m) ? 0 : m->next_due);
+        }
+        return agenda_put(&r->retry, m, m->next_due);
+}
+
+/* Whether a Connect to m can be expected to work: BlueZ knows the device, and it is connected,
+ * or it answered a moment ago, or it advertised since its last failure. */
+static bool present(const struct daemon *d, const struct module *m, uint64_t now)
+{
+        if (!d->bluez)
+                return false;
+        const struct bluez_adapter *a = bluez_adapter_find(d->bluez, m->radio->name);
+        const struct bluez_device *bd = a ? bluez_device_find(d->bluez, a->path, m->address) : NULL;
+        if (!bd)
+                return false;
+        if (bd->connected)
+                return true;
+        uint64_t fresh = fresh_usec(m);
+        if (answers(m) && m->ok_at && now - MAX(m->ok_at, m->seen_at) < fresh)
+                return true;
+        return m->seen_at && m->seen_at >= m->failed_at && now - m->seen_at < fresh;
+}
+
+/* ---- timers ---- */
+
+static int on_radio_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        poller_schedule_radio(userdata);
+        return 0;
+}
+
+static void arm_at(struct radio *r, uint64_t when)
+{
+        if (!r->timer) {
+                if (sd_event_add_time(
+                            r->daemon->event, &r->timer, CLOCK_MONOTONIC, when, 1, on_radio_timer, r) < 0)
+                        return;
+        } else
+                sd_event_source_set_time(r->timer, when);
+        sd_event_source_set_enabled(r->timer, SD_EVENT_ONESHOT);
 }
 
 static void set_diag(struct device *dev, enum diagnosis_code c, const char *detail)
@@ -38,8 +216,16 @@ static void set_diag(struct device *dev, enum diagnosis_code c, const char *deta
         snprintf(dev->diag_detail, sizeof dev->diag_detail, "%s", detail ? detail : "");
 }
 
-/* Without a bus, BlueZ or adapter no session can start: every device shows why. */
-static void fail_all_system(struct daemon *d, struct module *m, enum diagnosis_code c, const char *detail)
+static void count_failure(struct device *dev, int64_t now)
+{
+        dev->last_attempt = now;
+        dev->polls_failed++;
+        if (!dev->failures++)
+                dev->first_failure = now;
+}
+
+/* Without a bus, BlueZ or its adapter no session can start: every device of m shows why. */
+static void fail_all_system(struct module *m, enum diagnosis_code c, const char *detail)
 {
         int64_t now = now_realtime();
         for (size_t i = 0; i < m->n_devices; i++) {
@@ -48,10 +234,23 @@ static void fail_all_system(struct daemon *d, struct module *m, enum diagnosis_c
                         dev->errors[c]++;
                 set_diag(dev, c, detail);
                 dev->state = DEVICE_ERROR;
-                dev->last_attempt = now;
-                if (!dev->failures++)
-                        dev->first_failure = now;
+                count_failure(dev, now);
                 snprintf(dev->last_error, sizeof dev->last_error, "%s", diagnosis_info(c)->code);
+        }
+}
+
+static void cancel_asked(struct daemon *d, struct module *m, enum diagnosis_code c)
+{
+        m->poll_now = false;
+        if (m->verify) {
+                struct verify_job *job = m->verify;
+                m->verify = NULL;
+                job->done(job->userdata, job->device, NULL, NULL);
+        }
+        if (m->write_pending) {
+                m->write_pending = false;
+                if (d->write_done)
+                        d->write_done(d, m->write_device, -ENOTCONN, diagnosis_info(c)->code);
         }
 }
 
@@ -64,12 +263,31 @@ static bool wants_probe(const struct module *m)
         return false;
 }
 
-static void start_session(struct daemon *d, struct module *m)
+/* The radio goes from idle to busy: the modules it looks for were looked for until now. */
+static uint64_t looked_since(const struct radio *r, const struct module *m, uint64_t now)
 {
+        uint64_t from = MAX(r->idle_since, m->look_from);
+        return r->idle_since && now > from ? now - from : 0;
+}
+
+static void looking_pause(struct radio *r, uint64_t now)
+{
+        for (size_t i = 0; i < r->n_looking; i++)
+                r->looking[i]->looked_usec += looked_since(r, r->looking[i], now);
+        r->idle_since = 0;
+}
+
+static void start_session(struct radio *r, struct module *m, uint64_t budget)
+{
+        struct daemon *d = r->daemon;
         struct link_unit units[LINK_MAX_UNITS];
+        uint64_t now = now_monotonic();
         bool probe = m->verify || wants_probe(m);
         link_set_session(m->link, d->bluez, probe, m->verify ? m->verify->step : NULL,
                 m->verify ? m->verify->userdata : NULL);
+        /* A verify walks through the discovery step when the module has not advertised lately;
+         * a routine session of a module known present connects at once. */
+        link_set_plan(m->link, !m->verify && present(d, m, now), budget);
         for (size_t i = 0; i < m->n_devices; i++) {
                 struct device *dev = m->devices[i];
                 units[i] = (struct link_unit){
@@ -82,10 +300,11 @@ static void start_session(struct daemon *d, struct module *m)
                 if (dev->state != DEVICE_ONLINE)
                         dev->state = DEVICE_CONNECTING;
         }
-        int r;
+        looking_pause(r, now);
+        int res;
         /* Before the start: a session that fails at once ends inside link_start, and its end
-         * clears this and may start the next module's. */
-        d->active = m;
+         * clears this and may start the radio's next one. */
+        r->active = m;
         m->session_device = NULL;
         m->session_kind = SESSION_POLL;
         if (m->write_pending && m->write_device) {
@@ -94,148 +313,301 @@ static void start_session(struct daemon *d, struct module *m)
                 size_t idx = 0;
                 while (idx < m->n_devices && m->devices[idx] != m->write_device)
                         idx++;
-                r = link_start_write(m->link, &units[idx], m->write_reg, m->write_value);
+                res = link_start_write(m->link, &units[idx], m->write_reg, m->write_value);
         } else if (m->verify && m->verify->device) {
                 m->session_kind = SESSION_VERIFY;
                 m->session_device = m->verify->device;
                 size_t idx = 0;
                 while (idx < m->n_devices && m->devices[idx] != m->verify->device)
                         idx++;
-                r = link_start(m->link, &units[idx], 1);
+                res = link_start(m->link, &units[idx], 1);
         } else
-                r = link_start(m->link, units, m->n_devices);
-        if (r < 0) {
-                log_error_errno(r, "Cannot start a session with %s: %m", m->address);
-                if (d->active == m && !link_busy(m->link))
-                        d->active = NULL;
+                res = link_start(m->link, units, m->n_devices);
+        if (res < 0) {
+                log_error_errno(res, "Cannot start a session with %s: %m", m->address);
+                if (r->active == m && !link_busy(m->link)) {
+                        r->active = NULL;
+                        r->idle_since = now_monotonic();
+                }
         }
 }
 
-/* ---- the agenda: a binary heap of modules by key, smallest first ---- */
+/* ---- looking for modules that do not advertise ---- */
 
-static uint64_t agenda_key(const struct module *m)
+static void on_look_started(void *userdata, enum bluez_error e, const char *message)
 {
-        if (m->verify || m->write_pending || m->poll_now)
-                return 0; /* asked for: before any routine poll */
-        return m->next_due;
-}
-
-static void agenda_set(struct daemon *d, size_t i, struct agenda_entry e)
-{
-        d->agenda[i] = e;
-        e.module->agenda_pos = i + 1;
-}
-
-static void agenda_sift(struct daemon *d, size_t i)
-{
-        struct agenda_entry e = d->agenda[i];
-        while (i > 0 && d->agenda[(i - 1) / 2].key > e.key) {
-                agenda_set(d, i, d->agenda[(i - 1) / 2]);
-                i = (i - 1) / 2;
+        struct radio *r = userdata;
+        if (r->look != LOOK_STARTING)
+                return;
+        if (e == BLUEZ_OK || e == BLUEZ_ERR_IN_PROGRESS)
+                r->look = LOOK_ON;
+        else {
+                /* The look's time runs anyway: a module is not held back because we cannot scan,
+                 * and the adapter's own diagnosis says why. */
+                log_debug("%s: StartDiscovery: %s", r->name, message ?: bluez_error_to_string(e));
+                r->look = LOOK_OFF;
+                arm_at(r, now_monotonic() + USEC_PER_SEC);
+                return;
         }
-        for (;;) {
-                size_t c = 2 * i + 1;
-                if (c >= d->n_agenda)
-                        break;
-                if (c + 1 < d->n_agenda && d->agenda[c + 1].key < d->agenda[c].key)
-                        c++;
-                if (d->agenda[c].key >= e.key)
-                        break;
-                agenda_set(d, i, d->agenda[c]);
-                i = c;
-        }
-        agenda_set(d, i, e);
+        poller_schedule_radio(r);
 }
 
-int poller_requeue(struct daemon *d, struct module *m)
+static void on_look_stopped(void *userdata, enum bluez_error e, const char *message)
 {
-        if (m->n_devices == 0) {
-                if (m->agenda_pos) {
-                        size_t i = m->agenda_pos - 1;
-                        m->agenda_pos = 0;
-                        if (i != --d->n_agenda) {
-                                agenda_set(d, i, d->agenda[d->n_agenda]);
-                                agenda_sift(d, i);
+        struct radio *r = userdata;
+        if (r->look != LOOK_STOPPING)
+                return;
+        r->look = LOOK_OFF;
+        poller_schedule_radio(r);
+}
+
+static void look_start(struct radio *r)
+{
+        struct daemon *d = r->daemon;
+        const struct bluez_adapter *a = d->bluez ? bluez_adapter_find(d->bluez, r->name) : NULL;
+        if (!a || !a->powered)
+                return;
+        r->look = LOOK_STARTING;
+        if (bluez_start_discovery(d->bluez, a->path, on_look_started, r) < 0)
+                r->look = LOOK_OFF;
+}
+
+static void look_stop(struct radio *r)
+{
+        struct daemon *d = r->daemon;
+        const struct bluez_adapter *a = d->bluez ? bluez_adapter_find(d->bluez, r->name) : NULL;
+        r->look = LOOK_STOPPING;
+        if (!a || bluez_stop_discovery(d->bluez, a->path, on_look_stopped, r) < 0)
+                r->look = LOOK_OFF;
+}
+
+void poller_discovery_lost(struct daemon *d)
+{
+        for (size_t i = 0; i < d->n_radios; i++)
+                d->radios[i]->look = LOOK_OFF;
+}
+
+/* A look that ran out: the module was not seen advertising. It counts as a failed poll of each
+ * of its devices, with the diagnosis a silent module gets, and it waits for its next retry. */
+static void look_failed(struct daemon *d, struct module *m, uint64_t now)
+{
+        int64_t rnow = now_realtime();
+        const struct bluez_adapter *a = d->bluez ? bluez_adapter_find(d->bluez, m->radio->name) : NULL;
+        bool known = a && bluez_device_find(d->bluez, a->path, m->address);
+        long since = m->last_seen ? (long)((rnow - m->last_seen) / 1000000) : -1;
+        for (size_t i = 0; i < m->n_devices; i++) {
+                struct device *dev = m->devices[i];
+                count_failure(dev, rnow);
+                char detail[192];
+                enum diagnosis_code c;
+                if (dev->diag == DIAG_HELD_BY_OTHER_CENTRAL) {
+                        /* Its connects were refused, then it went quiet: a phone took it. */
+                        c = DIAG_HELD_BY_OTHER_CENTRAL;
+                        dev->state = DEVICE_BUSY;
+                        snprintf(detail, sizeof detail, "not advertising since our connects were refused");
+                } else if (!known && !m->last_seen && !dev->last_poll) {
+                        c = DIAG_NOT_FOUND;
+                        dev->state = DEVICE_UNREACHABLE;
+                        snprintf(detail, sizeof detail, "%s", dev->cfg.address);
+                } else {
+                        c = dev->cfg.family == &renogy_inverter ? DIAG_INVERTER_ASLEEP : DIAG_ASLEEP;
+                        dev->state = DEVICE_ASLEEP;
+                        if (since >= 0)
+                                snprintf(detail, sizeof detail, "no advertisement for %ld s", since);
+                        else
+                                snprintf(detail, sizeof detail, "not seen advertising since BluPow started");
+                }
+                if (c != dev->diag || dev->failures == 1)
+                        dev->errors[c]++;
+                set_diag(dev, c, detail);
+                snprintf(dev->last_error, sizeof dev->last_error, "advertisement: not seen in %llu s",
+                        (unsigned long long)(LOOK_WINDOW / USEC_PER_SEC));
+        }
+        m->backoff++;
+        m->next_due = now + retry_delay(m->interval, m->backoff);
+        looking_remove(m);
+        poller_requeue(d, m);
+        log_info("%s: not seen advertising in %llu s; next look in %llu s", m->address,
+                (unsigned long long)(LOOK_WINDOW / USEC_PER_SEC),
+                (unsigned long long)((m->next_due - now) / USEC_PER_SEC));
+}
+
+/* Ends the looks that ran out; returns when the next one would. */
+static uint64_t looks_expire(struct radio *r, uint64_t now)
+{
+        uint64_t next = UINT64_MAX;
+        for (size_t i = 0; i < r->n_looking;) {
+                struct module *m = r->looking[i];
+                uint64_t looked = m->looked_usec + looked_since(r, m, now);
+                if (looked >= LOOK_WINDOW) {
+                        look_failed(r->daemon, m, now); /* leaves the list: i now holds another */
+                        continue;
+                }
+                next = MIN(next, now + LOOK_WINDOW - looked);
+                i++;
+        }
+        return next;
+}
+
+void poller_module_seen(struct daemon *d, struct module *m)
+{
+        m->seen_at = now_monotonic();
+        /* A module looked for is tried now. */
+        if (!m->looking_pos)
+                return;
+        looking_remove(m);
+        m->next_due = m->seen_at;
+        poller_requeue(d, m);
+        poller_schedule_radio(m->radio);
+}
+
+/* ---- scheduling ---- */
+
+/* With BlueZ or the adapter gone, every module due gets the verdict, without a session. */
+static uint64_t fail_due_system(struct radio *r, uint64_t now, enum diagnosis_code c, const char *detail)
+{
+        struct daemon *d = r->daemon;
+        struct agenda *queues[] = {&r->due, &r->retry};
+        while (r->n_looking) {
+                struct module *m = r->looking[0];
+                looking_remove(m);
+                m->next_due = now;
+                poller_requeue(d, m);
+        }
+        uint64_t next = UINT64_MAX, key;
+        for (size_t q = 0; q < ELEMENTSOF(queues); q++) {
+                struct module *m;
+                while ((m = agenda_head(queues[q], &key)) && key <= now) {
+                        fail_all_system(m, c, detail);
+                        cancel_asked(d, m, c);
+                        m->next_due = now + m->interval;
+                        poller_requeue(d, m);
+                }
+                if (m)
+                        next = MIN(next, key);
+        }
+        return next;
+}
+
+void poller_schedule_radio(struct radio *r)
+{
+        struct daemon *d = r->daemon;
+        if (d->shutting_down || r->active)
+                return;
+        if (d->sync_pending && d->bluez && !bluez_bus_broken(d->bluez))
+                return; /* the first answer from BlueZ schedules again */
+        if (daemon_scanning(d)) {
+                arm_at(r, d->scan_until + 1);
+                return;
+        }
+        if (r->look == LOOK_STARTING || r->look == LOOK_STOPPING)
+                return; /* its reply schedules again */
+        uint64_t now = now_monotonic();
+        if (!r->idle_since)
+                r->idle_since = now;
+        char detail[192];
+        enum diagnosis_code sys = daemon_adapter_diagnosis(d, r->name, detail, sizeof detail);
+        if (sys != DIAG_NONE && sys != DIAG_ADAPTER_SHARED) {
+                r->look = LOOK_OFF;
+                uint64_t next = fail_due_system(r, now, sys, detail);
+                if (next != UINT64_MAX)
+                        arm_at(r, next);
+                return;
+        }
+
+        uint64_t next = UINT64_MAX, key;
+        struct module *m, *pick = NULL;
+        uint64_t budget = 0;
+        while ((m = agenda_head(&r->due, &key)) && key <= now) {
+                /* Not seen lately (just started, or BlueZ forgot it): looked for first, which
+                 * costs no other module anything, and read the moment it advertises. */
+                if (!asked(m) && !present(d, m, now)) {
+                        looking_add(m);
+                        continue;
+                }
+                pick = m;
+                break;
+        }
+        if (!pick && m)
+                next = key;
+        if (pick && !asked(pick) && pick->ok_at && pick->read_usec) {
+                /* A module that answered may have just gone to sleep: bounded by twice its
+                 * usual read, or the time until the next module is due, if longer. */
+                struct module *after = NULL;
+                uint64_t after_key = UINT64_MAX;
+                for (size_t c = 1; c <= 2 && c < r->due.n; c++)
+                        if (r->due.v[c].key < after_key) {
+                                after = r->due.v[c].module;
+                                after_key = r->due.v[c].key;
                         }
-                }
-                return 0;
+                uint64_t gap = after && after_key > now ? after_key - now : 0;
+                budget = MAX(gap, 2 * pick->read_usec + HEALTHY_MARGIN);
         }
-        if (!m->agenda_pos) {
-                if (d->n_agenda == d->agenda_cap) {
-                        size_t cap = d->agenda_cap ? 2 * d->agenda_cap : 16;
-                        struct agenda_entry *a = realloc(d->agenda, cap * sizeof *a);
-                        if (!a)
-                                return -ENOMEM;
-                        d->agenda = a;
-                        d->agenda_cap = cap;
+        while (!pick && (m = agenda_head(&r->retry, &key))) {
+                if (key > now) {
+                        next = MIN(next, key);
+                        break;
                 }
-                agenda_set(d, d->n_agenda++, (struct agenda_entry){.module = m});
+                if (!present(d, m, now)) {
+                        looking_add(m);
+                        continue;
+                }
+                /* Only in the time the modules that answer leave free, and no longer; on an
+                 * adapter so busy that no such gap comes for an interval, the shortest slot. */
+                uint64_t gap = next == UINT64_MAX ? UINT64_MAX : next - now;
+                uint64_t slot = MAX(RETRY_MIN_SLOT, m->read_usec * 3 / 2);
+                bool starved = now - key > m->interval;
+                if (gap < slot && !starved)
+                        break;
+                pick = m;
+                budget = gap == UINT64_MAX ? 0 : MAX(gap, slot + RETRY_MARGIN) - RETRY_MARGIN;
         }
-        d->agenda[m->agenda_pos - 1].key = agenda_key(m);
-        agenda_sift(d, m->agenda_pos - 1);
-        return 0;
-}
-
-/* The module to read now, or NULL and in *next when the first one is due. */
-static struct module *pick(struct daemon *d, uint64_t now, uint64_t *next)
-{
-        *next = UINT64_MAX;
-        if (!d->n_agenda)
-                return NULL;
-        if (d->agenda[0].key <= now)
-                return d->agenda[0].module;
-        *next = d->agenda[0].key;
-        return NULL;
+        if (pick) {
+                if (r->look == LOOK_ON) {
+                        look_stop(r); /* connecting while scanning is a known cause of aborts */
+                        return;
+                }
+                start_session(r, pick, budget);
+                return;
+        }
+        next = MIN(next, looks_expire(r, now));
+        if (r->n_looking && r->look == LOOK_OFF)
+                look_start(r);
+        else if (!r->n_looking && r->look == LOOK_ON)
+                look_stop(r);
+        if (next != UINT64_MAX)
+                arm_at(r, next);
 }
 
 void poller_schedule(struct daemon *d)
 {
         if (d->shutting_down)
                 return;
-        if (d->active)
-                return; /* one session at a time: its end schedules the next */
-        if (d->sync_pending && d->bluez && !bluez_bus_broken(d->bluez))
-                return; /* the first answer from BlueZ schedules again */
         if (d->scan_pending) {
-                int r = daemon_scan(d, d->scan_pending);
-                if (r < 0) {
-                        log_warning("Scan: cannot start: %s", strerror(-r));
-                        d->scan_pending = 0;
+                bool busy = false;
+                for (size_t i = 0; i < d->n_radios; i++)
+                        busy = busy || d->radios[i]->active;
+                if (!busy) {
+                        int r = daemon_scan(d, d->scan_pending);
+                        if (r < 0) {
+                                log_warning("Scan: cannot start: %s", strerror(-r));
+                                d->scan_pending = 0;
+                        }
                 }
         }
-        uint64_t now = now_monotonic();
-        if (daemon_scanning(d)) {
-                arm_at(d, d->scan_until + 1);
+        for (size_t i = 0; i < d->n_radios; i++)
+                poller_schedule_radio(d->radios[i]);
+}
+
+void poller_radio_free(struct radio *r)
+{
+        if (!r)
                 return;
-        }
-        uint64_t next;
-        struct module *m = pick(d, now, &next);
-        if (!m) {
-                if (next != UINT64_MAX)
-                        arm_at(d, next);
-                return;
-        }
-        char detail[192];
-        enum diagnosis_code sys = daemon_system_diagnosis(d, detail, sizeof detail);
-        if (sys != DIAG_NONE && sys != DIAG_ADAPTER_SHARED) {
-                fail_all_system(d, m, sys, detail);
-                m->poll_now = false;
-                m->next_due = now + interval(d);
-                if (m->verify) {
-                        struct verify_job *job = m->verify;
-                        m->verify = NULL;
-                        job->done(job->userdata, job->device, NULL, NULL);
-                }
-                if (m->write_pending) {
-                        m->write_pending = false;
-                        if (d->write_done)
-                                d->write_done(d, m->write_device, -ENOTCONN, diagnosis_info(sys)->code);
-                }
-                poller_requeue(d, m);
-                arm_at(d, now + 1); /* others may be due too; they get the same verdict */
-                return;
-        }
-        start_session(d, m);
+        sd_event_source_unref(r->timer);
+        free(r->due.v);
+        free(r->retry.v);
+        free(r->looking);
+        free(r);
 }
 
 /* Fixed rate: the next poll is due one interval after this one was due, so the length of a
@@ -261,7 +633,7 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
 
         /* The adapter was switched off or unplugged, or BlueZ went away, during the session:
          * the links dropped because of that, not because of the signal or the device. */
-        enum diagnosis_code sys = daemon_system_diagnosis(d, detail, size);
+        enum diagnosis_code sys = daemon_adapter_diagnosis(d, m->radio->name, detail, size);
         if (sys != DIAG_NONE && sys != DIAG_ADAPTER_SHARED) {
                 *state = DEVICE_ERROR;
                 return sys;
@@ -410,9 +782,7 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                         store_record(d->store, dev);
                 return;
         }
-        if (!dev->failures++)
-                dev->first_failure = now;
-        dev->polls_failed++;
+        count_failure(dev, now);
         char detail[192];
         enum device_state state;
         enum diagnosis_code c = poller_classify(d, m, dev, u, r, &state, detail, sizeof detail);
@@ -425,17 +795,39 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
         log_info("%s (%s): %s — %s", dev->cfg.name, dev->cfg.address, diagnosis_info(c)->code, detail);
 }
 
+/* A poll or verify session's verdict on the module: answering, or retried with backoff. */
+static void module_result(
+        struct module *m, const struct link_report *r, const struct link_unit *units, size_t n, uint64_t now)
+{
+        bool ok = false;
+        for (size_t i = 0; i < n; i++)
+                ok = ok || units[i].blocks_ok > 0;
+        if (ok) {
+                m->ok_at = now;
+                m->backoff = 0;
+                m->read_usec = r->duration_usec;
+                m->next_due = next_due_after(m->next_due, now, m->interval);
+                return;
+        }
+        m->failed_at = r->started_usec;
+        m->backoff++;
+        m->next_due = now + retry_delay(m->interval, m->backoff);
+}
+
 void poller_session_done(struct daemon *d, struct module *m)
 {
+        struct radio *rad = m->radio;
         const struct link_report *r = link_report(m->link);
         size_t n;
         const struct link_unit *units = link_units(m->link, &n);
         uint64_t now = now_monotonic();
-        if (d->active == m)
-                d->active = NULL;
-        d->sessions++;
+        if (rad->active == m) {
+                rad->active = NULL;
+                rad->idle_since = now;
+        }
+        rad->sessions++;
         if (r->reached != LINK_STAGE_DONE)
-                d->sessions_failed++;
+                rad->sessions_failed++;
 
         if (m->session_kind == SESSION_WRITE) {
                 m->write_pending = false;
@@ -450,11 +842,14 @@ void poller_session_done(struct daemon *d, struct module *m)
                         process_unit(d, m, m->session_device, &units[0], r);
                 if (job)
                         job->done(job->userdata, job->device, r, &units[0]);
+                if (m->next_due != UINT64_MAX && n)
+                        module_result(m, r, units, 1, now);
         } else {
                 for (size_t i = 0; i < n && i < m->n_devices; i++)
                         process_unit(d, m, m->devices[i], &units[i], r);
                 m->poll_now = false;
-                m->next_due = next_due_after(m->next_due, now, interval(d));
+                if (m->next_due != UINT64_MAX)
+                        module_result(m, r, units, n, now);
         }
         poller_requeue(d, m);
         if (!d->shutting_down)
@@ -468,7 +863,7 @@ int poller_verify(struct daemon *d, struct verify_job *job)
                 return -EBUSY;
         m->verify = job;
         poller_requeue(d, m);
-        poller_schedule(d);
+        poller_schedule_radio(m->radio);
         return 0;
 }
 

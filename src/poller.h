@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Schedules sessions (one at a time per adapter), turns their results into device state,
- * readings and diagnoses. */
+/* Schedules sessions, one at a time per radio and radios in parallel, and turns their results
+ * into device state, readings and diagnoses. Modules that answer are read first and on
+ * schedule; a module that failed is retried with backoff, only when it was seen advertising
+ * since, and only for the time the others leave free: one that cannot be reached costs the
+ * others nothing. */
 
 #include "daemon.h"
 
@@ -14,11 +17,18 @@ struct verify_job {
         void *userdata;
 };
 
+/* Starts what is due on every radio. */
 void poller_schedule(struct daemon *d);
+void poller_schedule_radio(struct radio *r);
 /* Call after changing what m is due for: next_due, poll_now, verify, write_pending or its
- * devices. A module without devices leaves the agenda; call before freeing one. */
+ * devices. A module without devices leaves its radio's agenda; call before freeing one. */
 int poller_requeue(struct daemon *d, struct module *m);
 void poller_session_done(struct daemon *d, struct module *m);
+/* An advertisement from m: a module waiting to be seen is tried now. */
+void poller_module_seen(struct daemon *d, struct module *m);
+/* BlueZ went away or the bus was reconnected: our discoveries ended with it. */
+void poller_discovery_lost(struct daemon *d);
+void poller_radio_free(struct radio *r);
 /* Runs a verify session for dev with a step trace; -EBUSY if one is already queued. */
 int poller_verify(struct daemon *d, struct verify_job *job);
 void poller_verify_cancel(struct daemon *d, struct verify_job *job);
@@ -30,3 +40,5 @@ enum diagnosis_code poller_classify(const struct daemon *d, const struct module 
 
 /* When a module's next poll is due, given when this one was due (exposed for the tests). */
 uint64_t next_due_after(uint64_t due, uint64_t now, uint64_t interval);
+/* How long a module waits after its n-th failure in a row (n >= 1). */
+uint64_t retry_delay(uint64_t interval, unsigned failures);

@@ -15,7 +15,7 @@
 #include "store-codec.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define HOUR_USEC      (3600LL * 1000000)
 /* An hour is compacted once it is this long over, plus the commit interval: a poll that
  * started before the hour ended may still be recorded, and then wait in memory. */
@@ -274,6 +274,16 @@ static int migrate(struct store *s)
                         return r;
                 if (version == 1)
                         log_info("store: rows rewritten in the compact format of schema 2");
+        }
+        if (version < 3) {
+                /* Devices added through the API keep their own adapter and interval. */
+                int r = exec(s, "BEGIN; ALTER TABLE devices ADD COLUMN adapter TEXT;"
+                                "ALTER TABLE devices ADD COLUMN poll_interval INTEGER;"
+                                "PRAGMA user_version = 3; COMMIT");
+                if (r < 0) {
+                        exec(s, "ROLLBACK");
+                        return r;
+                }
         }
         return 0;
 }
@@ -747,8 +757,9 @@ int store_save_device(struct store *s, const struct device_config *cfg)
                 return -ENOTCONN;
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
-                "INSERT OR REPLACE INTO devices (id, name, address, family, modbus_id) VALUES (?, ?, ?, ?, "
-                "?)",
+                "INSERT OR REPLACE INTO devices (id, name, address, family, modbus_id, adapter, "
+                "poll_interval) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return write_failed(s, rc, "saving a device");
@@ -757,6 +768,10 @@ int store_save_device(struct store *s, const struct device_config *cfg)
         sqlite3_bind_text(st, 3, cfg->address, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, cfg->family->name, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 5, cfg->modbus_id);
+        if (cfg->adapter[0])
+                sqlite3_bind_text(st, 6, cfg->adapter, -1, SQLITE_STATIC);
+        if (cfg->poll_interval)
+                sqlite3_bind_int(st, 7, (int)cfg->poll_interval);
         rc = sqlite3_step(st);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE)
@@ -786,7 +801,9 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n)
                 return 0;
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
-                "SELECT id, name, address, family, modbus_id FROM devices ORDER BY rowid", -1, &st, NULL);
+                "SELECT id, name, address, family, modbus_id, adapter, poll_interval FROM devices ORDER BY "
+                "rowid",
+                -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
         while (sqlite3_step(st) == SQLITE_ROW) {
@@ -794,8 +811,11 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n)
                 char err[256];
                 if (device_config_from_fields(&c, (const char *)sqlite3_column_text(st, 1),
                             (const char *)sqlite3_column_text(st, 2),
-                            (const char *)sqlite3_column_text(st, 3), sqlite3_column_int(st, 4),
-                            "stored device", err, sizeof err) < 0) {
+                            (const char *)sqlite3_column_text(st, 3),
+                            /* the shunt is stored with id 0: "its default" */
+                            sqlite3_column_int(st, 4) ?: -1, "stored device", err, sizeof err) < 0 ||
+                        device_config_set_schedule(&c, (const char *)sqlite3_column_text(st, 5),
+                                sqlite3_column_int(st, 6), "stored device", err, sizeof err) < 0) {
                         log_warning("store: ignoring a stored device: %s", err);
                         continue;
                 }

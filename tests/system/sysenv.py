@@ -26,6 +26,20 @@ DEMO_DEVICES = [
 ]
 
 
+def slug(name):
+    """The API's id for a device name (options.c slugify)."""
+    out, dash = [], False
+    for c in name:
+        if c.isascii() and c.isalnum():
+            if dash and out:
+                out.append("-")
+            out.append(c.lower())
+            dash = False
+        else:
+            dash = True
+    return "".join(out)
+
+
 def read_text(path):
     with open(path) as f:
         return f.read()

@@ -39,6 +39,32 @@ START_TEST(options_valid_and_defaults)
         ck_assert_str_eq(o.adapter, "hci0");
         ck_assert_uint_eq(o.port, 8099);
         ck_assert(!o.keep_connected);
+        /* No adapter or interval of their own: the global ones. */
+        ck_assert_str_eq(device_config_adapter(&o.devices[0], &o), "hci0");
+        ck_assert_uint_eq(device_config_interval(&o.devices[1], &o), 15);
+        options_done(&o);
+}
+END_TEST
+
+/* A device's own adapter and interval; one equal to the global option is the default. */
+START_TEST(options_per_device_adapter_and_interval)
+{
+        struct options o;
+        char err[512];
+        ck_assert_int_eq(
+                parse("{\"adapter\":\"hci0\",\"poll_interval\":20,\"devices\":["
+                      "{\"name\":\"Inverter\",\"address\":\"D8:B6:73:10:20:35\",\"type\":\"inverter\","
+                      "\"adapter\":\"hci1\",\"poll_interval\":60},"
+                      "{\"name\":\"Rover\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"controller\","
+                      "\"adapter\":\"hci0\",\"poll_interval\":20}]}",
+                        &o, err, sizeof err),
+                0);
+        ck_assert_str_eq(device_config_adapter(&o.devices[0], &o), "hci1");
+        ck_assert_uint_eq(device_config_interval(&o.devices[0], &o), 60);
+        ck_assert_str_eq(o.devices[1].adapter, "");
+        ck_assert_uint_eq(o.devices[1].poll_interval, 0);
+        ck_assert_str_eq(device_config_adapter(&o.devices[1], &o), "hci0");
+        ck_assert_uint_eq(device_config_interval(&o.devices[1], &o), 20);
         options_done(&o);
 }
 END_TEST
@@ -73,6 +99,21 @@ START_TEST(options_rejected_with_the_option_named)
                         "'devices[0].colour'"},
                 {"{\"devices\": [{\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\"}]}",
                         "'devices[0].name'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\","
+                 "\"adapter\":\"usb0\"}]}",
+                        "'devices[0].adapter'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\","
+                 "\"poll_interval\":2}]}",
+                        "'devices[0].poll_interval'"},
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\","
+                 "\"poll_interval\":0}]}",
+                        "'devices[0].poll_interval'"},
+                /* One module, one link, one adapter. */
+                {"{\"devices\": [{\"name\":\"A\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\","
+                 "\"modbus_id\":48,\"adapter\":\"hci1\"},"
+                 "{\"name\":\"B\",\"address\":\"60:98:66:ED:FC:11\",\"type\":\"battery\",\"modbus_id\":49}]"
+                 "}",
+                        "name different adapters"},
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
                 struct options o;
@@ -209,25 +250,53 @@ START_TEST(schedule_fixed_rate)
 }
 END_TEST
 
-/* The agenda always has at its head a module nothing else is due before: asked-for modules
- * (poll now, write, verify) first, then the earliest next_due. Checked against a search of
- * every module after each of a few thousand random changes, with modules leaving and coming
- * back, and each module's recorded place in the heap. */
+/* A failed module is retried every interval at first, then less and less often, never less
+ * often than every five minutes (or its interval, if longer). */
+START_TEST(retry_backs_off_to_a_cap)
+{
+        const uint64_t s = 1000000;
+        ck_assert_uint_eq(retry_delay(10 * s, 1), 10 * s);
+        ck_assert_uint_eq(retry_delay(10 * s, 3), 10 * s);
+        ck_assert_uint_eq(retry_delay(10 * s, 4), 20 * s);
+        ck_assert_uint_eq(retry_delay(10 * s, 6), 80 * s);
+        ck_assert_uint_eq(retry_delay(10 * s, 9), 300 * s);
+        ck_assert_uint_eq(retry_delay(10 * s, 1000), 300 * s);
+        ck_assert_uint_eq(retry_delay(600 * s, 7), 600 * s);
+}
+END_TEST
+
+static void check_heap(const struct agenda *a)
+{
+        for (size_t i = 0; i < a->n; i++) {
+                ck_assert_ptr_eq(a->v[i].module->queue, a);
+                ck_assert_uint_eq(a->v[i].module->queue_pos, i + 1);
+                if (i)
+                        ck_assert_uint_le(a->v[(i - 1) / 2].key, a->v[i].key);
+        }
+}
+
+/* Each module waits in the right agenda of its radio: the due one while it answers or a
+ * session was asked for (key 0), the retry one after a failure, none without devices; each
+ * agenda's head is its earliest. Checked against every module after each of a few thousand
+ * random changes, with modules leaving and coming back. */
 START_TEST(agenda_head_is_the_earliest_module)
 {
-        enum { MODULES = 200, STEPS = 2000 };
+        enum { MODULES = 200, STEPS = 3000 };
         static struct module mods[MODULES];
         struct daemon d = {0};
+        struct radio r = {.daemon = &d};
         memset(mods, 0, sizeof mods);
         srand(11);
         for (int i = 0; i < MODULES; i++) {
+                mods[i].radio = &r;
                 mods[i].n_devices = 1;
                 mods[i].next_due = (uint64_t)(rand() % 1000) * 1000;
+                mods[i].backoff = i % 3 ? 0 : 2;
                 ck_assert_int_eq(poller_requeue(&d, &mods[i]), 0);
         }
         for (int step = 0; step < STEPS; step++) {
                 struct module *m = &mods[rand() % MODULES];
-                switch (rand() % 4) {
+                switch (rand() % 5) {
                 case 0:
                         m->next_due = (uint64_t)(rand() % 1000) * 1000;
                         break;
@@ -237,30 +306,45 @@ START_TEST(agenda_head_is_the_earliest_module)
                 case 2:
                         m->n_devices = !m->n_devices; /* leaves, or comes back */
                         break;
+                case 3:
+                        m->backoff = m->backoff ? 0 : 1 + (unsigned)(rand() % 4); /* fails, or answers */
+                        m->ok_at = 1;
+                        break;
                 default:
                         m->next_due = UINT64_MAX; /* no schedule (blupowd verify) */
                 }
                 ck_assert_int_eq(poller_requeue(&d, m), 0);
-                size_t in = 0;
-                uint64_t best = UINT64_MAX;
+                size_t in_due = 0, in_retry = 0;
+                uint64_t best_due = UINT64_MAX, best_retry = UINT64_MAX;
                 for (int i = 0; i < MODULES; i++) {
-                        if (!mods[i].n_devices) {
-                                ck_assert_uint_eq(mods[i].agenda_pos, 0);
+                        struct module *x = &mods[i];
+                        if (!x->n_devices) {
+                                ck_assert_ptr_null(x->queue);
                                 continue;
                         }
-                        in++;
-                        ck_assert_ptr_eq(d.agenda[mods[i].agenda_pos - 1].module, &mods[i]);
-                        uint64_t key = mods[i].poll_now ? 0 : mods[i].next_due;
-                        ck_assert_uint_eq(d.agenda[mods[i].agenda_pos - 1].key, key);
-                        best = key < best ? key : best;
+                        bool due = x->poll_now || !x->backoff;
+                        ck_assert_ptr_eq(x->queue, due ? &r.due : &r.retry);
+                        uint64_t key = x->poll_now ? 0 : x->next_due;
+                        ck_assert_uint_eq(x->queue->v[x->queue_pos - 1].key, key);
+                        if (due) {
+                                in_due++;
+                                best_due = key < best_due ? key : best_due;
+                        } else {
+                                in_retry++;
+                                best_retry = key < best_retry ? key : best_retry;
+                        }
                 }
-                ck_assert_uint_eq(d.n_agenda, in);
-                if (in)
-                        ck_assert_uint_eq(d.agenda[0].key, best);
-                for (size_t i = 1; i < d.n_agenda; i++)
-                        ck_assert_uint_le(d.agenda[(i - 1) / 2].key, d.agenda[i].key);
+                ck_assert_uint_eq(r.due.n, in_due);
+                ck_assert_uint_eq(r.retry.n, in_retry);
+                if (in_due)
+                        ck_assert_uint_eq(r.due.v[0].key, best_due);
+                if (in_retry)
+                        ck_assert_uint_eq(r.retry.v[0].key, best_retry);
+                check_heap(&r.due);
+                check_heap(&r.retry);
         }
-        free(d.agenda);
+        free(r.due.v);
+        free(r.retry.v);
 }
 END_TEST
 
@@ -285,6 +369,7 @@ int main(void)
         TCase *tc = tcase_create("core");
         tcase_add_test(tc, options_valid_and_defaults);
         tcase_add_test(tc, options_rejected_with_the_option_named);
+        tcase_add_test(tc, options_per_device_adapter_and_interval);
         tcase_add_test(tc, options_duplicates_name_both_entries);
         tcase_add_test(tc, access_rules);
         tcase_add_test(tc, routing);
@@ -292,6 +377,7 @@ int main(void)
         tcase_add_test(tc, every_diagnosis_has_text);
         tcase_add_test(tc, schedule_fixed_rate);
         tcase_add_test(tc, agenda_head_is_the_earliest_module);
+        tcase_add_test(tc, retry_backs_off_to_a_cap);
         suite_add_tcase(s, tc);
         return run_suite(s);
 }

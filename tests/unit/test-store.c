@@ -193,6 +193,7 @@ START_TEST(schema_1_database_is_migrated)
                 "CREATE TABLE device_info (dev INTEGER PRIMARY KEY, model TEXT, serial TEXT, firmware TEXT);"
                 "CREATE TABLE devices (id TEXT PRIMARY KEY, name TEXT NOT NULL, address TEXT NOT NULL,"
                 "  family TEXT NOT NULL, modbus_id INTEGER NOT NULL);"
+                "INSERT INTO devices VALUES ('shed', 'Shed', 'C4:D3:6A:00:11:22', 'shunt', 0);"
                 "INSERT INTO device_ids VALUES (1, '%s');"
                 "INSERT INTO keys VALUES (1, 1, 'battery_voltage'), (2, 1, 'load_status');"
                 /* battery 13.4 V (one decimal), load on */
@@ -229,12 +230,34 @@ START_TEST(schema_1_database_is_migrated)
         /* New polls go on in the new format next to the migrated ones. */
         dev->readings_at = t0 + 2 * hour + 10 * 1000000;
         ck_assert_int_eq(store_record(s, dev), 0);
+        /* A device added through the API before schema 3 is kept, with the global adapter and
+         * interval; one added now keeps its own. */
+        struct device_config *cfgs;
+        size_t n_cfgs;
+        ck_assert_int_eq(store_load_devices(s, &cfgs, &n_cfgs), 0);
+        ck_assert_uint_eq(n_cfgs, 1);
+        ck_assert_str_eq(cfgs[0].id, "shed");
+        ck_assert_str_eq(cfgs[0].adapter, "");
+        ck_assert_uint_eq(cfgs[0].poll_interval, 0);
+        free(cfgs);
+        struct device_config van;
+        char msg[256];
+        ck_assert_int_eq(device_config_from_fields(
+                                 &van, "Van", "60:98:66:ED:FC:12", "controller", -1, "t", msg, sizeof msg),
+                0);
+        ck_assert_int_eq(device_config_set_schedule(&van, "hci1", 120, "t", msg, sizeof msg), 0);
+        ck_assert_int_eq(store_save_device(s, &van), 0);
+        ck_assert_int_eq(store_load_devices(s, &cfgs, &n_cfgs), 0);
+        ck_assert_uint_eq(n_cfgs, 2);
+        ck_assert_str_eq(cfgs[1].adapter, "hci1");
+        ck_assert_uint_eq(cfgs[1].poll_interval, 120);
+        free(cfgs);
         store_close(s);
         ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
         sqlite3_stmt *st;
         ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
         ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-        ck_assert_int_eq(sqlite3_column_int(st, 0), 2);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 3);
         sqlite3_finalize(st);
         sqlite3_close(db);
 }
