@@ -7,7 +7,11 @@ so the interval is the shortest the link allows: max(5 s, 1.2 s x devices).
 --instant-link sets the simulated link's latencies to zero (connect, service resolution, replies),
 so that no wake of a poll follows a wait for the radio: what is left is the work and the hops
 through the bus.
-    make && /usr/bin/python3 bench/scale.py [--instant-link] [SECONDS_PER_RUN] [COUNTS...]"""
+--asleep PERCENT puts that share of the modules to sleep (every tenth, for 10): they never
+advertise, and a Connect to them gets no answer for 60 s, as on BlueZ over a real controller.
+The table then shows, for the others, the polls that missed their schedule and how old their
+data got against their interval plus their own read time, sampled every 2 s.
+    make && /usr/bin/python3 bench/scale.py [--instant-link] [--asleep PERCENT] [SECONDS_PER_RUN] [COUNTS...]"""
 import json
 import os
 import shutil
@@ -105,7 +109,15 @@ def close_bus(bus):
 INSTANT = {"connect_ms": 0, "resolve_ms": 0, "response_ms": 0, "chunk_interval_ms": 0}
 
 
-def start(n, build=BUILD, port=18299, instant=False, sim_build=None, wrapper=()):
+def asleep_modules(n, percent):
+    """Which of n modules sleep: evenly spread, percent of them."""
+    if not percent:
+        return set()
+    step = 100 / percent
+    return {int(k * step + step - 1) for k in range(int(n * percent / 100))}
+
+
+def start(n, build=BUILD, port=18299, instant=False, sim_build=None, wrapper=(), asleep=frozenset()):
     """A private bus, the simulator with n charge controllers on one adapter, and blupowd polling
     them at the shortest interval the link allows; returns once the API answers. blupowd comes
     from build, the simulator from sim_build (the same by default); wrapper is a command that
@@ -119,11 +131,13 @@ def start(n, build=BUILD, port=18299, instant=False, sim_build=None, wrapper=())
                         "units": [{"family": "controller", "id": 255}]})
         if instant:
             modules[-1]["timing"] = INSTANT
+        if i in asleep:
+            modules[-1]["faults"] = {"asleep": True}
         devices.append({"name": f"Controller {i}", "address": addr, "type": "controller"})
     interval = max(5, int(1.2 * n + 0.999))
     with open(os.path.join(d, "scenario.json"), "w") as f:
         json.dump({"adapters": [{"name": "hci0", "address": "00:1A:7D:DA:71:13", "powered": True}],
-                   "modules": modules}, f)
+                   "modules": modules, "le_connect_timeout_ms": 60000}, f)
     with open(os.path.join(d, "options.json"), "w") as f:
         json.dump({"devices": devices, "poll_interval": interval}, f)
     env, bus = private_bus()
@@ -191,6 +205,36 @@ def run(n, seconds, instant=False):
         stop(stack)
 
 
+def run_asleep(n, seconds, percent):
+    """The awake modules' schedule with percent of the modules asleep."""
+    asleep = asleep_modules(n, percent)
+    stack = start(n, asleep=asleep)
+    port, interval = stack["port"], stack["interval"]
+    awake_ids = {f"controller-{i}" for i in range(n) if i not in asleep}
+    try:
+        time.sleep(warm_up(interval))
+        ok0, failed0 = polls_ok(port)
+        t0 = time.monotonic()
+        worst, late, samples = -1e9, 0, 0
+        while time.monotonic() < t0 + seconds:
+            devs = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/devices"))["devices"]
+            for d in devs:
+                if d["id"] in awake_ids and d["age_s"] is not None:
+                    over = d["age_s"] - (d["poll_interval"] + (d["poll_ms"] or 0) / 1000)
+                    worst = max(worst, over)
+                    late += over > 1.0
+                    samples += 1
+            time.sleep(2)
+        elapsed = time.monotonic() - t0
+        ok1, failed1 = polls_ok(port)
+        expected = len(awake_ids) * elapsed / interval
+        return {"n": n, "asleep": len(asleep), "interval": interval, "seconds": round(elapsed),
+                "polls": ok1 - ok0, "failed": failed1 - failed0, "expected": round(expected),
+                "missed": max(0, round(expected - (ok1 - ok0))), "worst": worst, "late": late, "samples": samples}
+    finally:
+        stop(stack)
+
+
 def machine_note():
     """What this machine charges for a wake (bench/wake-cost.c): the floor under CPU per poll."""
     out = subprocess.run([os.path.join(BUILD, "bench/wake-cost")], capture_output=True, text=True, check=True).stdout
@@ -221,8 +265,24 @@ def main():
     args = sys.argv[1:]
     instant = "--instant-link" in args
     args = [a for a in args if a != "--instant-link"]
+    percent = 0
+    if "--asleep" in args:
+        i = args.index("--asleep")
+        percent = int(args[i + 1])
+        del args[i:i + 2]
     seconds = int(args[0]) if args else 60
     counts = [int(x) for x in args[1:]] or [1, 10, 50, 200]
+    if percent:
+        print(f"{percent} % of the modules asleep (no advertisement, Connect unanswered for 60 s).")
+        print()
+        print("| devices | asleep | interval (s) | measured (s) | polls of the others | expected | missed | failed "
+              "(the sleeping ones) | worst age over interval + read (s) | samples over it by > 1 s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for n in counts:
+            r = run_asleep(n, seconds, percent)
+            print(f"| {r['n']} | {r['asleep']} | {r['interval']} | {r['seconds']} | {r['polls']} | {r['expected']} | "
+                  f"{r['missed']} | {r['failed']} | {r['worst']:+.1f} | {r['late']} of {r['samples']} |", flush=True)
+        return
     print(machine_note())
     print("Instant link: no latency on the simulated radio." if instant else floor_note())
     print()

@@ -36,7 +36,12 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 """
 
 
-def wait_for(pred, timeout, what):
+def slug(name):
+    """The API's id for a device name."""
+    return "-".join("".join(c.lower() if c.isalnum() else " " for c in name).split())
+
+
+def wait_for(pred, timeout, what, interval=0.2):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -46,7 +51,7 @@ def wait_for(pred, timeout, what):
                 return last
         except (OSError, ValueError, dbus.DBusException) as e:
             last = e
-        time.sleep(0.2)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
