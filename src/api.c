@@ -98,6 +98,7 @@ int api_route_match(const char *method, const char *path, struct api_match *m)
                 {"/api/v1/devices", ROUTE_DEVICES, "GET, HEAD, POST"},
                 {"/api/v1/diagnostics", ROUTE_DIAGNOSTICS, "GET, HEAD"},
                 {"/api/v1/scan", ROUTE_SCAN, "GET, HEAD, POST"},
+                {"/api/v1/scan/hub", ROUTE_SCAN_HUB, "POST"},
                 {"/api/v1/adapter/power", ROUTE_ADAPTER_POWER, "POST"},
                 {"/api/v1/homeassistant/package.yaml", ROUTE_HA_PACKAGE, "GET, HEAD"},
                 {"/metrics", ROUTE_METRICS, "GET, HEAD"},
@@ -331,6 +332,107 @@ static int start_verify(struct api *a, struct http_request *req, struct device *
         return 0;
 }
 
+/* ---- a battery hub's ids, surveyed over one connection ---- */
+
+struct hub_ctx {
+        struct api *api;
+        struct http_request *req;
+        struct hub_probe *probe; /* NULL once done */
+};
+
+static void hub_done(
+        struct hub_probe *p, const struct link_unit *units, size_t n, const struct link_report *r)
+{
+        struct hub_ctx *h = p->userdata;
+        struct daemon *d = h->api->d;
+        h->probe = NULL;
+        if (!units || !r || r->reached < LINK_STAGE_EXCHANGE) {
+                char detail[192];
+                enum diagnosis_code c = daemon_adapter_diagnosis(d, p->radio->name, detail, sizeof detail);
+                respond_error(h->req, 502, "survey_failed", "the hub could not be surveyed: %s%s%s",
+                        r && r->message[0] ? r->message : "no session",
+                        c != DIAG_NONE && c != DIAG_ADAPTER_SHARED ? " — " : "",
+                        c != DIAG_NONE && c != DIAG_ADAPTER_SHARED ? diagnosis_info(c)->code : "");
+                return;
+        }
+        json_t *packs = json_array(), *silent = json_array();
+        for (size_t i = 0; i < n; i++) {
+                const struct link_unit *u = &units[i];
+                if (!u->blocks_ok && !u->exceptions) {
+                        json_array_append_new(silent, json_integer(u->modbus_id));
+                        continue;
+                }
+                const char *model = NULL;
+                struct renogy_readings rd;
+                const struct renogy_reading *mr = NULL;
+                if (u->blocks_ok && renogy_decode(&renogy_battery, &u->image, &rd) > 0 &&
+                        (mr = renogy_readings_get(&rd, "model")) && mr->type == RV_TEXT && mr->text[0])
+                        model = mr->text;
+                const char *device = NULL;
+                for (size_t k = 0; k < d->n_devices; k++)
+                        if (streq(d->devices[k]->cfg.address, p->address) &&
+                                d->devices[k]->cfg.modbus_id == u->modbus_id)
+                                device = d->devices[k]->cfg.id;
+                json_array_append_new(packs,
+                        json_pack("{s:i,s:s,s:s?,s:b,s:s?}", "modbus_id", (json_int_t)u->modbus_id, "type",
+                                "battery", "model", model, "configured", device != NULL, "device", device));
+        }
+        respond_json(h->req, 200,
+                json_pack("{s:s,s:s,s:o,s:o,s:f}", "address", p->address, "adapter", p->radio->name, "packs",
+                        packs, "silent", silent, "seconds", (double)r->duration_usec / 1e6));
+}
+
+static void hub_abandoned(void *userdata)
+{
+        struct hub_ctx *h = userdata;
+        if (h->probe)
+                daemon_probe_cancel(h->api->d, h->probe);
+        free(h);
+}
+
+static int handle_hub(struct api *a, struct http_request *req, const struct http_request_info *info)
+{
+        bool failed;
+        json_t *body = parse_body(req, info, &failed);
+        if (failed)
+                return 0;
+        json_t *addr = json_object_get(body, "address"), *ad = json_object_get(body, "adapter");
+        if (!json_is_string(addr) || (ad && !json_is_null(ad) && !json_is_string(ad))) {
+                json_decref(body);
+                return respond_error(req, 400, "bad_request",
+                        "expected {\"address\": \"F8:55:48:1B:1B:B7\"} and optionally \"adapter\"");
+        }
+        char address[32], adapter[16] = "";
+        snprintf(address, sizeof address, "%s", json_string_value(addr));
+        if (json_is_string(ad))
+                snprintf(adapter, sizeof adapter, "%s", json_string_value(ad));
+        json_decref(body);
+        struct hub_ctx *h = calloc(1, sizeof *h);
+        if (!h)
+                return respond_error(req, 500, "oom", "out of memory");
+        *h = (struct hub_ctx){.api = a, .req = req};
+        int r = daemon_probe_hub(a->d, address, adapter[0] ? adapter : NULL, hub_done, h, &h->probe);
+        if (r < 0) {
+                free(h);
+                if (r == -EINVAL)
+                        return respond_error(
+                                req, 400, "bad_request", "'%s' is not a Bluetooth address", address);
+                if (r == -ENODEV)
+                        return respond_error(
+                                req, 404, "no_such_adapter", "no device uses adapter '%s'", adapter);
+                if (r == -EXDEV)
+                        return respond_error(req, 409, "other_adapter",
+                                "%s is configured on another adapter: survey it there", address);
+                if (r == -EBUSY)
+                        return respond_error(
+                                req, 409, "busy", "a survey is already waiting for that adapter");
+                return respond_error(req, 500, "survey_failed", "%s", strerror(-r));
+        }
+        http_set_abandon(req, hub_abandoned, h);
+        http_suspend(req);
+        return 0;
+}
+
 struct load_job {
         struct api *api;
         struct http_request *req;
@@ -504,7 +606,7 @@ static int handle_load(
 static bool needs_bluez(enum api_route r)
 {
         return r == ROUTE_DEVICE_POLL || r == ROUTE_DEVICE_VERIFY || r == ROUTE_DEVICE_LOAD ||
-               r == ROUTE_ADAPTER_POWER || r == ROUTE_SCAN;
+               r == ROUTE_ADAPTER_POWER || r == ROUTE_SCAN || r == ROUTE_SCAN_HUB;
 }
 
 static int handle(void *userdata, struct http_request *req, const struct http_request_info *info)
@@ -619,6 +721,8 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                                 req, 202, json_pack("{s:b,s:I}", "scanning", 1, "seconds", seconds));
                 }
                 return respond_json(req, 200, view_scan(d));
+        case ROUTE_SCAN_HUB:
+                return handle_hub(a, req, info);
         case ROUTE_ADAPTER_POWER: {
                 /* {"adapter": "hci1"} powers that one; no body, every adapter in use that is off. */
                 bool failed;

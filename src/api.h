@@ -54,6 +54,7 @@ enum api_route {
         ROUTE_DEVICE_LOAD,
         ROUTE_DIAGNOSTICS,
         ROUTE_SCAN,
+        ROUTE_SCAN_HUB,
         ROUTE_ADAPTER_POWER,
         ROUTE_HA_PACKAGE,
         ROUTE_METRICS,

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,11 +111,29 @@ static bool on_module_adapter(const struct daemon *d, const struct module *m, co
         return a && bd->adapter_path && streq(a->path, bd->adapter_path);
 }
 
+/* A hub survey on a module no device uses has a link of its own to feed. */
+static struct hub_probe *own_probe(struct daemon *d, const char *address)
+{
+        for (size_t i = 0; i < d->n_radios; i++) {
+                struct hub_probe *p = d->radios[i]->probe;
+                if (p && p->link && streq(p->address, address))
+                        return p;
+        }
+        return NULL;
+}
+
 static void on_device(void *userdata, const struct bluez_device *bd, unsigned what)
 {
         struct daemon *d = userdata;
         struct module *m = module_by_address(d, bd->address);
-        if (!m || !on_module_adapter(d, m, bd))
+        if (!m) {
+                struct hub_probe *p = own_probe(d, bd->address);
+                const struct bluez_adapter *a = p ? bluez_adapter_find(d->bluez, p->radio->name) : NULL;
+                if (a && bd->adapter_path && streq(a->path, bd->adapter_path))
+                        link_on_device(p->link, bd, what);
+                return;
+        }
+        if (!on_module_adapter(d, m, bd))
                 return;
         if (bd->name[0])
                 snprintf(m->name, sizeof m->name, "%s", bd->name);
@@ -136,9 +155,13 @@ static void on_device(void *userdata, const struct bluez_device *bd, unsigned wh
 static void on_notification(void *userdata, const char *char_path, const uint8_t *data, size_t len)
 {
         struct daemon *d = userdata;
-        for (size_t i = 0; i < d->n_radios; i++)
-                if (d->radios[i]->active)
-                        link_on_notification(d->radios[i]->active->link, char_path, data, len);
+        for (size_t i = 0; i < d->n_radios; i++) {
+                struct radio *r = d->radios[i];
+                if (r->active)
+                        link_on_notification(r->active->link, char_path, data, len);
+                else if (r->probe && r->probe->link && r->probe->started)
+                        link_on_notification(r->probe->link, char_path, data, len);
+        }
 }
 
 static void on_synced(void *userdata, enum bluez_error e, const char *message)
@@ -624,6 +647,96 @@ int daemon_power_adapter(struct daemon *d, const char *name)
         return r;
 }
 
+/* ---- battery hub surveys ---- */
+
+static void probe_link_done(struct link *l, void *userdata)
+{
+        struct hub_probe *p = userdata;
+        poller_probe_done(p->radio);
+}
+
+static int on_free_link(sd_event_source *s, void *userdata)
+{
+        link_free(userdata);
+        sd_event_source_unref(s);
+        return 0;
+}
+
+void daemon_probe_release(struct daemon *d, struct hub_probe *p)
+{
+        if (p->link) {
+                if (d->bluez && !module_by_address(d, p->address))
+                        bluez_unwatch_device(d->bluez, p->radio->name, p->address);
+                /* Not from inside its own callbacks, which may be what ends here: the source is
+                 * one-shot and unreferences itself. */
+                sd_event_source *src;
+                if (sd_event_add_defer(d->event, &src, on_free_link, p->link) < 0)
+                        link_free(p->link);
+        }
+        free(p);
+}
+
+int daemon_probe_hub(struct daemon *d, const char *address, const char *adapter,
+        void (*done)(
+                struct hub_probe *p, const struct link_unit *units, size_t n, const struct link_report *r),
+        void *userdata, struct hub_probe **ret)
+{
+        char addr[18] = "";
+        snprintf(addr, sizeof addr, "%s", address ? address : "");
+        for (char *c = addr; *c; c++)
+                *c = (char)toupper((unsigned char)*c);
+        if (!address_valid(addr))
+                return -EINVAL;
+        struct module *m = module_by_address(d, addr);
+        const char *name = adapter ? adapter : m ? m->radio->name : d->opts.adapter;
+        if (m && !streq(name, m->radio->name))
+                return -EXDEV; /* a module is reached through its own adapter only */
+        struct radio *r = daemon_radio_find(d, name);
+        if (!r)
+                return -ENODEV;
+        if (r->probe)
+                return -EBUSY;
+        struct hub_probe *p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        *p = (struct hub_probe){.daemon = d, .radio = r, .module = m, .done = done, .userdata = userdata};
+        snprintf(p->address, sizeof p->address, "%s", addr);
+        if (!m) {
+                struct link_config lc = {
+                        .event = d->event,
+                        .fresh_adv_usec = 30 * USEC_PER_SEC,
+                        .done = probe_link_done,
+                        .userdata = p,
+                };
+                snprintf(lc.adapter, sizeof lc.adapter, "%s", r->name);
+                snprintf(lc.address, sizeof lc.address, "%s", addr);
+                int res = link_new(&p->link, &lc);
+                if (res < 0) {
+                        free(p);
+                        return res;
+                }
+                if (d->bluez)
+                        bluez_watch_device(d->bluez, r->name, addr);
+        }
+        r->probe = p;
+        *ret = p;
+        poller_schedule_radio(r);
+        return 0;
+}
+
+void daemon_probe_cancel(struct daemon *d, struct hub_probe *p)
+{
+        p->done = NULL;
+        if (!p->started) {
+                p->radio->probe = NULL;
+                daemon_probe_release(d, p);
+                poller_schedule_radio(p->radio);
+                return;
+        }
+        /* A survey under way ends cleanly; its result goes nowhere and it frees itself. */
+        link_abort(p->module ? p->module->link : p->link);
+}
+
 /* ---- life cycle ---- */
 
 int daemon_new(struct daemon **ret, sd_event *event, const struct options *opts)
@@ -664,8 +777,14 @@ struct daemon *daemon_free(struct daemon *d)
         for (size_t i = 0; i < d->n_devices; i++)
                 free(d->devices[i]);
         free(d->modules);
-        for (size_t i = 0; i < d->n_radios; i++)
+        for (size_t i = 0; i < d->n_radios; i++) {
+                struct hub_probe *p = d->radios[i]->probe;
+                if (p) {
+                        link_free(p->link);
+                        free(p);
+                }
                 poller_radio_free(d->radios[i]);
+        }
         free(d->radios);
         strmap_clear(&d->module_by_address);
         free(d->devices);
@@ -698,6 +817,9 @@ static int on_shutdown_check(sd_event_source *s, uint64_t usec, void *userdata)
         bool busy = false;
         for (size_t i = 0; i < d->n_modules; i++)
                 busy = busy || link_busy(d->modules[i]->link);
+        for (size_t i = 0; i < d->n_radios; i++)
+                if (d->radios[i]->probe && d->radios[i]->probe->link)
+                        busy = busy || link_busy(d->radios[i]->probe->link);
         if (!busy || now_monotonic() >= d->shutdown_deadline) {
                 if (shutdown_done)
                         shutdown_done(d);
@@ -714,6 +836,9 @@ void daemon_shutdown(struct daemon *d, void (*done)(struct daemon *d))
         shutdown_done = done;
         for (size_t i = 0; i < d->n_modules; i++)
                 link_abort(d->modules[i]->link);
+        for (size_t i = 0; i < d->n_radios; i++)
+                if (d->radios[i]->probe && d->radios[i]->probe->link)
+                        link_abort(d->radios[i]->probe->link);
         /* Wait for the Disconnect replies, at most 4 s: the add-on is killed after 10. */
         d->shutdown_deadline = now_monotonic() + 4 * USEC_PER_SEC;
         sd_event_add_time_relative(

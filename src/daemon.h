@@ -62,6 +62,7 @@ enum session_kind {
         SESSION_POLL,
         SESSION_WRITE,
         SESSION_VERIFY,
+        SESSION_PROBE, /* a hub survey on the module's link */
 };
 
 struct agenda_entry {
@@ -74,6 +75,21 @@ struct agenda_entry {
 struct agenda {
         struct agenda_entry *v;
         size_t n, cap;
+};
+
+/* A survey of a battery hub's Modbus ids over one connection (link_start_survey). */
+#define HUB_FIRST_ID 48
+#define HUB_IDS      8
+struct hub_probe {
+        struct daemon *daemon;
+        struct radio *radio;
+        char address[18];
+        struct module *module; /* the configured module at that address, or NULL */
+        struct link *link;     /* its own link when no module has one */
+        bool started;
+        void (*done)(
+                struct hub_probe *p, const struct link_unit *units, size_t n, const struct link_report *r);
+        void *userdata;
 };
 
 enum look_state {
@@ -104,7 +120,8 @@ struct radio {
         enum look_state look;
         uint64_t idle_since; /* monotonic µs the last session ended: looking time counts from here */
         sd_event_source *timer;
-        bool scan_started; /* an API scan's discovery runs on it */
+        bool scan_started;       /* an API scan's discovery runs on it */
+        struct hub_probe *probe; /* a hub survey waiting for the radio, or running */
         uint64_t sessions, sessions_failed;
 };
 
@@ -194,6 +211,16 @@ int daemon_scan(struct daemon *d, unsigned seconds);
 bool daemon_scanning(const struct daemon *d);
 /* Powers on the named adapter, or (NULL) every adapter in use that is off. */
 int daemon_power_adapter(struct daemon *d, const char *name);
+/* Surveys the hub ids (48-55) of the module at address through adapter (NULL: the module's
+ * own, or the global one) once that radio is free, before any poll. done() is called once, with
+ * units NULL when no session could run; the survey frees itself after it, or after a cancel.
+ * -EBUSY while another survey waits on that radio. */
+int daemon_probe_hub(struct daemon *d, const char *address, const char *adapter,
+        void (*done)(
+                struct hub_probe *p, const struct link_unit *units, size_t n, const struct link_report *r),
+        void *userdata, struct hub_probe **ret);
+void daemon_probe_cancel(struct daemon *d, struct hub_probe *p);
+void daemon_probe_release(struct daemon *d, struct hub_probe *p);
 
 /* The chain up to one adapter (bus, BlueZ, the adapter), DIAG_NONE when it works. */
 enum diagnosis_code daemon_adapter_diagnosis(

@@ -95,6 +95,9 @@ struct link {
         size_t probe_idx;
         /* a single write session (load switch) */
         bool write_mode;
+        /* a survey: one identity request per unit, silence moving on to the next (hub ids) */
+        bool survey;
+        uint16_t survey_reg, survey_count;
         uint16_t write_reg, write_value;
         struct shunt_stream shunt;
 };
@@ -682,6 +685,16 @@ static void send_next(struct link *l)
                         l->cfg.request_timeout_usec);
                 return;
         }
+        if (l->survey) {
+                if (l->cur_unit >= l->n_units) {
+                        l->report.reached = LINK_STAGE_DONE;
+                        start_disconnect(l);
+                        return;
+                }
+                send_request(l, MODBUS_FN_READ_HOLDING, l->units[l->cur_unit].modbus_id, l->survey_reg,
+                        l->survey_count, PROBE_TIMEOUT);
+                return;
+        }
         while (l->cur_unit < l->n_units) {
                 struct link_unit *u = &l->units[l->cur_unit];
                 while (l->cur_block < u->family->n_blocks && (u->unsupported & (1u << l->cur_block)))
@@ -737,6 +750,15 @@ static void probe_next(struct link *l)
 static void on_timeout_in_exchange(struct link *l)
 {
         struct link_unit *u = &l->units[l->cur_unit];
+        if (l->survey) {
+                /* Silence is an answer here: nobody at this id. A late reply cannot be taken
+                 * for the next request, which goes to another id: the reply names its id. */
+                u->status = -ETIMEDOUT;
+                step(l, "probe", false, "no reply from id %u", u->modbus_id);
+                unit_done(l);
+                send_next(l);
+                return;
+        }
         const struct renogy_block *b = cur_block(l);
         if (l->reasm.len > 0) {
                 u->bad_frames++; /* a reply began but never completed: truncated */
@@ -782,6 +804,20 @@ static void on_frame(struct link *l)
                         return;
                 }
                 probe_next(l);
+                return;
+        }
+        if (l->survey) {
+                if (r == 0) {
+                        renogy_image_add_words(&u->image, l->survey_reg, rep.data, rep.count);
+                        u->blocks_ok = 1;
+                } else if (r == -EREMOTEIO)
+                        u->exceptions++; /* someone is there, without that register */
+                else
+                        u->bad_frames++;
+                step(l, "probe", r == 0 || r == -EREMOTEIO, "id %u: %s", u->modbus_id,
+                        r == 0 ? "answered" : modbus_strerror(r));
+                unit_done(l);
+                send_next(l);
                 return;
         }
         if (l->write_mode) {
@@ -1200,6 +1236,7 @@ int link_start(struct link *l, const struct link_unit *units, size_t n_units)
         if (l->phase != PHASE_IDLE)
                 return -EBUSY;
         l->write_mode = false;
+        l->survey = false;
         l->n_units = n_units;
         for (size_t i = 0; i < n_units; i++) {
                 l->units[i] = units[i];
@@ -1217,6 +1254,7 @@ int link_start_write(struct link *l, const struct link_unit *unit, uint16_t reg,
         if (l->phase != PHASE_IDLE)
                 return -EBUSY;
         l->write_mode = true;
+        l->survey = false;
         l->write_reg = reg;
         l->write_value = value;
         l->n_units = 1;
@@ -1235,6 +1273,29 @@ void link_set_session(struct link *l, struct bluez *b, bool probe,
         l->cfg.probe_ids = probe;
         l->cfg.step = step_cb;
         l->step_userdata = userdata;
+}
+
+int link_start_survey(
+        struct link *l, const struct link_unit *units, size_t n_units, uint16_t reg, uint16_t count)
+{
+        if (n_units == 0 || n_units > LINK_MAX_UNITS)
+                return -EINVAL;
+        if (l->phase != PHASE_IDLE)
+                return -EBUSY;
+        for (size_t i = 0; i < n_units; i++) {
+                l->units[i] = units[i];
+                l->units[i].status = 0;
+                l->units[i].blocks_ok = l->units[i].exceptions = l->units[i].bad_frames = 0;
+                l->units[i].probe_id = -1;
+                l->units[i].probed[0] = 0;
+                renogy_image_init(&l->units[i].image);
+        }
+        l->n_units = n_units;
+        l->write_mode = false;
+        l->survey = true;
+        l->survey_reg = reg;
+        l->survey_count = count;
+        return begin(l);
 }
 
 void link_set_plan(struct link *l, bool present, uint64_t budget_usec)

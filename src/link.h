@@ -108,6 +108,13 @@ const char *link_address(const struct link *l);
  * the report (reached == DONE and error == OK when the module echoed the write). */
 int link_start_write(struct link *l, const struct link_unit *unit, uint16_t reg, uint16_t value);
 
+/* A survey of the units' Modbus ids over one connection: each is asked for count registers at
+ * reg once, with a short timeout; silence moves on to the next id instead of ending the session.
+ * A unit that answered has blocks_ok 1 (its registers in image) or exceptions > 0. For the ids
+ * of a battery hub. */
+int link_start_survey(
+        struct link *l, const struct link_unit *units, size_t n_units, uint16_t reg, uint16_t count);
+
 /* Ends the current session: cancels what is in flight and disconnects cleanly. Between
  * sessions, hands back a link keep_connected left up (at shutdown). */
 void link_abort(struct link *l);

@@ -489,10 +489,57 @@ static uint64_t fail_due_system(struct radio *r, uint64_t now, enum diagnosis_co
         return next;
 }
 
+static void start_probe(struct radio *r, uint64_t now)
+{
+        struct daemon *d = r->daemon;
+        struct hub_probe *p = r->probe;
+        struct link *l = p->module ? p->module->link : p->link;
+        struct link_unit units[HUB_IDS];
+        for (size_t i = 0; i < HUB_IDS; i++)
+                units[i] = (struct link_unit){
+                        .family = &renogy_battery, .modbus_id = (uint8_t)(HUB_FIRST_ID + i)};
+        link_set_session(l, d->bluez, false, NULL, NULL);
+        link_set_plan(l, false, 0);
+        looking_pause(r, now);
+        p->started = true;
+        if (p->module) {
+                r->active = p->module;
+                p->module->session_kind = SESSION_PROBE;
+        }
+        /* The model block: a pack answers with its model string. */
+        const struct renogy_field *model = renogy_field_find(&renogy_battery, "model");
+        int res = link_start_survey(l, units, HUB_IDS, model->addr, (uint16_t)((model->len + 1) / 2));
+        if (res < 0) {
+                log_error_errno(res, "Cannot survey %s: %m", p->address);
+                r->active = NULL;
+                r->probe = NULL;
+                if (p->done)
+                        p->done(p, NULL, 0, NULL);
+                daemon_probe_release(d, p);
+        }
+}
+
+void poller_probe_done(struct radio *r)
+{
+        struct hub_probe *p = r->probe;
+        if (!p)
+                return;
+        struct link *l = p->module ? p->module->link : p->link;
+        r->probe = NULL;
+        r->active = NULL;
+        r->idle_since = now_monotonic();
+        size_t n;
+        const struct link_unit *units = link_units(l, &n);
+        if (p->done)
+                p->done(p, units, n, link_report(l));
+        daemon_probe_release(r->daemon, p);
+        poller_schedule(r->daemon);
+}
+
 void poller_schedule_radio(struct radio *r)
 {
         struct daemon *d = r->daemon;
-        if (d->shutting_down || r->active)
+        if (d->shutting_down || r->active || (r->probe && r->probe->started))
                 return;
         if (d->sync_pending && d->bluez && !bluez_bus_broken(d->bluez))
                 return; /* the first answer from BlueZ schedules again */
@@ -507,6 +554,15 @@ void poller_schedule_radio(struct radio *r)
                 r->idle_since = now;
         char detail[192];
         enum diagnosis_code sys = daemon_adapter_diagnosis(d, r->name, detail, sizeof detail);
+        if (r->probe) {
+                /* A survey asked for goes before any poll; the link's own steps report an
+                 * adapter or BlueZ that is not there. */
+                if (r->look == LOOK_ON)
+                        look_stop(r);
+                else
+                        start_probe(r, now);
+                return;
+        }
         if (sys != DIAG_NONE && sys != DIAG_ADAPTER_SHARED) {
                 r->look = LOOK_OFF;
                 uint64_t next = fail_due_system(r, now, sys, detail);
@@ -821,6 +877,11 @@ void poller_session_done(struct daemon *d, struct module *m)
         size_t n;
         const struct link_unit *units = link_units(m->link, &n);
         uint64_t now = now_monotonic();
+        if (m->session_kind == SESSION_PROBE) {
+                m->session_kind = SESSION_POLL;
+                poller_probe_done(rad);
+                return;
+        }
         if (rad->active == m) {
                 rad->active = NULL;
                 rad->idle_since = now;

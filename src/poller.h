@@ -29,6 +29,8 @@ void poller_module_seen(struct daemon *d, struct module *m);
 /* BlueZ went away or the bus was reconnected: our discoveries ended with it. */
 void poller_discovery_lost(struct daemon *d);
 void poller_radio_free(struct radio *r);
+/* The radio's hub survey ended (its own link's end; a module's comes through session_done). */
+void poller_probe_done(struct radio *r);
 /* Runs a verify session for dev with a step trace; -EBUSY if one is already queued. */
 int poller_verify(struct daemon *d, struct verify_job *job);
 void poller_verify_cancel(struct daemon *d, struct verify_job *job);

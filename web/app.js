@@ -73,6 +73,8 @@ async function chart(dev) {
   return charts[cacheKey].svg;
 }
 
+let lastDevices = {};
+
 async function render() {
   let devs, health;
   try {
@@ -87,17 +89,18 @@ async function render() {
   $("system-diag").hidden = !sd;
   $("system-diag").innerHTML = sd ? diagHtml(sd) : "";
   const cards = [];
+  lastDevices = Object.fromEntries(devs.devices.map((d) => [d.id, d]));
   for (const d of devs.devices) {
     const age = d.age_s == null ? "no data yet" : `${Math.round(d.age_s)} s old`;
     cards.push(`<article class="card" data-id="${esc(d.id)}" data-state="${esc(d.state)}">
       <h2>${esc(d.name)} <span class="pill ${esc(d.state)}">${esc(d.state)}</span></h2>
-      <div class="meta">${esc(d.family_label)}${d.model ? " · " + esc(d.model) : ""} · ${esc(d.address)}${d.rssi != null ? " · " + d.rssi + " dBm" : ""} · ${age}</div>
+      <div class="meta">${esc(d.family_label)}${d.model ? " · " + esc(d.model) : ""} · ${esc(d.address)} via ${esc(d.adapter)}${d.rssi != null ? " · " + d.rssi + " dBm" : ""} · ${age}</div>
       ${diagHtml(d.diagnosis)}
       <div class="readings">${readingsHtml(d.readings)}</div>
       ${await chart(d)}
       <div class="actions"><button data-act="poll">Poll now</button><button class="secondary" data-act="verify">Verify</button>
       ${d.source === "api" ? '<button class="secondary" data-act="remove">Remove</button>' : ""}
-      ${sd && sd.code === "adapter_off" ? '<button data-act="power">Power the adapter on</button>' : ""}</div>
+      ${d.diagnosis && d.diagnosis.code === "adapter_off" ? '<button data-act="power">Power the adapter on</button>' : ""}</div>
     </article>`);
   }
   $("devices").innerHTML = cards.join("") || "<p>No devices yet: scan for modules and add one.</p>";
@@ -107,7 +110,7 @@ async function act(id, what) {
   try {
     if (what === "poll") await api(`/api/v1/devices/${id}/poll`, { method: "POST" });
     if (what === "remove") await api(`/api/v1/devices/${id}`, { method: "DELETE" });
-    if (what === "power") await api(`/api/v1/adapter/power`, { method: "POST" });
+    if (what === "power") await api(`/api/v1/adapter/power`, { method: "POST", body: JSON.stringify({ adapter: lastDevices[id].adapter }) });
     if (what === "verify") {
       $("verify").hidden = false;
       $("verify-title").textContent = `Verify ${id}: running…`;
@@ -129,27 +132,43 @@ async function scan() {
   for (let i = 0; i < 12; i++) {
     const s = await api("/api/v1/scan");
     $("scan-rows").innerHTML = s.modules.map((m) => `<tr data-address="${esc(m.address)}"><td>${esc(m.name)}</td><td>${esc(m.address)}</td><td>${m.rssi ?? ""}</td>
-      <td>${esc(m.family || "?")}</td><td>${m.configured ? "configured" : `<button data-add="${esc(m.address)}" data-family="${esc(m.family || "")}" data-name="${esc(m.name)}">Add</button>`}</td></tr>`).join("");
+      <td>${esc(m.family || "?")}</td><td>${m.configured ? "configured" : `<button data-add="${esc(m.address)}" data-family="${esc(m.family || "")}" data-name="${esc(m.name)}">Add</button>`}
+      ${(m.family === "battery" || !m.family) && m.name.startsWith("BT-TH-") ? `<button class="secondary" data-hub="${esc(m.address)}" data-adapter="${esc(m.adapter)}">Find batteries</button>` : ""}</td></tr>`).join("");
     if (!s.scanning && i > 0) break;
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
-async function add(address, family, name) {
+async function add(address, family, name, modbusId) {
   const type = family || prompt("Device type (controller, dcc, battery, inverter, shunt):", "controller");
   if (!type) return;
   const label = prompt("Name for this device:", name);
   if (!label) return;
-  try { await api("/api/v1/devices", { method: "POST", body: JSON.stringify({ name: label, address, type }) }); }
+  const body = { name: label, address, type };
+  if (modbusId) body.modbus_id = Number(modbusId);
+  try { await api("/api/v1/devices", { method: "POST", body: JSON.stringify(body) }); }
   catch (e) { alert(e.message); }
   render();
+}
+
+/* A battery hub: the ids 48-55 asked over one connection; each pack that answered can be added. */
+async function findBatteries(address, adapter) {
+  const row = document.querySelector(`tr[data-address="${CSS.escape(address)}"]`);
+  const out = document.createElement("tr");
+  out.innerHTML = `<td colspan=5>Asking ids 48–55 on ${esc(address)}…</td>`;
+  row.after(out);
+  try {
+    const r = await api("/api/v1/scan/hub", { method: "POST", body: JSON.stringify({ address, adapter }) });
+    out.innerHTML = `<td colspan=5>${r.packs.length ? r.packs.map((p) => `Battery at id ${p.modbus_id}${p.model ? " (" + esc(p.model) + ")" : ""}: ${p.configured ? "configured" : `<button data-add="${esc(address)}" data-family="battery" data-name="Battery ${p.modbus_id - 47}" data-modbus="${p.modbus_id}">Add</button>`}`).join(" · ") : "No battery answered on ids 48–55."}</td>`;
+  } catch (e) { out.innerHTML = `<td colspan=5>${esc(e.message)}</td>`; }
 }
 
 document.addEventListener("click", (ev) => {
   const b = ev.target.closest("button");
   if (!b) return;
   if (b.dataset.act) act(b.closest("[data-id]").dataset.id, b.dataset.act);
-  if (b.dataset.add) add(b.dataset.add, b.dataset.family, b.dataset.name);
+  if (b.dataset.add) add(b.dataset.add, b.dataset.family, b.dataset.name, b.dataset.modbus);
+  if (b.dataset.hub) findBatteries(b.dataset.hub, b.dataset.adapter);
 });
 $("scan-btn").onclick = scan;
 $("ha-btn").onclick = async () => {
