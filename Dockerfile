@@ -16,7 +16,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /install/usr/ /usr/
 COPY addon/rootfs/ /
-ARG BUILD_VERSION=0.6.0
+ARG BUILD_VERSION=0.7.0
 ARG BUILD_ARCH=amd64
 LABEL io.hass.name="BluPow" io.hass.description="Renogy solar equipment over Bluetooth" \
       io.hass.type="addon" io.hass.version="${BUILD_VERSION}" io.hass.arch="${BUILD_ARCH}"
