@@ -1229,14 +1229,13 @@ static int begin(struct link *l)
         return 0;
 }
 
-int link_start(struct link *l, const struct link_unit *units, size_t n_units)
+/* Copies the units of the next session in, with their results cleared. */
+static int take_units(struct link *l, const struct link_unit *units, size_t n_units)
 {
         if (n_units == 0 || n_units > LINK_MAX_UNITS)
                 return -EINVAL;
         if (l->phase != PHASE_IDLE)
                 return -EBUSY;
-        l->write_mode = false;
-        l->survey = false;
         l->n_units = n_units;
         for (size_t i = 0; i < n_units; i++) {
                 l->units[i] = units[i];
@@ -1246,6 +1245,16 @@ int link_start(struct link *l, const struct link_unit *units, size_t n_units)
                 l->units[i].probed[0] = 0;
                 renogy_image_init(&l->units[i].image);
         }
+        return 0;
+}
+
+int link_start(struct link *l, const struct link_unit *units, size_t n_units)
+{
+        int r = take_units(l, units, n_units);
+        if (r < 0)
+                return r;
+        l->write_mode = false;
+        l->survey = false;
         return begin(l);
 }
 
@@ -1278,19 +1287,9 @@ void link_set_session(struct link *l, struct bluez *b, bool probe,
 int link_start_survey(
         struct link *l, const struct link_unit *units, size_t n_units, uint16_t reg, uint16_t count)
 {
-        if (n_units == 0 || n_units > LINK_MAX_UNITS)
-                return -EINVAL;
-        if (l->phase != PHASE_IDLE)
-                return -EBUSY;
-        for (size_t i = 0; i < n_units; i++) {
-                l->units[i] = units[i];
-                l->units[i].status = 0;
-                l->units[i].blocks_ok = l->units[i].exceptions = l->units[i].bad_frames = 0;
-                l->units[i].probe_id = -1;
-                l->units[i].probed[0] = 0;
-                renogy_image_init(&l->units[i].image);
-        }
-        l->n_units = n_units;
+        int r = take_units(l, units, n_units);
+        if (r < 0)
+                return r;
         l->write_mode = false;
         l->survey = true;
         l->survey_reg = reg;
