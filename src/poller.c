@@ -432,6 +432,20 @@ static void look_failed(struct daemon *d, struct module *m, uint64_t now)
                 (unsigned long long)((m->next_due - now) / USEC_PER_SEC));
 }
 
+/* A radio whose modules that answer keep it busy (sessions back to back, longer than their
+ * interval allows) is never idle, and would never look for the others: a module looked for
+ * longer than its own interval without its look window gets the radio, once, for the rest of
+ * that window (or until it is seen). */
+static bool looks_starved(const struct radio *r, uint64_t now)
+{
+        for (size_t i = 0; i < r->n_looking; i++) {
+                const struct module *m = r->looking[i];
+                if (now - m->look_from > m->interval && m->looked_usec + looked_since(r, m, now) < LOOK_WINDOW)
+                        return true;
+        }
+        return false;
+}
+
 /* Ends the looks that ran out; returns when the next one would. */
 static uint64_t looks_expire(struct radio *r, uint64_t now)
 {
@@ -617,6 +631,10 @@ void poller_schedule_radio(struct radio *r)
                         break;
                 pick = m;
                 budget = gap == UINT64_MAX ? 0 : MAX(gap, slot + RETRY_MARGIN) - RETRY_MARGIN;
+        }
+        if (pick && !asked(pick) && looks_starved(r, now)) {
+                pick = NULL;
+                next = UINT64_MAX; /* the look running out, or the module seen, schedules again */
         }
         if (pick) {
                 if (r->look == LOOK_ON) {

@@ -270,11 +270,25 @@ class Daemon:
             return e.code, json.load(e)
 
     def poll(self, dev_id, timeout=60):
-        """Asks for a poll and waits for its end: the device's last_attempt moves."""
+        """Asks for a poll and waits for its end: the device's last_attempt moves. (It has a
+        resolution of a second and moves when a session starts; read_now waits for readings.)"""
         before = self.device(dev_id)["last_attempt"]
         status, _ = self.post(f"/api/v1/devices/{dev_id}/poll")
         assert status in (200, 202), f"poll {dev_id}: HTTP {status}"
         return self.wait_device(dev_id, lambda x: x["last_attempt"] != before, timeout, "the poll's end")
+
+    def read_now(self, dev_id, timeout=60):
+        """Asks for a poll and waits for readings taken after the request: readings of age A,
+        in an answer asked for E seconds after the request, are newer when A + 0.1 < E."""
+        asked = time.monotonic()
+        status, _ = self.post(f"/api/v1/devices/{dev_id}/poll")
+        assert status in (200, 202), f"poll {dev_id}: HTTP {status}"
+
+        def newer():
+            elapsed = time.monotonic() - asked
+            dev = self.device(dev_id)
+            return dev if dev["age_s"] is not None and dev["age_s"] + 0.1 < elapsed else None
+        return wait_for(newer, timeout, f"{dev_id}: readings newer than the poll request")
 
     def device(self, dev_id):
         return self.get(f"/api/v1/devices/{dev_id}")

@@ -79,7 +79,7 @@ class RealStack(unittest.TestCase):
         for dev_id, module, unit, keys in checks:
             # Values animate: poll now, and compare with the registers of the same moment. The
             # shunt streams: its latest frame is what the API shows.
-            got = d.poll(dev_id)["readings"] if dev_id != "shunt" else d.device(dev_id)["readings"]
+            got = d.read_now(dev_id)["readings"] if dev_id != "shunt" else d.device(dev_id)["readings"]
             want = self.peripheral.readings(self.address(module), unit)
             for k in keys:
                 self.assertIn(k, got, f"{dev_id}: {k} missing")

@@ -151,21 +151,27 @@ class Package(unittest.TestCase):
         self.assertFalse(ha_bool(env.from_string(res["binary_sensor"][0]["value_template"]).render(
             value_json=value_json)))
 
-    def test_stale_data_becomes_unavailable(self):
-        """Availability follows the age of the data: the same response aged past three poll
-        intervals renders unavailable."""
+    def test_availability_is_the_apis_own(self):
+        """The package holds no freshness rule of its own: an entity is available exactly while
+        the API says the device is (its own schedule decides), and an answer without the field
+        is never taken for available."""
         env = ha_environment()
         for res, raw, value_json in self.resources():
             if value_json["id"] != "rover":
                 continue
             s = res["sensor"][0]
+            self.assertIs(value_json["available"], True)
             self.assertTrue(ha_bool(env.from_string(s["availability"]).render(value_json=value_json)))
-            value_json["age_s"] = 31.0
+            value_json["age_s"] = 31.0  # older than the old global 30 s rule, still in its window
+            self.assertTrue(ha_bool(env.from_string(s["availability"]).render(value_json=value_json)))
+            value_json["available"] = False
             self.assertFalse(ha_bool(env.from_string(s["availability"]).render(value_json=value_json)))
-            value_json["age_s"] = 5.0
-            value_json["state"] = "unreachable"
+            value_json["available"] = "true"
             self.assertFalse(ha_bool(env.from_string(s["availability"]).render(value_json=value_json)))
-
+            del value_json["available"]
+            self.assertFalse(ha_bool(env.from_string(s["availability"]).render(value_json=value_json)))
+            return
+        self.fail("no rover in the package's resources")
 
 if __name__ == "__main__":
     unittest.main()
