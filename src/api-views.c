@@ -110,7 +110,12 @@ json_t *view_devices(const struct daemon *d)
         json_t *arr = json_array();
         for (size_t i = 0; i < d->n_devices; i++)
                 json_array_append_new(arr, view_device(d, d->devices[i]));
-        return json_pack("{s:o,s:i}", "devices", arr, "poll_interval", (json_int_t)d->opts.poll_interval);
+        /* What keeps every device from being read (bus, BlueZ, adapter), so that one request tells a
+         * client all it shows. */
+        char detail[192];
+        enum diagnosis_code c = daemon_system_diagnosis(d, detail, sizeof detail);
+        return json_pack("{s:o,s:i,s:o}", "devices", arr, "poll_interval", (json_int_t)d->opts.poll_interval,
+                "system_diagnosis", view_diagnosis(c, detail));
 }
 
 static json_t *view_adapter(const struct daemon *d, const struct radio *r)
@@ -172,8 +177,9 @@ json_t *view_health(const struct daemon *d)
         }
         char started[32];
         uint64_t failed, sessions = daemon_sessions(d, &failed);
-        return json_pack("{s:s,s:s,s:s,s:f,s:o,s:{s:i,s:i,s:i},s:o,s:I,s:I}", "status", status, "version",
-                BLUPOW_VERSION, "started", iso8601(d->started, started, sizeof started), "uptime_s",
+        return json_pack("{s:s,s:s,s:s?,s:b,s:s,s:f,s:o,s:{s:i,s:i,s:i},s:o,s:I,s:I}", "status", status,
+                "version", BLUPOW_VERSION, "instance_id", d->instance_id[0] ? d->instance_id : NULL,
+                "instance_id_kept", d->instance_id_kept, "started", iso8601(d->started, started, sizeof started), "uptime_s",
                 renogy_round((double)(now_realtime() - d->started) / 1e6, 1), "system", view_system(d),
                 "devices", "total", (json_int_t)d->n_devices, "online", (json_int_t)online, "available",
                 (json_int_t)available, "store", store, "sessions", (json_int_t)sessions, "sessions_failed",

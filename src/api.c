@@ -634,8 +634,13 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
         bool change = !streq(info->method, "GET") && !streq(info->method, "HEAD");
         if (change) {
                 a->devices_view = http_response_unref(a->devices_view);
-                int r = api_check_change(info->client, http_header(req, "Authorization"), d->opts.api_token,
-                        a->under_supervisor);
+                const char *auth = http_header(req, "Authorization");
+                int r = api_check_change(info->client, auth, d->opts.api_token, a->under_supervisor);
+                /* The integration's own token, where the add-on made one. */
+                if (r < 0 && d->integration_token[0]) {
+                        int ri = api_check_change(info->client, auth, d->integration_token, a->under_supervisor);
+                        r = ri == 0 || r == -EPERM ? ri : r;
+                }
                 if (r == -EACCES) {
                         static const char *const hdr[] = {
                                 "WWW-Authenticate", "Bearer realm=\"blupow\"", NULL};

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "commands.h"
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
+#include "random-id.h"
 #include "store.h"
 
 struct serve_args {
@@ -22,6 +25,45 @@ struct serve_args {
         const char *db_path;
         long port;
 };
+
+/* The integration's token: read from DATA_DIR/integration_token, or made there (0600) on the
+ * first start. The add-on's discovery hands it to Home Assistant. */
+static int integration_token_load(const char *data_dir, char *out, size_t size)
+{
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/integration_token", data_dir) < 0)
+                return -ENOMEM;
+        out[0] = 0;
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (f) {
+                if (!fgets(out, (int)size, f))
+                        out[0] = 0;
+                out[strcspn(out, " \t\r\n")] = 0;
+                if (strlen(out) >= 16)
+                        return 0;
+                log_warning("%s holds no usable token (16 characters or more); making a new one", path);
+                out[0] = 0;
+        }
+        char token[33];
+        if (random_hex_secret(token, 16) < 0)
+                return -EAGAIN; /* no kernel entropy yet: no token rather than a guessable one */
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.new", path) < 0)
+                return -ENOMEM;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        size_t len = strlen(token);
+        bool ok = write(fd, token, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+        close(fd);
+        if (!ok || rename(tmp, path) < 0) {
+                int r = ok ? -errno : -EIO;
+                unlink(tmp);
+                return r;
+        }
+        snprintf(out, size, "%s", token);
+        return 0;
+}
 
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
@@ -157,6 +199,14 @@ int cmd_serve(int argc, char **argv)
         }
         store_open(&store, db_path, opts.history_days, opts.commit_interval);
         d->store = store;
+        if ((r = integration_token_load(a.data_dir, d->integration_token, sizeof d->integration_token)) < 0)
+                log_warning_errno(r, "No token for the Home Assistant integration in %s: %m; it can read but "
+                                     "not change", a.data_dir);
+        if (store_instance_id(store, d->instance_id) == 0)
+                d->instance_id_kept = true;
+        else
+                log_warning("The database cannot keep this installation's id; Home Assistant will see a new "
+                            "BluPow after the next start");
         for (size_t i = 0; i < d->n_devices; i++)
                 store_restore_device(store, d->devices[i]);
         /* Devices added through the API, unless the options now carry the same one. */

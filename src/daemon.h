@@ -181,6 +181,12 @@ struct daemon {
         struct radio **radios;
         size_t n_radios;
         struct store *store;
+        /* The installation's id (store_instance_id); Home Assistant's config entry is keyed by it. */
+        char instance_id[33];
+        bool instance_id_kept; /* false: the store could not keep it, it changes at the next start */
+        /* A second bearer token for changes, made by the add-on for the Home Assistant integration
+         * and announced to the Supervisor with it (DATA_DIR/integration_token); "" when none. */
+        char integration_token[65];
         struct api *api;
         sd_event_source *retry_timer;
         sd_event_source *scan_timer;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "macro.h"
 #include "readings-json.h"
 
 json_t *reading_value_json(const struct renogy_reading *r)
@@ -34,6 +35,39 @@ json_t *reading_value_json(const struct renogy_reading *r)
         return json_null();
 }
 
+static bool json_array_contains_string(const json_t *list, const char *s)
+{
+        size_t i;
+        const json_t *v;
+        json_array_foreach(list, i, v)
+                if (streq(json_string_value(v) ?: "", s))
+                        return true;
+        return false;
+}
+
+static const char *field_kind_name(uint8_t kind)
+{
+        static const char *const names[] = {
+                [KIND_NUMBER] = "number",
+                [KIND_ENUM] = "enum",
+                [KIND_BITS] = "bits",
+                [KIND_FLAG] = "flag",
+                [KIND_TEXT] = "text",
+        };
+        return kind < ELEMENTSOF(names) && names[kind] ? names[kind] : "text";
+}
+
+/* Every name an enum may take or a bit field may set, so that a client can make its entities
+ * before the value shows them. */
+static json_t *field_names_json(const struct renogy_field *f)
+{
+        json_t *list = json_array();
+        for (unsigned i = 0; i < f->n_names; i++)
+                if (f->names[i] && !json_array_contains_string(list, f->names[i]))
+                        json_array_append_new(list, json_string(f->names[i]));
+        return list;
+}
+
 json_t *readings_json(const struct renogy_readings *r, bool full)
 {
         json_t *obj = json_object();
@@ -44,6 +78,11 @@ json_t *readings_json(const struct renogy_readings *r, bool full)
                 if (f->unit)
                         json_object_set_new(o, "unit", json_string(f->unit));
                 if (full) {
+                        json_object_set_new(o, "kind", json_string(field_kind_name(f->kind)));
+                        if (r->r[i].type == RV_NUMBER)
+                                json_object_set_new(o, "precision", json_integer(r->r[i].decimals));
+                        if (f->kind == KIND_ENUM || f->kind == KIND_BITS)
+                                json_object_set_new(o, f->kind == KIND_ENUM ? "options" : "bits", field_names_json(f));
                         json_object_set_new(o, "label", json_string(f->label));
                         json_object_set_new(o, "device_class",
                                 f->device_class ? json_string(f->device_class) : json_null());

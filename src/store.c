@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -12,10 +13,11 @@
 #include "id-cache.h"
 #include "log.h"
 #include "macro.h"
+#include "random-id.h"
 #include "store-codec.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define HOUR_USEC      (3600LL * 1000000)
 /* An hour is compacted once it is this long over, plus the commit interval: a poll that
  * started before the hour ended may still be recorded, and then wait in memory. */
@@ -285,6 +287,15 @@ static int migrate(struct store *s)
                         return r;
                 }
         }
+        if (version < 4) {
+                /* Facts about this installation, such as the instance id Home Assistant knows it by. */
+                int r = exec(s, "BEGIN; CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                                "PRAGMA user_version = 4; COMMIT");
+                if (r < 0) {
+                        exec(s, "ROLLBACK");
+                        return r;
+                }
+        }
         return 0;
 }
 
@@ -409,6 +420,45 @@ struct store *store_close(struct store *s)
         free(s->path);
         free(s);
         return NULL;
+}
+
+static bool instance_id_valid(const char *id)
+{
+        if (!id || strlen(id) != STORE_INSTANCE_ID_LEN)
+                return false;
+        for (const char *p = id; *p; p++)
+                if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
+                        return false;
+        return true;
+}
+
+int store_instance_id(struct store *s, char out[static STORE_INSTANCE_ID_LEN + 1])
+{
+        out[0] = 0;
+        if (s->db) {
+                sqlite3_stmt *st;
+                if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'instance_id'", -1, &st, NULL) ==
+                        SQLITE_OK) {
+                        if (sqlite3_step(st) == SQLITE_ROW &&
+                                instance_id_valid((const char *)sqlite3_column_text(st, 0)))
+                                strcpy(out, (const char *)sqlite3_column_text(st, 0));
+                        sqlite3_finalize(st);
+                }
+                if (out[0])
+                        return 0;
+        }
+        random_hex(out, STORE_INSTANCE_ID_LEN / 2);
+        if (!s->db)
+                return -EROFS;
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(
+                s->db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('instance_id', ?)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_text(st, 1, out, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+                sqlite3_finalize(st);
+        }
+        return rc == SQLITE_OK ? 0 : errno_of(rc);
 }
 
 const struct store_health *store_health(struct store *s)

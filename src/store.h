@@ -46,6 +46,12 @@ int store_flush(struct store *s);
 /* Puts the last stored readings back into dev (marked by their time). */
 int store_restore_device(struct store *s, struct device *dev);
 
+/* The id Home Assistant knows this installation by: 32 lower-case hex digits, made once and
+ * kept in the database. Fills out even when it cannot be kept (memory only: -EROFS, or the
+ * write's error); it then lasts until the daemon stops. */
+#define STORE_INSTANCE_ID_LEN 32
+int store_instance_id(struct store *s, char out[static STORE_INSTANCE_ID_LEN + 1]);
+
 int store_save_device(struct store *s, const struct device_config *cfg);
 int store_delete_device(struct store *s, const char *id);
 int store_load_devices(struct store *s, struct device_config **ret, size_t *n);

@@ -257,9 +257,41 @@ START_TEST(schema_1_database_is_migrated)
         sqlite3_stmt *st;
         ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
         ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-        ck_assert_int_eq(sqlite3_column_int(st, 0), 3);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 4);
         sqlite3_finalize(st);
         sqlite3_close(db);
+}
+END_TEST
+
+/* Home Assistant keys its config entry by this id: made once, the same after every restart,
+ * different for another database; a store that cannot keep it still gives one, and says so. */
+START_TEST(instance_id_is_made_once_and_kept)
+{
+        struct store *s;
+        char first[STORE_INSTANCE_ID_LEN + 1], again[STORE_INSTANCE_ID_LEN + 1];
+        ck_assert_int_eq(store_open(&s, path, 7, 0), 0);
+        ck_assert_int_eq(store_instance_id(s, first), 0);
+        ck_assert_uint_eq(strlen(first), STORE_INSTANCE_ID_LEN);
+        ck_assert_uint_eq(strspn(first, "0123456789abcdef"), STORE_INSTANCE_ID_LEN);
+        ck_assert_int_eq(store_instance_id(s, again), 0);
+        ck_assert_str_eq(first, again);
+        store_close(s);
+        ck_assert_int_eq(store_open(&s, path, 7, 0), 0);
+        ck_assert_int_eq(store_instance_id(s, again), 0);
+        ck_assert_str_eq(first, again);
+        store_close(s);
+
+        char other_path[160];
+        snprintf(other_path, sizeof other_path, "%s/other.db", dir);
+        ck_assert_int_eq(store_open(&s, other_path, 7, 0), 0);
+        ck_assert_int_eq(store_instance_id(s, again), 0);
+        ck_assert_str_ne(first, again);
+        store_close(s);
+
+        ck_assert_int_eq(store_open(&s, "/proc/blupow-no-such-dir/blupow.db", 7, 0), 0);
+        ck_assert_int_eq(store_instance_id(s, again), -EROFS);
+        ck_assert_uint_eq(strlen(again), STORE_INSTANCE_ID_LEN);
+        store_close(s);
 }
 END_TEST
 
@@ -360,6 +392,7 @@ int main(void)
         tcase_add_test(tc, damaged_file_moved_aside);
         tcase_add_test(tc, unwritable_place_keeps_serving);
         tcase_add_test(tc, schema_1_database_is_migrated);
+        tcase_add_test(tc, instance_id_is_made_once_and_kept);
         tcase_add_test(tc, polls_wait_for_the_commit_interval);
         tcase_add_test(tc, maintenance_history_and_close_write_what_waits);
         suite_add_tcase(su, tc);
