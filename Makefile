@@ -9,8 +9,9 @@ TEST_ARGS ?=
 
 ifeq ($(SANITIZE),1)
 MESON_OPTS += -Db_sanitize=address,undefined -Db_lundef=false
-# The real-stack tier runs once, on the plain build: under TCG it is minutes already.
-TEST_ARGS += --no-suite realstack
+# The real-stack tier and Home Assistant run once, on the plain build: under TCG the VM takes
+# minutes already, and Home Assistant tests Python against the same API.
+TEST_ARGS += --no-suite realstack --no-suite homeassistant
 endif
 
 .PHONY: all deps build check demo install format fuzz clean
