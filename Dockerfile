@@ -12,10 +12,12 @@ RUN BLUPOW_DEPS=build ./scripts/install-deps.sh \
 ARG BUILD_FROM=ghcr.io/home-assistant/amd64-base-debian:bookworm
 FROM ${BUILD_FROM}
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libsystemd0 libjansson4 libsqlite3-0 curl \
+    && apt-get install -y --no-install-recommends libsystemd0 libjansson4 libsqlite3-0 curl jq \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /install/usr/ /usr/
 COPY addon/rootfs/ /
+# The Home Assistant integration, installed into Home Assistant by the install_integration option.
+COPY custom_components/blupow/ /usr/share/blupow/integration/blupow/
 ARG BUILD_VERSION=0.7.0
 ARG BUILD_ARCH=amd64
 LABEL io.hass.name="BluPow" io.hass.description="Renogy solar equipment over Bluetooth" \

@@ -14,7 +14,7 @@ packages=(
 )
 if [ "$mode" != build ]; then
 	packages+=(clang lld check dbus python3-bleak python3-jinja2 python3-yaml yamllint shellcheck
-		sqlite3 python3-jsonschema chromium)
+		sqlite3 python3-jsonschema chromium jq)
 	# The status page test drives Chromium with playwright-core (Node.js 20 or newer).
 	command -v node > /dev/null || packages+=(nodejs npm)
 fi

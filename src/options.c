@@ -202,7 +202,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                 goto out;
         }
         static const char *const known[] = {"devices", "poll_interval", "adapter", "keep_connected",
-                "history_days", "commit_interval", "log_level", "api_token", "port"};
+                "history_days", "commit_interval", "log_level", "api_token", "port",
+                "install_integration" /* the add-on's start script's, not the daemon's */};
         const char *key;
         json_t *val;
         json_object_foreach(root, key, val)

@@ -100,7 +100,7 @@ check(not stray, f"stray config files: {stray}")
 
 # Shell scripts pass shellcheck.
 scripts = [f for f in files if f.endswith(".sh") or f.startswith("addon/rootfs/") and "/s6-rc.d/" in f and
-           os.path.basename(f) in ("run", "finish")] + [".ci/run"]
+           os.path.basename(f) in ("run", "finish") or f.startswith("addon/rootfs/usr/lib/blupow/")] + [".ci/run"]
 r = subprocess.run(["shellcheck", "-x"] + [os.path.join(ROOT, f) for f in scripts], capture_output=True, text=True)
 check(r.returncode == 0, "shellcheck:\n" + r.stdout)
 

@@ -59,6 +59,7 @@ def rewrite_run_script(text, blupowd, data_dir, bus_socket, port):
     text = text.replace("#!/command/with-contenv bash", "#!/bin/bash", 1)
     text = text.replace("/run/dbus/system_bus_socket", bus_socket)
     text = text.replace("/usr/bin/blupowd", blupowd)
+    text = text.replace("/usr/lib/blupow/", os.path.join(SOURCE, "addon/rootfs/usr/lib/blupow/"))
     text = text.replace("/data", data_dir)
     return text.replace("--port 8099", f"--port {port}")
 
