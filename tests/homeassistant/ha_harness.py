@@ -32,6 +32,7 @@ def free_port() -> int:
 
 
 HTTP_PORT = free_port()
+PACKAGE_TEXT = ""  # the package as saved into the configuration at start
 
 
 class Records(logging.Handler):
@@ -97,7 +98,13 @@ async def start_home_assistant() -> HomeAssistant:
             "logger:\n  default: warning\n  logs:\n    custom_components.blupow: info\n"
             "    homeassistant.components.rest: info\n"
         )
+    # The generated rest package, as a user saves it: loaded by the same Home Assistant.
     os.makedirs(os.path.join(CONFIG_DIR, "packages"), exist_ok=True)
+    global PACKAGE_TEXT
+    with urllib.request.urlopen(f"{BLUPOW_URL}/api/v1/homeassistant/package.yaml", timeout=30) as r:
+        PACKAGE_TEXT = r.read().decode()
+    with open(os.path.join(CONFIG_DIR, "packages/blupow.yaml"), "w") as f:
+        f.write(PACKAGE_TEXT)
     logging.getLogger().addHandler(RECORDS)
     hass = await bootstrap.async_setup_hass(RuntimeConfig(config_dir=CONFIG_DIR, skip_pip=True))
     assert hass is not None, "Home Assistant did not set up"

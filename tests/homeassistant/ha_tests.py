@@ -4,6 +4,7 @@ generated rest package loaded by the same Home Assistant. Run by run.py, inside 
 Assistant root."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -235,6 +236,48 @@ async def test_every_reading_is_an_entity_with_its_metadata(hass: HomeAssistant)
     assert checked > 80, checked
 
 
+# ---- the generated package, loaded by the same Home Assistant ----
+
+def package_sensors(hass: HomeAssistant) -> list[tuple[str, str, dict[str, Any]]]:
+    """(device id, entity id, the package's sensor) for every sensor of the saved package."""
+    import yaml
+    package = yaml.safe_load(h.PACKAGE_TEXT)
+    out = []
+    for resource in package["rest"]:
+        dev_id = resource["resource"].rsplit("/", 1)[1]
+        for sensor in resource["sensor"]:
+            eid = er.async_get(hass).async_get_entity_id("sensor", "rest", sensor["unique_id"])
+            assert eid, f"the package's {sensor['unique_id']} is not an entity"
+            out.append((dev_id, eid, sensor))
+    return out
+
+
+async def test_package_loads_with_every_entity_right(hass: HomeAssistant) -> None:
+    """The rest package: every sensor an entity with its unique id, class, unit and state
+    class; states equal to the API's."""
+    await all_available(hass)
+    sensors = package_sensors(hass)
+    assert len(sensors) > 100, len(sensors)
+
+    async def polled() -> bool:
+        return all(hass.states.get(eid).state not in (STATE_UNAVAILABLE, "unknown") for _, eid, _ in sensors)
+    await h.wait_until(polled, 40, "every package sensor polled", interval=1)
+    api = {d["id"]: d for d in (await h.api(hass, "/api/v1/devices"))["devices"]}
+    ent_reg = er.async_get(hass)
+    for dev_id, eid, spec in sensors:
+        st = hass.states.get(eid)
+        assert ent_reg.async_get(eid).unique_id == spec["unique_id"]
+        assert st.attributes.get("device_class") == spec.get("device_class"), (eid, st.attributes, spec)
+        assert st.attributes.get("unit_of_measurement") == spec.get("unit_of_measurement"), (eid, st.attributes)
+        assert st.attributes.get("state_class") == spec.get("state_class"), (eid, st.attributes)
+        key = spec["unique_id"].split("_", 3)[3]
+        want = api[dev_id]["readings"][key]["value"]
+        if "unit_of_measurement" in spec:
+            assert math.isclose(float(st.state), want, rel_tol=0.1, abs_tol=1.0), (eid, st.state, want)
+        elif not isinstance(want, list):
+            assert st.state == str(want), (eid, st.state, want)
+
+
 # ---- controls ----
 
 async def test_load_switch_changes_the_register(hass: HomeAssistant) -> None:
@@ -301,13 +344,27 @@ async def test_fault_raises_a_repair_issue_and_it_clears(hass: HomeAssistant) ->
     coordinator = entry_of(hass).runtime_data
     prefix = f"{coordinator.addon.instance_id}_rover"
     issue_id = f"{entry_of(hass).entry_id}_rover"
-    others = [f"{coordinator.addon.instance_id}_{d}_battery_voltage" for d in ("battery-1", "dc-dc-charger")]
+    # Every entity of the healthy devices, the integration's and the package's, sampled each second.
+    healthy = [e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry_of(hass).entry_id)
+               if not e.disabled_by and e.domain == "sensor" and "_rover_" not in e.unique_id
+               and "_battery-2_" not in e.unique_id and e.unique_id != coordinator.addon.instance_id]
+    healthy += [eid for dev_id, eid, _ in package_sensors(hass) if dev_id != "rover"]
+    rover_package = [eid for dev_id, eid, _ in package_sensors(hass) if dev_id == "rover"]
+    samples = 0
+
+    def sample() -> None:
+        nonlocal samples
+        down = [eid for eid in healthy if hass.states.get(eid).state == STATE_UNAVAILABLE]
+        assert not down, (f"healthy devices' entities unavailable while the rover is held: "
+                          f"{[(e, er.async_get(hass).async_get(e).platform) for e in down[:5]]}; the API: "
+                          f"{[(d['id'], d['available'], d['age_s'], d['state']) for d in coordinator.data.devices.values()]}")
+        samples += 1
+
     await h.control(hass, "sim", method="SetFault", signature="ssi", args=[ROVER, "held_by_other_central", -1])
     try:
         async def raised() -> ir.IssueEntry | None:
             await refresh(hass)
-            for eid in others:
-                assert state(hass, eid) != STATE_UNAVAILABLE, f"{eid} unavailable while the rover is held"
+            sample()
             return ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
         issue = await h.wait_until(raised, 90, "the rover's repair issue", interval=1)
         assert issue.translation_key == "device_problem", issue
@@ -315,6 +372,19 @@ async def test_fault_raises_a_repair_issue_and_it_clears(hass: HomeAssistant) ->
         assert "Renogy DC Home app" in issue.translation_placeholders["remedy"], issue.translation_placeholders
         assert state(hass, f"{prefix}_problem", "binary_sensor") == "on"
         assert state(hass, f"{prefix}_diagnosis") == "held_by_other_central"
+
+        # The rover's own entities go unavailable by its own schedule, in both.
+        async def rover_unavailable() -> bool:
+            await refresh(hass)
+            sample()
+            return all(hass.states.get(eid).state == STATE_UNAVAILABLE for eid in rover_package) and \
+                state(hass, f"{prefix}_battery_voltage") == STATE_UNAVAILABLE
+        await h.wait_until(rover_unavailable, 120, "the held rover's entities unavailable", interval=1)
+        # Three of the rover's intervals held, sampled every second: the others never blink.
+        while samples < 30:
+            await asyncio.sleep(1)
+            await refresh(hass)
+            sample()
     finally:
         await h.control(hass, "sim", method="SetFault", signature="ssi", args=[ROVER, "held_by_other_central", 0])
 
@@ -406,15 +476,17 @@ TESTS = [
     test_user_step_makes_the_entry_keyed_by_the_instance_id,
     test_second_setup_is_already_configured,
     test_discovery_then_confirm,
-    test_rediscovery_on_a_new_port_updates_the_entry,
-    test_reconfigure_and_options,
     test_one_device_per_renogy_device,
     test_every_reading_is_an_entity_with_its_metadata,
+    test_package_loads_with_every_entity_right,
     test_load_switch_changes_the_register,
     test_poll_now_and_verify,
     test_device_added_and_removed_without_a_restart,
     test_fault_raises_a_repair_issue_and_it_clears,
     test_diagnostics_download,
+    # The add-on moves to another port: the package saved at the start points at the old one.
+    test_rediscovery_on_a_new_port_updates_the_entry,
+    test_reconfigure_and_options,
     test_addon_stopped_makes_everything_unavailable_then_back,
     test_entry_unloads_and_its_issues_go,
     test_no_warning_or_error_from_the_integration,
