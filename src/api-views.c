@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON views of the daemon's state: what curl, the status page and Home Assistant read. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -177,9 +178,11 @@ json_t *view_health(const struct daemon *d)
         }
         char started[32];
         uint64_t failed, sessions = daemon_sessions(d, &failed);
-        return json_pack("{s:s,s:s,s:s?,s:b,s:s,s:f,s:o,s:{s:i,s:i,s:i},s:o,s:I,s:I}", "status", status,
+        /* Under Home Assistant's Supervisor: the page offers the integration, the add-on announced. */
+        return json_pack("{s:s,s:s,s:s?,s:b,s:b,s:s,s:f,s:o,s:{s:i,s:i,s:i},s:o,s:I,s:I}", "status", status,
                 "version", BLUPOW_VERSION, "instance_id", d->instance_id[0] ? d->instance_id : NULL,
-                "instance_id_kept", d->instance_id_kept, "started", iso8601(d->started, started, sizeof started), "uptime_s",
+                "instance_id_kept", d->instance_id_kept, "supervisor", getenv("SUPERVISOR_TOKEN") != NULL,
+                "started", iso8601(d->started, started, sizeof started), "uptime_s",
                 renogy_round((double)(now_realtime() - d->started) / 1e6, 1), "system", view_system(d),
                 "devices", "total", (json_int_t)d->n_devices, "online", (json_int_t)online, "available",
                 (json_int_t)available, "store", store, "sessions", (json_int_t)sessions, "sessions_failed",

@@ -173,6 +173,13 @@ document.addEventListener("click", (ev) => {
 $("scan-btn").onclick = scan;
 $("ha-btn").onclick = async () => {
   $("ha").hidden = !$("ha").hidden;
+  // Under Home Assistant the integration is one click away; elsewhere the package leads.
+  const health = await api("/api/v1/health");
+  $("ha-here").hidden = !health.supervisor;
+  // Home Assistant's own page, outside this add-on's ingress path: the one absolute URL.
+  if (health.supervisor) $("ha-add").href = "/config/integrations/dashboard/add?domain=blupow";
+  $("ha-elsewhere").hidden = health.supervisor;
+  $("ha-package").open = !health.supervisor;
   $("ha-yaml").textContent = await fetch("api/v1/homeassistant/package.yaml").then((r) => r.text());
 };
 $("copy-btn").onclick = () => navigator.clipboard && navigator.clipboard.writeText($("ha-yaml").textContent);

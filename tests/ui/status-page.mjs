@@ -82,10 +82,29 @@ await check("Verify reads a device end to end", async () => {
   assert.ok(await page.locator("#verify-steps li.ok").count() >= 5);
 });
 
-await check("the Home Assistant package is shown", async () => {
+await check("outside Home Assistant the package leads; the integration is named", async () => {
   await page.locator("#ha-btn").click();
   await page.waitForFunction(() => document.getElementById("ha-yaml").textContent.includes("rest:"), null, { timeout: 10000 });
+  assert.equal(await page.locator("#ha-package").getAttribute("open"), "");
+  assert.ok(await page.locator("#ha-elsewhere").isVisible());
+  assert.ok(!(await page.locator("#ha-here").isVisible()));
   await page.locator("#ha-btn").click();
+});
+
+await check("under Home Assistant the integration leads, one click away", async () => {
+  // The health answer as under the Supervisor (the rest of it as this daemon gives it).
+  const pattern = `**${prefix}api/v1/health`;
+  await page.route(pattern, async (route) => {
+    const resp = await route.fetch();
+    await route.fulfill({ response: resp, json: { ...(await resp.json()), supervisor: true } });
+  });
+  await page.locator("#ha-btn").click();
+  await page.locator("#ha-here").waitFor({ state: "visible", timeout: 10000 });
+  assert.equal(await page.locator("#ha-add").getAttribute("href"), "/config/integrations/dashboard/add?domain=blupow");
+  assert.equal(await page.locator("#ha-package").getAttribute("open"), null);
+  assert.ok(!(await page.locator("#ha-elsewhere").isVisible()));
+  await page.locator("#ha-btn").click();
+  await page.unroute(pattern);
 });
 
 await check("a module held by the phone app is named on its card with the remedy", async () => {
