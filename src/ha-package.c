@@ -60,7 +60,10 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                 return NULL;
         /* The API's "available" is the one rule: the device's own data younger than its own
          * schedule allows, whatever the other devices do. The integration reads the same field. */
-        const char *fresh = "value_json.available is sameas true";
+        /* value_json is undefined when the fetch failed (the add-on stopped or moved): Home
+         * Assistant renders availability anyway, and logs an error per sensor per scan unless
+         * the template says so first. */
+        const char *fresh = "value_json is defined and value_json.available is sameas true";
         fprintf(f,
                 "# BluPow: Home Assistant package for the built-in RESTful integration.\n"
                 "# Save as /config/packages/blupow.yaml, make sure configuration.yaml has\n"
@@ -98,7 +101,7 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                          * Home Assistant's log on every scan; availability says why it is empty. */
                         fprintf(f,
                                 "        value_template: \"{{ value_json.readings.%s.value if "
-                                "value_json.readings.%s "
+                                "value_json is defined and value_json.readings.%s "
                                 "is defined else '' }}\"\n",
                                 fd->key, fd->key);
                         fprintf(f,
@@ -121,7 +124,8 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                 snprintf(name, sizeof name, "%s connected", dev->cfg.name);
                 yq(f, name);
                 fprintf(f, "\n        unique_id: %s_connected\n", uid);
-                fprintf(f, "        value_template: \"{{ value_json.state == 'online' }}\"\n");
+                fprintf(f, "        value_template: \"{{ value_json is defined and value_json.state == "
+                           "'online' }}\"\n");
                 fprintf(f, "        device_class: connectivity\n");
         }
         if (d->n_devices == 0)

@@ -151,6 +151,17 @@ class Package(unittest.TestCase):
         self.assertFalse(ha_bool(env.from_string(res["binary_sensor"][0]["value_template"]).render(
             value_json=value_json)))
 
+    def test_a_failed_fetch_renders_unavailable_without_an_error(self):
+        """When the add-on cannot be reached Home Assistant renders the templates with no
+        value_json: every one must render (unavailable, off), never raise."""
+        env = ha_environment()
+        for res, raw, value_json in self.resources():
+            for s in res["sensor"]:
+                self.assertFalse(ha_bool(env.from_string(s["availability"]).render()), s["name"])
+                self.assertEqual(env.from_string(s["value_template"]).render(), "")
+            for b in res["binary_sensor"]:
+                self.assertFalse(ha_bool(env.from_string(b["value_template"]).render()))
+
     def test_availability_is_the_apis_own(self):
         """The package holds no freshness rule of its own: an entity is available exactly while
         the API says the device is (its own schedule decides), and an answer without the field
