@@ -433,14 +433,16 @@ static void look_failed(struct daemon *d, struct module *m, uint64_t now)
 }
 
 /* A radio whose modules that answer keep it busy (sessions back to back, longer than their
- * interval allows) is never idle, and would never look for the others: a module looked for
- * longer than its own interval without its look window gets the radio, once, for the rest of
- * that window (or until it is seen). */
+ * interval allows) is never idle, and would never look for the others. A module looked for
+ * longer than its own interval, on a radio idle less than a tenth of that time, gets the radio
+ * for the rest of its look window (or until it is seen). A radio with gaps looks in them: the
+ * modules that answer keep their schedule. */
 static bool looks_starved(const struct radio *r, uint64_t now)
 {
         for (size_t i = 0; i < r->n_looking; i++) {
                 const struct module *m = r->looking[i];
-                if (now - m->look_from > m->interval && m->looked_usec + looked_since(r, m, now) < LOOK_WINDOW)
+                uint64_t waited = now - m->look_from, looked = m->looked_usec + looked_since(r, m, now);
+                if (waited > m->interval && looked < LOOK_WINDOW && looked * 10 < waited)
                         return true;
         }
         return false;

@@ -314,6 +314,41 @@ async def test_poll_now_and_verify(hass: HomeAssistant) -> None:
         await h.control(hass, "sim", method="SetFault", signature="ssi", args=[ROVER, "held_by_other_central", 0])
 
 
+async def test_a_refused_change_asks_for_the_token_again(hass: HomeAssistant) -> None:
+    """Under the Supervisor a change needs the token: with a wrong one the load switch fails
+    with a translated error and reauthentication starts; the right token makes it work."""
+    entry = entry_of(hass)
+    coordinator = entry.runtime_data
+    info = await h.control(hass, "info")
+    hass.config_entries.async_update_entry(entry, data={**entry.data, "token": "0" * 32})
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await h.control(hass, "supervised", on=True)
+    try:
+        await all_available(hass)
+        coordinator = entry_of(hass).runtime_data
+        eid = entity_id(hass, f"{coordinator.addon.instance_id}_rover_load", "switch")
+        try:
+            await hass.services.async_call("switch", "turn_on", {"entity_id": eid}, blocking=True)
+            raise AssertionError("a change with a wrong token went through")
+        except HomeAssistantError as err:
+            assert err.translation_key == "unauthorized", err
+        await hass.async_block_till_done()
+        flows = [f for f in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+                 if f["context"]["source"] == "reauth"]
+        assert len(flows) == 1, flows
+        result = await hass.config_entries.flow.async_configure(flows[0]["flow_id"],
+                                                                {"token": info["integration_token"]})
+        assert result["type"] is FlowResultType.ABORT and result["reason"] == "reauth_successful", result
+        await hass.async_block_till_done()
+        assert entry_of(hass).data["token"] == info["integration_token"]
+        await all_available(hass)
+        eid = entity_id(hass, f"{entry_of(hass).runtime_data.addon.instance_id}_rover_load", "switch")
+        await hass.services.async_call("switch", "turn_on", {"entity_id": eid}, blocking=True)
+    finally:
+        await h.control(hass, "supervised", on=False)
+
+
 async def test_device_added_and_removed_without_a_restart(hass: HomeAssistant) -> None:
     """A device added through the API appears with its entities; removed, it disappears."""
     coordinator = entry_of(hass).runtime_data
@@ -489,6 +524,7 @@ TESTS = [
     test_package_loads_with_every_entity_right,
     test_load_switch_changes_the_register,
     test_poll_now_and_verify,
+    test_a_refused_change_asks_for_the_token_again,
     test_device_added_and_removed_without_a_restart,
     test_fault_raises_a_repair_issue_and_it_clears,
     test_diagnostics_download,

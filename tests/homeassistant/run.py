@@ -48,6 +48,15 @@ class Control:
             env.port = sysenv.free_port()
             env.start_daemon()
             return {"url": env.url("")}
+        if what == "supervised":
+            # As under the Supervisor: loopback is no longer trusted, changes need a token.
+            env.stop_daemon()
+            if args.get("on", True):
+                env.env["SUPERVISOR_TOKEN"] = "supervisor-token-of-this-test"
+            else:
+                env.env.pop("SUPERVISOR_TOKEN", None)
+            env.start_daemon()
+            return True
         if what == "info":
             with open(os.path.join(env.data, "integration_token")) as f:
                 token = f.read().strip()
