@@ -351,6 +351,7 @@ async def test_a_refused_change_asks_for_the_token_again(hass: HomeAssistant) ->
 
 async def test_device_added_and_removed_without_a_restart(hass: HomeAssistant) -> None:
     """A device added through the API appears with its entities; removed, it disappears."""
+    await all_available(hass)
     coordinator = entry_of(hass).runtime_data
     info = await h.control(hass, "info")
     b2 = info["battery_2"]
@@ -376,6 +377,7 @@ async def test_device_added_and_removed_without_a_restart(hass: HomeAssistant) -
 async def test_fault_raises_a_repair_issue_and_it_clears(hass: HomeAssistant) -> None:
     """A module held by another central: problem on, diagnosis code, a repair issue with the
     remedy; the other devices stay available; cleared on recovery."""
+    await all_available(hass)
     coordinator = entry_of(hass).runtime_data
     prefix = f"{coordinator.addon.instance_id}_rover"
     issue_id = f"{entry_of(hass).entry_id}_rover"
