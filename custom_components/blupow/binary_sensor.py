@@ -47,10 +47,7 @@ class BluPowLinkSensor(BluPowStatusEntity, BinarySensorEntity):
     _attr_device_class = BinarySensorDeviceClass.CONNECTIVITY
     _attr_entity_category = EntityCategory.DIAGNOSTIC
     _attr_translation_key = "link"
-
-    def __init__(self, coordinator: BluPowCoordinator, device_id: str) -> None:
-        """One per device."""
-        super().__init__(coordinator, device_id, "link")
+    entity_key = "link"
 
     @property
     def is_on(self) -> bool | None:
@@ -64,10 +61,7 @@ class BluPowProblemSensor(BluPowStatusEntity, BinarySensorEntity):
 
     _attr_device_class = BinarySensorDeviceClass.PROBLEM
     _attr_translation_key = "problem"
-
-    def __init__(self, coordinator: BluPowCoordinator, device_id: str) -> None:
-        """One per device."""
-        super().__init__(coordinator, device_id, "problem")
+    entity_key = "problem"
 
     @property
     def is_on(self) -> bool | None:

@@ -37,10 +37,7 @@ class BluPowPollButton(BluPowStatusEntity, ButtonEntity):
     """Reads the device at once instead of at its next turn."""
 
     _attr_translation_key = "poll"
-
-    def __init__(self, coordinator: BluPowCoordinator, device_id: str) -> None:
-        """One per device."""
-        super().__init__(coordinator, device_id, "poll")
+    entity_key = "poll"
 
     async def async_press(self) -> None:
         """Ask for the read; the next refresh shows it."""
@@ -54,10 +51,7 @@ class BluPowVerifyButton(BluPowStatusEntity, ButtonEntity):
 
     _attr_translation_key = "verify"
     _attr_entity_category = EntityCategory.DIAGNOSTIC
-
-    def __init__(self, coordinator: BluPowCoordinator, device_id: str) -> None:
-        """One per device."""
-        super().__init__(coordinator, device_id, "verify")
+    entity_key = "verify"
 
     async def async_press(self) -> None:
         """Run the walk-through; a step that fails is the error shown."""

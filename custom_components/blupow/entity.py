@@ -18,10 +18,13 @@ class BluPowEntity(CoordinatorEntity[BluPowCoordinator]):
     """Something of one Renogy device, as the add-on reports it."""
 
     _attr_has_entity_name = True
+    # The key of an entity every device has one of (its unique id's last part).
+    entity_key = ""
 
-    def __init__(self, coordinator: BluPowCoordinator, device_id: str, key: str) -> None:
+    def __init__(self, coordinator: BluPowCoordinator, device_id: str, key: str | None = None) -> None:
         """Name the entity after the device and a key unique within it."""
         super().__init__(coordinator)
+        key = key or self.entity_key
         self.device_id = device_id
         self._attr_unique_id = f"{coordinator.device_identifier(device_id)}_{key}"
         device = coordinator.data.devices[device_id]

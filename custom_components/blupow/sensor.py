@@ -90,10 +90,11 @@ class BluPowDiagnosisSensor(BluPowStatusEntity, SensorEntity):
     _attr_device_class = SensorDeviceClass.ENUM
     _attr_entity_category = EntityCategory.DIAGNOSTIC
     _attr_translation_key = "diagnosis"
+    entity_key = "diagnosis"
 
     def __init__(self, coordinator: BluPowCoordinator, device_id: str) -> None:
         """Offer every code the add-on knows."""
-        super().__init__(coordinator, device_id, "diagnosis")
+        super().__init__(coordinator, device_id)
         self._attr_options = coordinator.addon.diagnosis_codes
 
     @property
@@ -122,10 +123,7 @@ class BluPowSignalSensor(BluPowStatusEntity, SensorEntity):
     _attr_native_unit_of_measurement = SIGNAL_STRENGTH_DECIBELS_MILLIWATT
     _attr_entity_category = EntityCategory.DIAGNOSTIC
     _attr_entity_registry_enabled_default = False
-
-    def __init__(self, coordinator: BluPowCoordinator, device_id: str) -> None:
-        """One per device."""
-        super().__init__(coordinator, device_id, "signal_strength")
+    entity_key = "signal_strength"
 
     @property
     def native_value(self) -> int | None:

@@ -38,10 +38,7 @@ class BluPowLoadSwitch(BluPowEntity, SwitchEntity):
     """Switches the controller's load output; the add-on reads it back before it answers."""
 
     _attr_translation_key = "load"
-
-    def __init__(self, coordinator: BluPowCoordinator, device_id: str) -> None:
-        """One per controller."""
-        super().__init__(coordinator, device_id, "load")
+    entity_key = "load"
 
     @property
     def is_on(self) -> bool | None:
