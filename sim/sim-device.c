@@ -146,7 +146,7 @@ static const char *default_model(const struct renogy_family *fam)
                 return "RNG-CTRL-RVR40";
         if (fam == &renogy_dcc)
                 return "RBC50D1S-G1";
-        if (fam == &renogy_battery)
+        if (renogy_family_base(fam) == &renogy_battery)
                 return "RBT100LFP12S-G1";
         if (fam == &renogy_inverter)
                 return "RIV1230RCH-SPS";
@@ -180,7 +180,7 @@ int sim_unit_set_value(struct sim_unit *u, const char *key, double value)
                 return -ENOENT;
         if (f->raw == RAW_NONE) {
                 /* Derived readings: set what they derive from. */
-                if (u->family == &renogy_battery && streq(key, "battery_percentage")) {
+                if (renogy_family_base(u->family) == &renogy_battery && streq(key, "battery_percentage")) {
                         double full = 100;
                         const struct renogy_field *ff = renogy_field_find(u->family, "full_capacity");
                         uint8_t *p = field_bytes(u, ff);
@@ -194,7 +194,7 @@ int sim_unit_set_value(struct sim_unit *u, const char *key, double value)
         uint8_t *p = field_bytes(u, f);
         if (!p)
                 return -EINVAL;
-        return renogy_encode_number(f, value, p, renogy_field_width(f));
+        return renogy_encode_number(u->family, f, value, p, renogy_field_width(f));
 }
 
 int sim_unit_set_text(struct sim_unit *u, const char *key, const char *text)
@@ -225,7 +225,7 @@ int sim_unit_init(struct sim_unit *u, const struct renogy_family *fam, uint8_t i
                         mark_defined(u, fam->blocks[i].reg, fam->blocks[i].count);
                 if (fam == &renogy_controller || fam == &renogy_dcc)
                         mark_defined(u, 0x0000, 0x40); /* identity area */
-                if (fam == &renogy_battery)
+                if (renogy_family_base(fam) == &renogy_battery)
                         mark_defined(u, 5000, 250);
         } else {
                 u->shunt_frame[0] = 0x42;
@@ -241,7 +241,7 @@ int sim_unit_init(struct sim_unit *u, const struct renogy_family *fam, uint8_t i
                 USE(controller_preset);
         else if (fam == &renogy_dcc)
                 USE(dcc_preset);
-        else if (fam == &renogy_battery)
+        else if (renogy_family_base(fam) == &renogy_battery)
                 USE(battery_preset);
         else if (fam == &renogy_inverter)
                 USE(inverter_preset);
@@ -256,7 +256,7 @@ int sim_unit_init(struct sim_unit *u, const struct renogy_family *fam, uint8_t i
         const char *model = default_model(fam);
         if (model)
                 sim_unit_set_text(u, "model", model);
-        if (fam == &renogy_battery) {
+        if (renogy_family_base(fam) == &renogy_battery) {
                 sim_unit_set_text(u, "software_version", "0018");
                 sim_unit_set_text(u, "serial_number", "SIMBAT0000000001");
         }
@@ -321,7 +321,7 @@ void sim_unit_tick(struct sim_unit *u, double t)
                 move(u, "solar_power", sun * wobble);
                 move(u, "solar_current", sun * wobble);
                 move(u, "total_charging_current", 0.8 + 0.2 * sun);
-        } else if (fam == &renogy_battery) {
+        } else if (renogy_family_base(fam) == &renogy_battery) {
                 move(u, "battery_current", sun * wobble);
                 move(u, "remaining_capacity", 0.96 + 0.04 * sun);
                 move(u, "battery_voltage", 0.99 + 0.02 * sun);

@@ -73,6 +73,12 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
         const struct renogy_family *fam = fam_name ? renogy_family_find(fam_name) : NULL;
         if (!fam)
                 FAIL("%s.family: expected controller, dcc, battery, inverter or shunt", where);
+        /* A Battery Pro module keeps its registers in the Pro's scales, told by its name. */
+        if (fam == &renogy_battery) {
+                char why[128];
+                const char *model = json_string_value(json_object_get(json_object_get(ju, "values"), "model"));
+                fam = renogy_battery_variant(m->name, model, why, sizeof why);
+        }
         unsigned id = fam->default_id;
         if (get_uint(ju, "id", 255, &id, where, err, err_size) < 0)
                 return -EINVAL;

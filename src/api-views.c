@@ -60,7 +60,13 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_object_set_new(o, "name", json_string(dev->cfg.name));
         json_object_set_new(o, "address", json_string(dev->cfg.address));
         json_object_set_new(o, "family", json_string(dev->cfg.family->name));
-        json_object_set_new(o, "family_label", json_string(dev->cfg.family->label));
+        json_object_set_new(o, "family_label", json_string(dev->decoder->label));
+        /* Batteries come in variants with other scales: which one, and why (RENOGY_BLE.md §4.3). */
+        json_object_set_new(o, "variant",
+                dev->cfg.family == &renogy_battery
+                        ? json_pack("{s:s,s:f,s:s}", "name", dev->decoder->variant ?: "standard",
+                                  "current_scale", dev->decoder->variant ? 0.1 : 0.01, "why", dev->variant_why)
+                        : json_null());
         json_object_set_new(o, "modbus_id",
                 dev->cfg.family->byte_addressed ? json_null() : json_integer(dev->cfg.modbus_id));
         json_object_set_new(o, "source", json_string(dev->cfg.from_api ? "api" : "options"));
@@ -247,12 +253,17 @@ json_t *view_scan(const struct daemon *d)
                                         json_array_append_new(
                                                 configured, json_string(d->devices[k]->cfg.id));
                         const char *fam = renogy_family_from_name(bd->name);
+                        /* A Battery Pro on its own module answers at 255, not a hub's 48. */
+                        char why[128];
+                        bool pro = fam && streq(fam, "battery") &&
+                                   renogy_battery_variant(bd->name, NULL, why, sizeof why) == &renogy_battery_pro;
                         json_array_append_new(arr,
-                                json_pack("{s:s,s:s,s:s,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
+                                json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
                                         bd->address, "adapter", a->name, "rssi",
                                         bd->has_rssi && bluez_rssi_known(bd->rssi) ? json_integer(bd->rssi)
                                                                                    : json_null(),
-                                        "family", fam ? json_string(fam) : json_null(), "configured",
+                                        "family", fam ? json_string(fam) : json_null(), "modbus_id",
+                                        pro ? json_integer(0xFF) : json_null(), "configured",
                                         json_array_size(configured) > 0, "devices", configured));
                 }
         }

@@ -324,6 +324,17 @@ uint64_t daemon_sessions(const struct daemon *d, uint64_t *failed)
         return n;
 }
 
+bool device_choose_decoder(struct device *dev)
+{
+        const struct renogy_family *before = dev->decoder;
+        if (dev->cfg.family == &renogy_battery)
+                dev->decoder = renogy_battery_variant(
+                        dev->module ? dev->module->name : NULL, dev->model, dev->variant_why, sizeof dev->variant_why);
+        else
+                dev->decoder = dev->cfg.family;
+        return dev->decoder != before;
+}
+
 unsigned device_interval(const struct daemon *d, const struct device *dev)
 {
         return device_config_interval(&dev->cfg, &d->opts);
@@ -427,6 +438,7 @@ static int add_device(struct daemon *d, const struct device_config *cfg)
         if (!dev)
                 return -ENOMEM;
         dev->cfg = *cfg;
+        dev->decoder = cfg->family;
         dev->state = DEVICE_STARTING;
         struct device **devs = realloc(d->devices, (d->n_devices + 1) * sizeof *devs);
         if (!devs) {
@@ -439,6 +451,7 @@ static int add_device(struct daemon *d, const struct device_config *cfg)
                 free(dev);
                 return r;
         }
+        device_choose_decoder(dev);
         d->devices[d->n_devices++] = dev;
         if (d->store)
                 store_restore_device(d->store, dev);

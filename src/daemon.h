@@ -53,6 +53,10 @@ struct device {
         char model[48];
         char serial[48];
         char firmware[48];
+        /* The table and scales the readings are decoded with: cfg.family, or its variant for
+         * this hardware (a Battery Pro), and why it was chosen. */
+        const struct renogy_family *decoder;
+        char variant_why[128];
         uint64_t polls_ok, polls_failed, bad_frames;
         uint64_t errors[_DIAG_MAX];
         double poll_seconds_sum;
@@ -200,6 +204,10 @@ struct daemon {
         void (*write_done)(struct daemon *d, struct device *dev, int result, const char *message);
         void *api_userdata;
 };
+
+/* Chooses dev->decoder from what the module shows of itself (its advertised name, the model
+ * it reported); returns true when the choice changed. */
+bool device_choose_decoder(struct device *dev);
 
 int daemon_new(struct daemon **ret, sd_event *event, const struct options *opts);
 struct daemon *daemon_free(struct daemon *d);

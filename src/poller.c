@@ -829,7 +829,8 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
         dev->bad_frames += u->bad_frames;
         if (u->blocks_ok > 0) {
                 struct renogy_readings rd;
-                if (renogy_decode(dev->cfg.family, &u->image, &rd) > 0) {
+                device_choose_decoder(dev);
+                if (renogy_decode(dev->decoder, &u->image, &rd) > 0) {
                         dev->readings = rd;
                         dev->have_readings = true;
                         dev->readings_at = now;
@@ -843,6 +844,9 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                 dev->state = DEVICE_ONLINE;
                 dev->last_error[0] = 0;
                 take_identity(dev);
+                /* The model string read just now may name another variant: decode again. */
+                if (device_choose_decoder(dev) && renogy_decode(dev->decoder, &u->image, &rd) > 0)
+                        dev->readings = rd;
                 char detail[96];
                 if (u->bad_frames) {
                         snprintf(detail, sizeof detail, "%u corrupted or truncated replies in the last poll",

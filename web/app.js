@@ -132,7 +132,7 @@ async function scan() {
   for (let i = 0; i < 12; i++) {
     const s = await api("/api/v1/scan");
     $("scan-rows").innerHTML = s.modules.map((m) => `<tr data-address="${esc(m.address)}"><td>${esc(m.name)}</td><td>${esc(m.address)}</td><td>${m.rssi ?? ""}</td>
-      <td>${esc(m.family || "?")}</td><td>${m.configured ? "configured" : `<button data-add="${esc(m.address)}" data-family="${esc(m.family || "")}" data-name="${esc(m.name)}">Add</button>`}
+      <td>${esc(m.family || "?")}</td><td>${m.configured ? "configured" : `<button data-add="${esc(m.address)}" data-family="${esc(m.family || "")}" data-name="${esc(m.name)}" data-modbus="${m.modbus_id ?? ""}">Add</button>`}
       ${(m.family === "battery" || !m.family) && m.name.startsWith("BT-TH-") ? `<button class="secondary" data-hub="${esc(m.address)}" data-adapter="${esc(m.adapter)}">Find batteries</button>` : ""}</td></tr>`).join("");
     if (!s.scanning && i > 0) break;
     await new Promise((r) => setTimeout(r, 1000));

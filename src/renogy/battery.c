@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Smart lithium batteries, standalone or several behind a BT-2 hub (RENOGY_BLE.md §4.3).
  * Scales are those of legacy and RNGPRO packs (0.01 A). */
+#include <stdio.h>
 #include <string.h>
 
 #include "renogy/rows.h"
@@ -125,7 +126,9 @@ static const struct renogy_field fields[] = {
         TEMP(14),
         TEMP(15),
         TEMP(16),
-        SAMPS("battery_current", "Battery current", 5042, 2),
+        {.key = "battery_current", .label = "Battery current", .addr = 5042, .raw = RAW_U16, .sign = SIGN_TWOS,
+                .kind = KIND_NUMBER, .decimals = 2, .flags = FIELD_PRO_TENTHS, .unit = "A",
+                .device_class = "current", .state_class = MEAS},
         VOLTS("battery_voltage", "Battery voltage", 5043, 1),
         ROW_NUM("remaining_capacity", "Remaining capacity", 5044, RAW_U32, SIGN_NONE, 3, "Ah", NULL, MEAS),
         ROW_NUM("full_capacity", "Full capacity", 5046, RAW_U32, SIGN_NONE, 3, "Ah", NULL, MEAS),
@@ -196,3 +199,40 @@ const struct renogy_family renogy_battery = {
         .n_blocks = sizeof blocks / sizeof blocks[0],
         .derive = derive,
 };
+
+/* Battery Pro packs: the same registers, current in 0.1 A (RENOGY_BLE.md §8 P8). */
+const struct renogy_family renogy_battery_pro = {
+        .name = "battery",
+        .label = "Smart lithium battery (Pro)",
+        .default_id = 0xFF,
+        .fields = fields,
+        .n_fields = sizeof fields / sizeof fields[0],
+        .blocks = blocks,
+        .n_blocks = sizeof blocks / sizeof blocks[0],
+        .derive = derive,
+        .base = &renogy_battery,
+        .variant = "pro",
+};
+
+static bool pro_name(const char *s)
+{
+        return s && (strncmp(s, "RNGRBP", 6) == 0 || strncmp(s, "RNGC", 4) == 0);
+}
+
+const struct renogy_family *renogy_battery_variant(
+        const char *advertised_name, const char *model, char *why, size_t why_size)
+{
+        if (pro_name(advertised_name)) {
+                snprintf(why, why_size, "Battery Pro: advertised as %s (current in 0.1 A)", advertised_name);
+                return &renogy_battery_pro;
+        }
+        if (pro_name(model)) {
+                snprintf(why, why_size, "Battery Pro: model %s (current in 0.1 A)", model);
+                return &renogy_battery_pro;
+        }
+        if (advertised_name && *advertised_name)
+                snprintf(why, why_size, "standard scales: advertised as %s (current in 0.01 A)", advertised_name);
+        else
+                snprintf(why, why_size, "standard scales: the module has not advertised a name yet (current in 0.01 A)");
+        return &renogy_battery;
+}

@@ -31,7 +31,9 @@ static const char *const faults[] = {
         "charge_mos_short",
 };
 
-static const char *const battery_types[] = {NULL, "open", "sealed", "gel", "lithium", "custom"};
+/* Some controllers (SRNE ML2440) report 0 for a user-defined battery, as DC-DC chargers do
+ * (RENOGY_BLE.md §8 P11). */
+static const char *const battery_types[] = {"custom", "open", "sealed", "gel", "lithium", "custom"};
 static const char *const product_types[] = {"controller", "inverter"};
 
 static const struct renogy_field fields[] = {

@@ -288,7 +288,7 @@ static int decode_field(const struct renogy_family *fam, const struct renogy_fie
                 snprintf(r->text, sizeof r->text, "%s", (raw >> f->bit) & 1 ? "on" : "off");
                 break;
         default: {
-                uint8_t dec = f->decimals;
+                uint8_t dec = renogy_field_decimals(fam, f);
                 if ((f->flags & FIELD_CELL_AUTO) && raw >= 100)
                         dec = 3;
                 r->type = RV_NUMBER;
@@ -329,14 +329,22 @@ static void write_raw(uint8_t *p, size_t width, uint32_t v)
         }
 }
 
-int renogy_encode_number(const struct renogy_field *f, double value, uint8_t *bytes, size_t bytes_len)
+uint8_t renogy_field_decimals(const struct renogy_family *fam, const struct renogy_field *f)
+{
+        if ((f->flags & FIELD_PRO_TENTHS) && fam->variant && strcmp(fam->variant, "pro") == 0)
+                return 1;
+        return f->decimals;
+}
+
+int renogy_encode_number(const struct renogy_family *fam, const struct renogy_field *f, double value,
+        uint8_t *bytes, size_t bytes_len)
 {
         size_t width = renogy_field_width(f);
         if (width == 0 || width > bytes_len || f->kind == KIND_TEXT)
                 return -EINVAL;
         int64_t raw;
         if (f->kind == KIND_NUMBER)
-                raw = renogy_scaled(value, f->decimals);
+                raw = renogy_scaled(value, renogy_field_decimals(fam, f));
         else if (f->kind == KIND_FLAG)
                 raw = value != 0 ? (int64_t)1 << f->bit : 0;
         else

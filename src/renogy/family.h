@@ -37,6 +37,7 @@ enum renogy_kind {
 enum {
         FIELD_FFFF_UNAVAILABLE = 1 << 0, /* 0xFFFF means "not available": report nothing */
         FIELD_CELL_AUTO = 1 << 1,        /* raw < 100 is 0.1 V, otherwise mV */
+        FIELD_PRO_TENTHS = 1 << 2,       /* in 0.1 units on a family's Pro variant (RENOGY_BLE.md §8 P8) */
 };
 
 struct renogy_field {
@@ -111,10 +112,28 @@ struct renogy_family {
         size_t n_blocks;
         /* Readings computed from other readings (percentages, power). */
         void (*derive)(const struct renogy_family *f, struct renogy_readings *out);
+        /* A variant of another family: the same table and blocks, other scales. */
+        const struct renogy_family *base;
+        const char *variant; /* "pro"; NULL for a family of its own */
 };
 
 extern const struct renogy_family renogy_controller, renogy_dcc, renogy_battery, renogy_inverter,
-        renogy_shunt;
+        renogy_shunt, renogy_battery_pro;
+
+/* The family a variant belongs to (itself for a family of its own). */
+static inline const struct renogy_family *renogy_family_base(const struct renogy_family *f)
+{
+        return f->base ? f->base : f;
+}
+/* The decimals of a field as this family (or variant) reports it. */
+uint8_t renogy_field_decimals(const struct renogy_family *fam, const struct renogy_field *f);
+
+/* Which battery a module holds, from what it shows of itself (RENOGY_BLE.md §4.3 variants):
+ * Battery Pro (advertised or model name RNGRBP…, RNGC…: current in 0.1 A) or the standard
+ * scales (legacy packs, RNGPRO…: 0.01 A). Either string may be NULL or empty. why gets the
+ * reason in words. */
+const struct renogy_family *renogy_battery_variant(
+        const char *advertised_name, const char *model, char *why, size_t why_size);
 
 const struct renogy_family *renogy_family_find(const char *name);
 const struct renogy_family *const *renogy_families(size_t *n);
@@ -146,7 +165,8 @@ int64_t renogy_scaled(double v, unsigned decimals);
 /* The inverse of the decoder for one field: writes the raw encoding of value (a number, an
  * enum index or bit mask) into the image bytes. Used by the simulator to hold its registers in
  * the same maps the daemon decodes with. Returns 0 or -ERANGE/-EINVAL. */
-int renogy_encode_number(const struct renogy_field *f, double value, uint8_t *bytes, size_t bytes_len);
+int renogy_encode_number(const struct renogy_family *fam, const struct renogy_field *f, double value,
+        uint8_t *bytes, size_t bytes_len);
 int renogy_encode_text(const struct renogy_field *f, const char *text, uint8_t *bytes, size_t bytes_len);
 /* Byte address of a field and how many bytes it spans. */
 uint32_t renogy_field_byte_addr(const struct renogy_family *fam, const struct renogy_field *f);

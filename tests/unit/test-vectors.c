@@ -238,6 +238,62 @@ START_TEST(bad_frames_rejected_with_reason)
 }
 END_TEST
 
+/* RENOGY_BLE.md §8 P8 (patman15 fixture: raw −12 is −1.2 A on a Battery Pro): the variant comes
+ * from the advertised name or the model string, and only the current's scale differs. */
+START_TEST(battery_pro_current_in_tenths)
+{
+        char why[128];
+        ck_assert_ptr_eq(renogy_battery_variant("RNGRBP12100B0042", NULL, why, sizeof why), &renogy_battery_pro);
+        ck_assert_ptr_nonnull(strstr(why, "RNGRBP12100B0042"));
+        ck_assert_ptr_eq(renogy_battery_variant("RNGC1200", "", why, sizeof why), &renogy_battery_pro);
+        ck_assert_ptr_eq(renogy_battery_variant("BT-TH-481B1BB7", "RNGRBP12100B", why, sizeof why),
+                &renogy_battery_pro);
+        ck_assert_ptr_nonnull(strstr(why, "model RNGRBP12100B"));
+        ck_assert_ptr_eq(renogy_battery_variant("RNGPRO1234", NULL, why, sizeof why), &renogy_battery);
+        ck_assert_ptr_eq(renogy_battery_variant("BT-TH-481B1BB7", "RBT100LFP12S", why, sizeof why), &renogy_battery);
+        ck_assert_ptr_eq(renogy_battery_variant(NULL, NULL, why, sizeof why), &renogy_battery);
+        ck_assert_ptr_eq(renogy_family_base(&renogy_battery_pro), &renogy_battery);
+
+        /* 5042 current −12, 5043 voltage 13.3 V */
+        const uint8_t words[] = {0xFF, 0xF4, 0x00, 0x85};
+        struct renogy_image img;
+        renogy_image_init(&img);
+        ck_assert_int_eq(renogy_image_add_words(&img, 5042, words, 2), 0);
+        struct renogy_readings pro, std;
+        renogy_decode(&renogy_battery_pro, &img, &pro);
+        renogy_decode(&renogy_battery, &img, &std);
+        const struct renogy_reading *ip = renogy_readings_get(&pro, "battery_current"),
+                                    *is = renogy_readings_get(&std, "battery_current");
+        ck_assert(ip && is);
+        ck_assert_double_eq_tol(ip->number, -1.2, 1e-9);
+        ck_assert_uint_eq(ip->decimals, 1);
+        ck_assert_double_eq_tol(is->number, -0.12, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&pro, "battery_power")->number, -15.96, 1e-9);
+        /* The simulator writes a Pro's registers in the Pro's scale. */
+        uint8_t b[2];
+        ck_assert_int_eq(renogy_encode_number(&renogy_battery_pro,
+                                 renogy_field_find(&renogy_battery_pro, "battery_current"), -1.2, b, 2),
+                0);
+        ck_assert_uint_eq(b[0], 0xFF);
+        ck_assert_uint_eq(b[1], 0xF4);
+}
+END_TEST
+
+/* RENOGY_BLE.md §8 P11: battery type 0 on a controller is a user-defined battery. */
+START_TEST(controller_battery_type_zero_is_custom)
+{
+        const uint8_t zero[] = {0x00, 0x00};
+        struct renogy_image img;
+        renogy_image_init(&img);
+        ck_assert_int_eq(renogy_image_add_words(&img, 0xE004, zero, 1), 0);
+        struct renogy_readings rd;
+        renogy_decode(&renogy_controller, &img, &rd);
+        const struct renogy_reading *r = renogy_readings_get(&rd, "battery_type");
+        ck_assert_ptr_nonnull(r);
+        ck_assert_str_eq(r->text, "custom");
+}
+END_TEST
+
 /* The simulator encodes registers with the same tables: encode then decode is the identity. */
 START_TEST(encode_decode_roundtrip)
 {
@@ -253,7 +309,7 @@ START_TEST(encode_decode_roundtrip)
                         double v = fd->sign ? -1.5 : 12.5;
                         if (fd->decimals == 0)
                                 v = fd->sign ? -12 : 12;
-                        ck_assert_int_eq(renogy_encode_number(fd, v, bytes, sizeof bytes), 0);
+                        ck_assert_int_eq(renogy_encode_number(f, fd, v, bytes, sizeof bytes), 0);
                         struct renogy_image img;
                         renogy_image_init(&img);
                         renogy_image_add_bytes(
@@ -266,7 +322,8 @@ START_TEST(encode_decode_roundtrip)
         }
         uint8_t b[2] = {0};
         ck_assert_int_eq(
-                renogy_encode_number(renogy_field_find(&renogy_controller, "battery_voltage"), 7000, b, 2),
+                renogy_encode_number(&renogy_controller, renogy_field_find(&renogy_controller, "battery_voltage"),
+                        7000, b, 2),
                 -ERANGE);
 }
 END_TEST
@@ -326,6 +383,8 @@ static Suite *suite(void)
         tcase_add_test(tc, reassembly_vectors);
         tcase_add_test(tc, bad_frames_rejected_with_reason);
         tcase_add_test(tc, encode_decode_roundtrip);
+        tcase_add_test(tc, battery_pro_current_in_tenths);
+        tcase_add_test(tc, controller_battery_type_zero_is_custom);
         tcase_add_test(tc, rounding_matches_libm);
         suite_add_tcase(s, tc);
         return s;
