@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from homeassistant.const import CONF_TOKEN, CONF_URL, Platform
+from datetime import timedelta
+
+from homeassistant.const import CONF_SCAN_INTERVAL, CONF_TOKEN, CONF_URL, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .api import BluPowClient, BluPowError
-from .const import DOMAIN
+from .const import DEFAULT_SCAN_INTERVAL, DOMAIN
 from .coordinator import AddOnInfo, BluPowConfigEntry, BluPowCoordinator
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.SENSOR, Platform.SWITCH]
@@ -53,7 +55,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: BluPowConfigEntry) -> bo
 
 
 async def _options_updated(hass: HomeAssistant, entry: BluPowConfigEntry) -> None:
-    await hass.config_entries.async_reload(entry.entry_id)
+    """A new scan interval applies at once; data changes (URL, token) reload through their flows."""
+    entry.runtime_data.update_interval = timedelta(
+        seconds=entry.options.get(CONF_SCAN_INTERVAL, DEFAULT_SCAN_INTERVAL)
+    )
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: BluPowConfigEntry) -> bool:
