@@ -63,7 +63,7 @@ static const struct preset dcc_preset[] = {
         {"alternator_power", 173},
         {"solar_voltage", 19.2},
         {"solar_current", 4.1},
-        {"solar_power", 79},
+        {"solar_power_reported", 252}, /* solar 79 W and the alternator's 173 W, as on a G7 */
         {"battery_min_voltage_today", 12.8},
         {"battery_max_voltage_today", 14.4},
         {"max_charging_current_today", 25.2},
@@ -318,7 +318,7 @@ void sim_unit_tick(struct sim_unit *u, double t)
                 move(u, "battery_current", sun);
                 move(u, "battery_voltage", 0.98 + 0.04 * sun);
         } else if (fam == &renogy_dcc) {
-                move(u, "solar_power", sun * wobble);
+                move(u, "solar_power_reported", sun * wobble);
                 move(u, "solar_current", sun * wobble);
                 move(u, "total_charging_current", 0.8 + 0.2 * sun);
         } else if (renogy_family_base(fam) == &renogy_battery) {

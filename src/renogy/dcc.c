@@ -55,13 +55,19 @@ static const struct renogy_field fields[] = {
         WATTS("alternator_power", "Alternator power", 0x0106),
         VOLTS("solar_voltage", "Solar voltage", 0x0107, 1),
         AMPS("solar_current", "Solar current", 0x0108, 2),
-        WATTS("solar_power", "Solar power", 0x0109),
+        /* 0x0109 includes the alternator's power on RBC50D1S-G7 and DCC50S units (RENOGY_BLE.md
+         * §8 P12): published as reported, and solar_power derived from the solar input. */
+        WATTS("solar_power_reported", "Solar power as reported (with the alternator on some units)", 0x0109),
+        DERIVED("solar_power", "Solar power", "W", "power", MEAS),
         VOLTS("battery_min_voltage_today", "Battery minimum voltage today", 0x010B, 1),
         VOLTS("battery_max_voltage_today", "Battery maximum voltage today", 0x010C, 1),
         AMPS("max_charging_current_today", "Maximum charging current today", 0x010D, 2),
         WATTS("max_charging_power_today", "Maximum charging power today", 0x010F),
         AH("charging_amp_hours_today", "Charged today", 0x0111, RAW_U16, TOTAL),
-        KWH("power_generation_today", "Energy charged today", 0x0113, RAW_U16),
+        /* On units whose 0x0109 includes the alternator this daily counter falls during the day
+         * (§8 P12): a total, not total_increasing, so that a fall is not taken for a reset. */
+        ROW_NUM("power_generation_today", "Energy charged today", 0x0113, RAW_U16, SIGN_NONE, 3, "kWh", "energy",
+                "total"),
         ROW_NUM("total_operating_days", "Operating days", 0x0115, RAW_U16, SIGN_NONE, 0, "d", "duration",
                 TOTAL),
         COUNT("total_battery_over_discharges", "Battery over-discharges", 0x0116),
@@ -95,6 +101,14 @@ static const struct renogy_block blocks[] = {
         {0xE038, 1},
 };
 
+static void derive(const struct renogy_family *f, struct renogy_readings *out)
+{
+        const struct renogy_reading *v = renogy_readings_get(out, "solar_voltage");
+        const struct renogy_reading *i = renogy_readings_get(out, "solar_current");
+        if (v && i)
+                renogy_reading_add_number(out, renogy_field_find(f, "solar_power"), v->number * i->number, 0);
+}
+
 const struct renogy_family renogy_dcc = {
         .name = "dcc",
         .label = "DC-DC charger",
@@ -103,4 +117,5 @@ const struct renogy_family renogy_dcc = {
         .n_fields = sizeof fields / sizeof fields[0],
         .blocks = blocks,
         .n_blocks = sizeof blocks / sizeof blocks[0],
+        .derive = derive,
 };

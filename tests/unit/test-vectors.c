@@ -294,6 +294,24 @@ START_TEST(controller_battery_type_zero_is_custom)
 }
 END_TEST
 
+/* RENOGY_BLE.md §8 P12: a DC-DC charger's 0x0109 may include the alternator (a G7 with both
+ * inputs: solar 19.2 V × 4.10 A, 0x0109 = 252 W). It is published as reported; solar_power is the
+ * solar input's own; the daily counter that then falls is a total, not total_increasing. */
+START_TEST(dcc_solar_power_without_the_alternator)
+{
+        const uint8_t words[] = {0x00, 0xC0, 0x01, 0x9A, 0x00, 0xFC}; /* 0x0107..0x0109 */
+        struct renogy_image img;
+        renogy_image_init(&img);
+        ck_assert_int_eq(renogy_image_add_words(&img, 0x0107, words, 3), 0);
+        struct renogy_readings rd;
+        renogy_decode(&renogy_dcc, &img, &rd);
+        ck_assert_double_eq_tol(renogy_readings_get(&rd, "solar_power_reported")->number, 252, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&rd, "solar_power")->number, 79, 1e-9);
+        ck_assert_str_eq(renogy_field_find(&renogy_dcc, "power_generation_today")->state_class, "total");
+        ck_assert_str_eq(renogy_field_find(&renogy_dcc, "power_generation_total")->state_class, "total_increasing");
+}
+END_TEST
+
 /* The simulator encodes registers with the same tables: encode then decode is the identity. */
 START_TEST(encode_decode_roundtrip)
 {
@@ -385,6 +403,7 @@ static Suite *suite(void)
         tcase_add_test(tc, encode_decode_roundtrip);
         tcase_add_test(tc, battery_pro_current_in_tenths);
         tcase_add_test(tc, controller_battery_type_zero_is_custom);
+        tcase_add_test(tc, dcc_solar_power_without_the_alternator);
         tcase_add_test(tc, rounding_matches_libm);
         suite_add_tcase(s, tc);
         return s;
