@@ -73,8 +73,4 @@ async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: BluPowConfigEntry, device: dr.DeviceEntry
 ) -> bool:
     """A device may be deleted by hand once the add-on no longer has it."""
-    coordinator = entry.runtime_data
-    ids = {i for d, i in device.identifiers if d == DOMAIN}
-    if coordinator.addon.instance_id in ids:
-        return False
-    return not ids & {coordinator.device_identifier(dev_id) for dev_id in coordinator.data.devices}
+    return entry.runtime_data.is_stale(device)

@@ -84,13 +84,17 @@ class BluPowCoordinator(DataUpdateCoordinator[BluPowData]):
         self._remove_stale_devices()
         self._sync_issues()
 
+    def is_stale(self, device: dr.DeviceEntry) -> bool:
+        """A Home Assistant device of a Renogy device the add-on no longer has (never the add-on's own)."""
+        ids = {i for d, i in device.identifiers if d == DOMAIN}
+        if self.addon.instance_id in ids:
+            return False
+        return not ids & {self.device_identifier(dev_id) for dev_id in self.data.devices}
+
     def _remove_stale_devices(self) -> None:
         registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
-            ids = {i for d, i in device.identifiers if d == DOMAIN}
-            if self.addon.instance_id in ids:
-                continue
-            if not ids & {self.device_identifier(dev_id) for dev_id in self.data.devices}:
+            if self.is_stale(device):
                 LOGGER.info("Removing %s: the add-on no longer has it", device.name)
                 registry.async_update_device(device.id, remove_config_entry_id=self.config_entry.entry_id)
 
