@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,7 +13,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
-#include "random-id.h"
+#include "integration-token.h"
 #include "store.h"
 
 struct serve_args {
@@ -25,45 +24,6 @@ struct serve_args {
         const char *db_path;
         long port;
 };
-
-/* The integration's token: read from DATA_DIR/integration_token, or made there (0600) on the
- * first start. The add-on's discovery hands it to Home Assistant. */
-static int integration_token_load(const char *data_dir, char *out, size_t size)
-{
-        _cleanup_free_ char *path = NULL;
-        if (asprintf(&path, "%s/integration_token", data_dir) < 0)
-                return -ENOMEM;
-        out[0] = 0;
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        if (f) {
-                if (!fgets(out, (int)size, f))
-                        out[0] = 0;
-                out[strcspn(out, " \t\r\n")] = 0;
-                if (strlen(out) >= 16)
-                        return 0;
-                log_warning("%s holds no usable token (16 characters or more); making a new one", path);
-                out[0] = 0;
-        }
-        char token[33];
-        if (random_hex_secret(token, 16) < 0)
-                return -EAGAIN; /* no kernel entropy yet: no token rather than a guessable one */
-        _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.new", path) < 0)
-                return -ENOMEM;
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        size_t len = strlen(token);
-        bool ok = write(fd, token, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-        close(fd);
-        if (!ok || rename(tmp, path) < 0) {
-                int r = ok ? -errno : -EIO;
-                unlink(tmp);
-                return r;
-        }
-        snprintf(out, size, "%s", token);
-        return 0;
-}
 
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
@@ -219,7 +179,10 @@ int cmd_serve(int argc, char **argv)
         free(extra);
 
         if ((r = api_new(&api, d, a.bind, opts.port, a.web_dir)) < 0) {
-                log_error_errno(r, "Cannot listen on port %u: %m", opts.port);
+                log_error_errno(r, "Cannot listen on port %u: %m%s", opts.port,
+                        r == -EACCES || r == -EPERM ? " (refused by the host's confinement: AppArmor or seccomp)"
+                        : r == -EADDRINUSE          ? " (another program listens on it)"
+                                                    : "");
                 goto out;
         }
         d->api = api;

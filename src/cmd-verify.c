@@ -15,6 +15,7 @@
 #include "api.h"
 #include "commands.h"
 #include "daemon.h"
+#include "integration-token.h"
 #include "log.h"
 #include "macro.h"
 #include "poller.h"
@@ -33,7 +34,9 @@ struct run {
 
 /* ---- asking a running daemon ---- */
 
-static int http_post(uint16_t port, const char *path, char **body)
+/* token: presented as a bearer token, for a daemon that does not trust loopback (inside the
+ * add-on, where the Supervisor's proxy also comes from a local address). */
+static int http_post(uint16_t port, const char *path, const char *token, char **body)
 {
         *body = NULL;
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -44,10 +47,10 @@ static int http_post(uint16_t port, const char *path, char **body)
                         close(fd);
                 return -ECONNREFUSED;
         }
-        char req[512];
-        int n = snprintf(
-                req, sizeof req, "POST %s HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n", path);
-        if (write(fd, req, (size_t)n) != n) {
+        char req[1024];
+        int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\nHost: localhost\r\n%s%s%sContent-Length: 0\r\n\r\n",
+                path, token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
+        if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
                 close(fd);
                 return -EIO;
         }
@@ -205,17 +208,21 @@ int cmd_verify(int argc, char **argv)
                 {"json", no_argument, NULL, 'j'},
                 {"standalone", no_argument, NULL, 's'},
                 {"port", required_argument, NULL, 'p'},
+                {"data-dir", required_argument, NULL, 'd'},
                 {},
         };
         const char *options_path = "/data/options.json";
+        const char *data_dir = "/data";
         long port = 0;
         struct run run = {.all_ok = true};
         bool standalone = false;
         int c;
         optind = 1;
-        while ((c = getopt_long(argc, argv, "o:jsp:", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "o:jsp:d:", opts, NULL)) >= 0) {
                 if (c == 'o')
                         options_path = optarg;
+                else if (c == 'd')
+                        data_dir = optarg;
                 else if (c == 'p') {
                         char *end;
                         port = strtol(optarg, &end, 10);
@@ -233,7 +240,7 @@ int cmd_verify(int argc, char **argv)
         }
         if (optind + 1 < argc) {
                 fprintf(stderr, "usage: blupowd verify [DEVICE] [--json] [--options FILE] [--port PORT] "
-                                "[--standalone]\n");
+                                "[--data-dir DIR] [--standalone]\n");
                 return EXIT_USAGE;
         }
         run.only = optind < argc ? argv[optind] : NULL;
@@ -252,7 +259,12 @@ int cmd_verify(int argc, char **argv)
         }
         run.results = json_array();
 
-        /* A running daemon owns the links: ask it. */
+        /* A running daemon owns the links: ask it, with the api_token if one is set, else the
+         * add-on's own token (readable only by root, as the daemon's data is). */
+        char token[128];
+        const char *bearer = o.api_token;
+        if (!bearer && integration_token_read(data_dir, token, sizeof token) == 0)
+                bearer = token;
         char *body = NULL;
         bool asked = false;
         for (size_t i = 0; !standalone && i < o.n_devices; i++) {
@@ -260,7 +272,7 @@ int cmd_verify(int argc, char **argv)
                         continue;
                 char path[200];
                 snprintf(path, sizeof path, "/api/v1/devices/%s/verify", o.devices[i].id);
-                int status = http_post(o.port, path, &body);
+                int status = http_post(o.port, path, bearer, &body);
                 if (status == -ECONNREFUSED)
                         break;
                 asked = true;
@@ -271,8 +283,14 @@ int cmd_verify(int argc, char **argv)
                         res = json_pack("{s:s,s:s,s:s,s:b,s:[],s:{},s:{s:s,s:s,s:s}}", "device",
                                 o.devices[i].id, "name", o.devices[i].name, "address", o.devices[i].address,
                                 "ok", 0, "steps", "readings", "verdict", "code", "api_error", "message",
-                                "the running daemon did not answer the verify request", "remedy",
-                                "Look at the add-on's log; restart the add-on if it keeps happening.");
+                                status == 401 || status == 403
+                                        ? "the running daemon refused the verify request (no token it accepts)"
+                                        : "the running daemon did not answer the verify request",
+                                "remedy",
+                                status == 401 || status == 403
+                                        ? "Run verify where the daemon's data directory is readable (--data-dir), "
+                                          "or set api_token in the options it reads."
+                                        : "Look at the add-on's log; restart the add-on if it keeps happening.");
                 }
                 run.all_ok = run.all_ok && json_is_true(json_object_get(res, "ok"));
                 json_array_append_new(run.results, res);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -190,6 +191,42 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 #pragma GCC diagnostic pop
 
+/* The listening socket is made here, not by MHD, so that a refusal is reported with its own
+ * errno (EACCES under a confining profile, EADDRINUSE, EADDRNOTAVAIL) rather than one guess.
+ * No bind address: IPv6 and IPv4 on one socket, or IPv4 alone where IPv6 is off. */
+static int listen_socket(const char *bind_address, uint16_t port)
+{
+        struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+        struct sockaddr_in sa4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = INADDR_ANY};
+        bool v4 = false, dual = false;
+        if (bind_address && *bind_address) {
+                if (inet_pton(AF_INET, bind_address, &sa4.sin_addr) == 1)
+                        v4 = true;
+                else if (inet_pton(AF_INET6, bind_address, &sa6.sin6_addr) != 1)
+                        return -EINVAL;
+        } else
+                dual = true;
+
+        _cleanup_close_ int fd = socket(v4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0 && dual && errno == EAFNOSUPPORT) {
+                v4 = true;
+                fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        }
+        if (fd < 0)
+                return -errno;
+        int one = 1, zero = 0;
+        /* A restart must not wait for the last connections' TIME_WAIT. */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+                return -errno;
+        if (!v4 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, dual ? &zero : &one, sizeof one) < 0)
+                return -errno;
+        const struct sockaddr *sa = v4 ? (const struct sockaddr *)&sa4 : (const struct sockaddr *)&sa6;
+        socklen_t len = v4 ? sizeof sa4 : sizeof sa6;
+        if (bind(fd, sa, len) < 0 || listen(fd, 64) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
 int http_server_new(struct http_server **ret, sd_event *event, const char *bind_address, uint16_t port,
         http_handler_t handler, void *userdata)
 {
@@ -199,31 +236,21 @@ int http_server_new(struct http_server **ret, sd_event *event, const char *bind_
         srv->handler = handler;
         srv->userdata = userdata;
 
-        struct sockaddr_in6 sa6 = {
-                .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
-        struct sockaddr_in sa4 = {.sin_family = AF_INET, .sin_port = htons(port)};
-        const struct sockaddr *sa = (const struct sockaddr *)&sa6;
-        unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-        if (bind_address && *bind_address) {
-                if (inet_pton(AF_INET, bind_address, &sa4.sin_addr) == 1)
-                        sa = (const struct sockaddr *)&sa4;
-                else if (inet_pton(AF_INET6, bind_address, &sa6.sin6_addr) == 1)
-                        flags |= MHD_USE_IPv6;
-                else {
-                        free(srv);
-                        return -EINVAL;
-                }
-        } else
-                flags |= MHD_USE_DUAL_STACK;
-
-        srv->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_access, srv, MHD_OPTION_SOCK_ADDR, sa,
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                (unsigned)128, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,
+        int fd = listen_socket(bind_address, port);
+        if (fd < 0) {
+                free(srv);
+                return fd;
+        }
+        /* MHD takes the socket and closes it when it stops. */
+        srv->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, port, NULL,
+                NULL, on_access, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
                 on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
         if (!srv->mhd) {
+                close(fd);
                 free(srv);
-                return -EADDRINUSE;
+                return -ENOMEM; /* the socket is ours and listening: what is left is memory */
         }
         const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_EPOLL_FD);
         const union MHD_DaemonInfo *pi = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);

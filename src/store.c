@@ -325,7 +325,7 @@ static int open_db(struct store *s)
         int r = exec(s, "PRAGMA journal_mode = WAL");
         if (r < 0)
                 return r;
-        exec(s, "PRAGMA synchronous = NORMAL");
+        exec(s, "PRAGMA synchronous = FULL");
         /* SQLite's default page cache grows to 2 MiB: more than the rest of the daemon's heap.
          * A week of history for a chart reads a few hundred KiB; the page cache of the OS holds
          * the rest. */

@@ -3,8 +3,9 @@
 
 /* SQLite store: devices added through the API, every numeric sample, and the last readings
  * for a restart. Written for SD cards: polls wait in memory and go to disk together, one small
- * append per commit interval (page size 512, WAL, synchronous=NORMAL), and are compacted after
- * each whole hour into per-key chunks of delta-encoded samples. The byte formats of rows and
+ * append per commit interval (page size 512, WAL, synchronous=FULL, so that a commit that
+ * returned survives a power cut), and are compacted after each whole hour into per-key chunks
+ * of delta-encoded samples. The byte formats of rows and
  * chunks are in store-codec.h. */
 
 #include <stdbool.h>

@@ -2,6 +2,7 @@
 started by the s6 run script; and the finish script's exit-code handling."""
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -69,6 +70,45 @@ class RunScriptConfigError(unittest.TestCase):
             p = subprocess.run([path], capture_output=True, text=True, timeout=20)
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertIn("not-a-mac", p.stderr)
+        finally:
+            env.close()
+
+
+class ListenRefused(unittest.TestCase):
+    """A port that cannot be had is reported with its real cause, and blupowd exits."""
+
+    def serve(self, env, port, **kw):
+        return subprocess.run([os.path.join(sysenv.BUILD, "src/blupowd"), "--options", env.options_path,
+                               "--data-dir", env.data, "--port", str(port)], env=env.env, capture_output=True,
+                              text=True, timeout=20, **kw)
+
+    def test_port_taken_by_another_program(self):
+        env = sysenv.Env()
+        try:
+            with socket.socket(socket.AF_INET6) as other:
+                other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                other.bind(("::", env.port))
+                other.listen()
+                p = self.serve(env, env.port)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn(f"Cannot listen on port {env.port}: Address already in use (another program listens on it)",
+                          p.stderr)
+        finally:
+            env.close()
+
+    def test_socket_refused_is_not_called_address_in_use(self):
+        # An unprivileged process may not bind port 80: the kernel's EACCES, as a confining
+        # profile's denial gives it.
+        env = sysenv.Env()
+        try:
+            os.chmod(env.dir, 0o755)
+            os.chmod(env.data, 0o777)
+            os.chmod(env.options_path, 0o644)
+            os.chmod(env.bus_socket, 0o777)
+            p = self.serve(env, 80, user=65534, group=65534, extra_groups=[])
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("Cannot listen on port 80: Permission denied (refused by the host's confinement", p.stderr)
+            self.assertNotIn("already in use", p.stderr)
         finally:
             env.close()
 

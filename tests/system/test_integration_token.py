@@ -48,6 +48,25 @@ class IntegrationToken(unittest.TestCase):
         self.assertEqual(self.poll("Bearer short"), 401)
         self.assertEqual(self.poll("Bearer " + token), 202)
 
+    def verify(self, *args):
+        return self.env.blupowd("verify", "rover", "--options", self.env.options_path, "--port", str(self.env.port),
+                                *args)
+
+    def test_verify_inside_the_add_on_presents_the_token(self):
+        # As DOCS.md tells users: `blupowd verify` in the add-on's shell, where loopback is not
+        # trusted; it reads the add-on's token from /data (here --data-dir) and is answered.
+        self.env.wait_all_online()
+        p = self.verify("--data-dir", self.env.data)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("verdict: ✓ reads end to end", p.stdout)
+        self.assertNotIn("standalone", p.stdout + p.stderr)
+
+    def test_verify_without_a_token_says_it_was_refused(self):
+        p = self.verify("--data-dir", os.path.join(self.env.dir, "elsewhere"))
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("refused the verify request", p.stdout)
+        self.assertIn("--data-dir", p.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
