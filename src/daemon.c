@@ -208,6 +208,8 @@ static int connect_bus(struct daemon *d)
         d->sync_pending = true;
         poller_discovery_lost(d);
         for (size_t i = 0; i < d->n_modules; i++)
+                poller_watch_forget(d->modules[i]); /* the new connection watches every module */
+        for (size_t i = 0; i < d->n_modules; i++)
                 if ((r = bluez_watch_device(d->bluez, d->modules[i]->radio->name, d->modules[i]->address)) <
                         0)
                         log_warning_errno(r, "Cannot follow %s's signals: %m", d->modules[i]->address);
@@ -534,6 +536,7 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                 strmap_remove(&d->module_by_address, m->address, strlen(m->address), m);
                 if (d->bluez)
                         bluez_unwatch_device(d->bluez, m->radio->name, m->address);
+                sd_event_source_unref(m->watch_timer);
                 link_free(m->link);
                 free(m);
         }
@@ -784,6 +787,7 @@ struct daemon *daemon_free(struct daemon *d)
         if (!d)
                 return NULL;
         for (size_t i = 0; i < d->n_modules; i++) {
+                sd_event_source_unref(d->modules[i]->watch_timer);
                 link_free(d->modules[i]->link);
                 free(d->modules[i]);
         }

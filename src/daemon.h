@@ -151,6 +151,8 @@ struct module {
         uint64_t look_from;   /* monotonic µs it began to be looked for */
         uint64_t read_usec;   /* how long its last good session took */
         bool poll_now;
+        bool watch_paused;           /* its Device1 signals unwatched until watch_timer */
+        sd_event_source *watch_timer;
         int64_t last_seen;           /* realtime µs of the last advertisement */
         int64_t stopped_advertising; /* realtime µs the RSSI went away */
         int16_t rssi;

@@ -126,6 +126,7 @@ static int looking_add(struct module *m)
         struct radio *r = m->radio;
         if (m->looking_pos)
                 return 0;
+        poller_watch_resume(m);
         if (r->n_looking == r->looking_cap) {
                 size_t cap = r->looking_cap ? 2 * r->looking_cap : 8;
                 struct module **v = realloc(r->looking, cap * sizeof *v);
@@ -301,6 +302,7 @@ static void start_session(struct radio *r, struct module *m, uint64_t budget)
                         dev->state = DEVICE_CONNECTING;
         }
         looking_pause(r, now);
+        poller_watch_resume(m);
         int res;
         /* Before the start: a session that fails at once ends inside link_start, and its end
          * clears this and may start the radio's next one. */
@@ -465,16 +467,69 @@ static uint64_t looks_expire(struct radio *r, uint64_t now)
         return next;
 }
 
+/* ---- following a module's advertisements ---- */
+
+/* Between its sessions, present() needs one advertisement per half of the module's freshness
+ * window. Following every one costs a wake each: a BT-2 advertises about once a second, BlueZ
+ * signals each while any program on the host scans (Home Assistant's Bluetooth integration
+ * does, all the time), and that was most of what blupowd did while it waited. So after one is
+ * seen between sessions, the module's Device1 signals go unwatched for that long, or until a
+ * session or a look of its own needs them. A link kept up stays watched: its drop must be seen.
+ * A scan watches every device anyway. */
+static int on_watch_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        poller_watch_resume(userdata);
+        return 0;
+}
+
+void poller_watch_forget(struct module *m)
+{
+        m->watch_paused = false;
+        if (m->watch_timer)
+                sd_event_source_set_enabled(m->watch_timer, SD_EVENT_OFF);
+}
+
+void poller_watch_resume(struct module *m)
+{
+        if (!m->watch_paused)
+                return;
+        poller_watch_forget(m);
+        struct daemon *d = m->daemon;
+        int r = d->bluez ? bluez_watch_device(d->bluez, m->radio->name, m->address) : 0;
+        if (r < 0)
+                log_warning_errno(r, "Cannot follow %s's signals: %m", m->address);
+}
+
+static void watch_pause(struct daemon *d, struct module *m)
+{
+        const struct bluez_adapter *a = bluez_adapter_find(d->bluez, m->radio->name);
+        const struct bluez_device *bd = a ? bluez_device_find(d->bluez, a->path, m->address) : NULL;
+        if (m->watch_paused || m->looking_pos || m->radio->active == m || link_busy(m->link) || !bd ||
+                bd->connected || m->radio->probe)
+                return;
+        uint64_t until = now_monotonic() + fresh_usec(m) / 2;
+        int r = m->watch_timer ? sd_event_source_set_time(m->watch_timer, until)
+                               : sd_event_add_time(d->event, &m->watch_timer, CLOCK_MONOTONIC, until,
+                                         USEC_PER_SEC, on_watch_timer, m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->watch_timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                return; /* followed as before: costs wakes, loses nothing */
+        bluez_unwatch_device(d->bluez, m->radio->name, m->address);
+        m->watch_paused = true;
+}
+
 void poller_module_seen(struct daemon *d, struct module *m)
 {
         m->seen_at = now_monotonic();
         /* A module looked for is tried now. */
-        if (!m->looking_pos)
-                return;
-        looking_remove(m);
-        m->next_due = m->seen_at;
-        poller_requeue(d, m);
-        poller_schedule_radio(m->radio);
+        if (m->looking_pos) {
+                looking_remove(m);
+                m->next_due = m->seen_at;
+                poller_requeue(d, m);
+                poller_schedule_radio(m->radio);
+        }
+        watch_pause(d, m); /* not when that started its session */
 }
 
 /* ---- scheduling ---- */

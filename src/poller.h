@@ -26,6 +26,10 @@ int poller_requeue(struct daemon *d, struct module *m);
 void poller_session_done(struct daemon *d, struct module *m);
 /* An advertisement from m: a module waiting to be seen is tried now. */
 void poller_module_seen(struct daemon *d, struct module *m);
+/* Watches the module's Device1 signals again now, if they were left unwatched after an
+ * advertisement between sessions; poller_watch_forget: the bus connection they were on is gone. */
+void poller_watch_resume(struct module *m);
+void poller_watch_forget(struct module *m);
 /* BlueZ went away or the bus was reconnected: our discoveries ended with it. */
 void poller_discovery_lost(struct daemon *d);
 void poller_radio_free(struct radio *r);

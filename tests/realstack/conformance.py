@@ -122,6 +122,7 @@ async def wait_for(pred, seconds):
 
 
 async def sequence(adapter, address):
+    address = address.upper()
     bus = await MessageBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=True).connect()
     t = Tracer(bus, adapter, address)
     bus.add_message_handler(t.on_message)
@@ -192,6 +193,41 @@ async def sequence(adapter, address):
         await t.call(t.dev_path, "org.bluez.Device1", "Disconnect")
         await t.settle(1.0)
         t.events.append(["state", "Connected read", await get(t.dev_path, "org.bluez.Device1", "Connected")])
+
+    # A second Connect while the first is pending, then the module drops the link in the middle
+    # of a reply (the simulator's fault, on its side of the link): what is signalled, and in what
+    # order against the acquired sockets.
+    t.events.append(["step", "connect twice"])
+    start = len(t.events)
+    await asyncio.gather(t.call(t.dev_path, "org.bluez.Device1", "Connect"),
+                         t.call(t.dev_path, "org.bluez.Device1", "Connect", label="second Connect"))
+    await wait_for(lambda: any(e[0] == "signal" and e[1] == "device" and e[2].get("ServicesResolved")
+                               for e in t.events[start:]), 20)
+    n = await t.call(chars[UUID_NOTIFY], "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
+    w = await t.call(chars[UUID_WRITE], "org.bluez.GattCharacteristic1", "AcquireWrite", "a{sv}", [{}])
+    t.events.append(["step", "remote drop"])
+    await bus.call(Message(destination="org.blupow.Sim", path="/", interface="org.blupow.Sim1", member="SetFault",
+                           signature="ssi", body=[address, "drop_mid_response", 1]))
+    start = len(t.events)
+    if n and w:
+        nfd = socket.socket(fileno=n.unix_fds[n.body[0]])
+        wfd = socket.socket(fileno=w.unix_fds[w.body[0]])
+        wfd.send(REQUEST)
+        await wait_for(lambda: any(e[0] == "signal" and e[1] == "device" and e[2].get("Connected") is False
+                                   for e in t.events[start:]), 20)
+        await t.settle(1.0)
+        nfd.close()
+        wfd.close()
+    t.events.append(["state", "Connected read", await get(t.dev_path, "org.bluez.Device1", "Connected")])
+
+    # Another client scans, then leaves the bus without StopDiscovery.
+    t.events.append(["step", "a scanning client leaves the bus"])
+    other = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    await other.call(Message(destination=BLUEZ, path=t.adapter_path, interface="org.bluez.Adapter1",
+                             member="StartDiscovery"))
+    await t.settle(1.5)
+    other.disconnect()
+    await t.settle(2.0)
     bus.disconnect()
     return t.events
 

@@ -152,6 +152,22 @@ class Stack:
         except dbus.DBusException:
             return False
 
+    def match_rules_of(self, pid):
+        """The bus's match rules of the connections of process `pid` (the bus's Debug.Stats)."""
+        bus = self.bus()
+        dbus_if = dbus.Interface(bus.get_object("org.freedesktop.DBus", "/org/freedesktop/DBus"),
+                                 "org.freedesktop.DBus")
+        stats = dbus.Interface(bus.get_object("org.freedesktop.DBus", "/org/freedesktop/DBus"),
+                               "org.freedesktop.DBus.Debug.Stats")
+        rules = []
+        for name, of_name in stats.GetAllMatchRules().items():
+            try:
+                if int(dbus_if.GetConnectionUnixProcessID(name)) == pid:
+                    rules += [str(r) for r in of_name]
+            except dbus.DBusException:
+                pass  # gone meanwhile
+        return rules
+
     def device_path(self, adapter, address):
         return f"/org/bluez/{adapter}/dev_{address.replace(':', '_')}"
 

@@ -9,6 +9,8 @@ import sys
 import time
 import unittest
 
+import dbus
+
 sys.path.insert(0, os.path.dirname(__file__))
 import stack  # noqa: E402
 
@@ -122,6 +124,29 @@ class RealStack(unittest.TestCase):
         self.daemon = None
         stack.wait_for(lambda: not self.link_up_seen_by_module("BT-TH-66EDFC11"), 10,
                        "the module's link down after SIGTERM")
+
+    def test_waiting_between_polls_follows_no_advertisement(self):
+        """Another program scans, as Home Assistant's Bluetooth integration does, and the module
+        advertises every second: between polls blupowd leaves the module's signals unwatched once
+        it has seen it advertise, and a poll still finds and reads it at once."""
+        d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"], poll_interval=3600)
+        d.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        path = self.stack.device_path(self.central, self.address("BT-TH-66EDFC11"))
+
+        def watched():
+            return [r for r in self.stack.match_rules_of(d.proc.pid) if f"path='{path}'" in r]
+        self.assertTrue(watched(), "the module's signals followed before anyone scans")
+        adapter = dbus.Interface(self.stack.bus().get_object("org.bluez", "/org/bluez/" + self.central),
+                                 "org.bluez.Adapter1")
+        adapter.SetDiscoveryFilter({"Transport": "le", "DuplicateData": True})
+        adapter.StartDiscovery()
+        try:
+            stack.wait_for(lambda: not watched(), 30, "the module's signals unwatched between polls")
+            dev = d.poll("rover")
+            self.assertEqual((dev["state"], dev["diagnosis"]), ("online", None))
+            stack.wait_for(lambda: not watched(), 30, "unwatched again after the poll")
+        finally:
+            adapter.StopDiscovery()
 
     def test_keep_connected_link_handed_back_at_shutdown(self):
         d = self.start_daemon(devices=[x for x in self.devices if x["name"] == "Rover"], keep_connected=True)
