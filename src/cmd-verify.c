@@ -239,7 +239,7 @@ int cmd_verify(int argc, char **argv)
                         return EXIT_USAGE;
         }
         if (optind + 1 < argc) {
-                fprintf(stderr, "usage: blupowd verify [DEVICE] [--json] [--options FILE] [--port PORT] "
+                fprintf(stderr, "usage: blupowd verify [DEVICE] [--json] [--options FILE] [--port N] "
                                 "[--data-dir DIR] [--standalone]\n");
                 return EXIT_USAGE;
         }

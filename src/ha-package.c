@@ -127,6 +127,39 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                 fprintf(f, "        value_template: \"{{ value_json is defined and value_json.state == "
                            "'online' }}\"\n");
                 fprintf(f, "        device_class: connectivity\n");
+                /* Every bit of a status word the family names, as the integration makes them: a
+                 * problem sensor for each alarm, protection and fault bit, a plain one for a
+                 * state. The API lists the names of the bits set. */
+                for (size_t k = 0; k < dev->cfg.family->n_fields; k++) {
+                        const struct renogy_field *fd = &dev->cfg.family->fields[k];
+                        if (fd->kind != KIND_BITS || !field_present(dev, fd))
+                                continue;
+                        for (unsigned b = 0; b < fd->n_names; b++) {
+                                const char *bit = fd->names[b];
+                                if (!bit)
+                                        continue;
+                                char readable[64];
+                                snprintf(readable, sizeof readable, "%s", bit);
+                                for (char *c = readable; *c; c++)
+                                        if (*c == '_')
+                                                *c = ' ';
+                                snprintf(name, sizeof name, "%s %s: %s", dev->cfg.name, fd->label, readable);
+                                fprintf(f, "      - name: ");
+                                yq(f, name);
+                                fprintf(f, "\n        unique_id: %s_%s_%s\n", uid, fd->key, bit);
+                                fprintf(f,
+                                        "        value_template: \"{{ value_json is defined and "
+                                        "value_json.readings.%s is defined and '%s' in "
+                                        "value_json.readings.%s.value }}\"\n",
+                                        fd->key, bit, fd->key);
+                                fprintf(f,
+                                        "        availability: \"{{ %s and value_json.readings.%s is defined "
+                                        "}}\"\n",
+                                        fresh, fd->key);
+                                if (!(fd->state_bits & (1u << b)))
+                                        fprintf(f, "        device_class: problem\n");
+                        }
+                }
         }
         if (d->n_devices == 0)
                 fprintf(f, "  []\n");

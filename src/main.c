@@ -12,13 +12,15 @@ static void usage(FILE *f)
                    "usage:\n"
                    "  blupowd [serve] [--options FILE] [--data-dir DIR] [--db FILE] [--port N]\n"
                    "                  [--bind ADDRESS] [--web-dir DIR]\n"
-                   "  blupowd verify [DEVICE] [--json] [--options FILE] [--port N] [--standalone]\n"
+                   "  blupowd verify [DEVICE] [--json] [--options FILE] [--port N] [--data-dir DIR]\n"
+                   "                 [--standalone]\n"
                    "  blupowd scan [--seconds N] [--json] [--options FILE] [--adapter hciN]\n"
                    "  blupowd decode FAMILY REG:HEX [REG:HEX ...]\n"
                    "  blupowd --version | --help\n"
                    "\n"
                    "verify asks the daemon running on --port (8099) to read each device end to\n"
-                   "end, or reads them itself when none runs (or with --standalone).\n"
+                   "end, or reads them itself when none runs (or with --standalone); it presents\n"
+                   "the api_token, or the add-on's token from --data-dir (/data).\n"
                    "FAMILY is controller, dcc, battery, inverter or shunt. Exit codes: 0 ok,\n"
                    "1 runtime failure, 2 bad usage or configuration.\n");
 }

@@ -57,6 +57,17 @@ static const char *field_kind_name(uint8_t kind)
         return kind < ELEMENTSOF(names) && names[kind] ? names[kind] : "text";
 }
 
+/* The bits of a status word that are alarms, protections or faults: a client shows them as
+ * problems, and the others as plain states. */
+static json_t *problem_names_json(const struct renogy_field *f)
+{
+        json_t *list = json_array();
+        for (unsigned i = 0; i < f->n_names; i++)
+                if (f->names[i] && !(f->state_bits & (1u << i)))
+                        json_array_append_new(list, json_string(f->names[i]));
+        return list;
+}
+
 /* Every name an enum may take or a bit field may set, so that a client can make its entities
  * before the value shows them. */
 static json_t *field_names_json(const struct renogy_field *f)
@@ -83,6 +94,8 @@ json_t *readings_json(const struct renogy_readings *r, bool full)
                                 json_object_set_new(o, "precision", json_integer(r->r[i].decimals));
                         if (f->kind == KIND_ENUM || f->kind == KIND_BITS)
                                 json_object_set_new(o, f->kind == KIND_ENUM ? "options" : "bits", field_names_json(f));
+                        if (f->kind == KIND_BITS)
+                                json_object_set_new(o, "problem_bits", problem_names_json(f));
                         json_object_set_new(o, "label", json_string(f->label));
                         json_object_set_new(o, "device_class",
                                 f->device_class ? json_string(f->device_class) : json_null());

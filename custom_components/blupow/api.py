@@ -32,6 +32,7 @@ class Reading(TypedDict):
     precision: NotRequired[int]
     options: NotRequired[list[str]]
     bits: NotRequired[list[str]]
+    problem_bits: NotRequired[list[str]]
 
 
 class Device(TypedDict):

@@ -1,5 +1,5 @@
-"""Binary sensors: each device's link and problem, its on/off flags, and one problem sensor for
-every alarm, protection and fault bit the add-on names."""
+"""Binary sensors: each device's link and problem, its on/off flags, and one sensor for every bit
+of its status words the add-on names (a problem sensor for each alarm, protection and fault)."""
 
 from __future__ import annotations
 
@@ -84,9 +84,8 @@ class BluPowFlagSensor(BluPowReadingEntity, BinarySensorEntity):
 
 
 class BluPowBitSensor(BluPowReadingEntity, BinarySensorEntity):
-    """One alarm, protection or fault bit of a status word: on while the device sets it."""
-
-    _attr_device_class = BinarySensorDeviceClass.PROBLEM
+    """One bit of a status word, on while the device sets it: a problem for an alarm, protection
+    or fault bit, a plain state (a MOSFET on, fully charged) for the others."""
 
     def __init__(
         self, coordinator: BluPowCoordinator, device_id: str, key: str, reading: Reading, bit: str
@@ -94,6 +93,9 @@ class BluPowBitSensor(BluPowReadingEntity, BinarySensorEntity):
         """Named after the word and the bit."""
         super().__init__(coordinator, device_id, key, reading)
         self.bit = bit
+        # An add-on before problem_bits named only problems.
+        if bit in reading.get("problem_bits", reading.get("bits", [])):
+            self._attr_device_class = BinarySensorDeviceClass.PROBLEM
         self._attr_unique_id = f"{self._attr_unique_id}_{bit}"
         self._attr_name = f"{reading['label']}: {bit.replace('_', ' ')}"
 

@@ -147,13 +147,17 @@ static const struct renogy_field fields[] = {
         PLAIN("cell_voltage_alarms", "Cell voltage alarms (raw)", 5100, RAW_U32),
         PLAIN("cell_temperature_alarms", "Cell temperature alarms (raw)", 5102, RAW_U32),
         BITS("other_alarms", "Alarms", 5104, RAW_U32, other_alarms),
-        BITS("battery_status1", "Status 1", 5106, RAW_U16, status1),
+        /* charge_mosfet, discharge_mosfet, using_battery_module_power: states */
+        BITS_WITH_STATES("battery_status1", "Status 1", 5106, RAW_U16, status1, 0x000E),
         FLAG("charge_mosfet", "Charge MOSFET", 5106, RAW_U16, 1),
         FLAG("discharge_mosfet", "Discharge MOSFET", 5106, RAW_U16, 2),
-        BITS("battery_status2", "Status 2", 5107, RAW_U16, status2),
+        /* buzzer, fully_charged, heater_on, effective discharge and charge current: states */
+        BITS_WITH_STATES("battery_status2", "Status 2", 5107, RAW_U16, status2, 0xE900),
         FLAG("heater", "Heater", 5107, RAW_U16, 13),
         BITS("cell_voltage_errors", "Cell voltage errors", 5108, RAW_U16, cell_errors),
-        BITS("charge_discharge_status", "Charge/discharge status", 5109, RAW_U16, charge_discharge),
+        /* requests and enables, every one a state */
+        BITS_WITH_STATES("charge_discharge_status", "Charge/discharge status", 5109, RAW_U16,
+                charge_discharge, 0x00F8),
         TEXT("serial_number", "Serial number", 5110, 16),
         TEXT("manufacture_version", "Manufacture version", 5118, 2),
         TEXT("mainline_version", "Mainline version", 5119, 4),

@@ -57,6 +57,9 @@ struct renogy_field {
         uint8_t index; /* with count_addr: reported only if index <= count */
         uint16_t count_addr;
         uint32_t mask; /* applied to the raw value first; 0 = none */
+        /* KIND_BITS: the bits that tell a state (a MOSFET on, fully charged), not a problem;
+         * every other named bit is an alarm, protection or fault. */
+        uint32_t state_bits;
         const char *const *names;
         uint8_t n_names;
 };

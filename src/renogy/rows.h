@@ -36,6 +36,11 @@
         {                                                                                                   \
                 .key = k, .label = l, .addr = a, .raw = r, .kind = KIND_BITS, NAMES(arr)                    \
         }
+#define BITS_WITH_STATES(k, l, a, r, arr, states)                                                          \
+        {                                                                                                   \
+                .key = k, .label = l, .addr = a, .raw = r, .kind = KIND_BITS, .state_bits = states,         \
+                NAMES(arr)                                                                                  \
+        }
 #define FLAG(k, l, a, r, b)                                                                                 \
         {                                                                                                   \
                 .key = k, .label = l, .addr = a, .raw = r, .kind = KIND_FLAG, .bit = b                      \

@@ -203,7 +203,9 @@ async def test_every_reading_is_an_entity_with_its_metadata(hass: HomeAssistant)
             if r["kind"] == "bits":
                 for bit in r["bits"]:
                     eid = entity_id(hass, f"{prefix}_{key}_{bit}", "binary_sensor")
-                    assert ent_reg.async_get(eid).original_device_class == "problem"
+                    # Alarms, protections and faults are problems; a MOSFET on is not.
+                    want_class = "problem" if bit in r["problem_bits"] else None
+                    assert ent_reg.async_get(eid).original_device_class == want_class, (eid, r["problem_bits"])
                     on = bit in data[dev_id]["readings"][key]["value"]
                     assert hass.states.get(eid).state == ("on" if on else "off"), (eid, on)
                 continue
@@ -276,6 +278,27 @@ async def test_package_loads_with_every_entity_right(hass: HomeAssistant) -> Non
             assert math.isclose(float(st.state), want, rel_tol=0.1, abs_tol=1.0), (eid, st.state, want)
         elif not isinstance(want, list):
             assert st.state == str(want), (eid, st.state, want)
+
+    # Every named bit of a status word a binary sensor: a problem only where the API says so,
+    # on exactly while the API lists the bit.
+    import yaml
+    bits = 0
+    for resource in yaml.safe_load(h.PACKAGE_TEXT)["rest"]:
+        dev_id = resource["resource"].rsplit("/", 1)[1]
+        by_uid = {b["unique_id"]: b for b in resource["binary_sensor"]}
+        uid = next(u for u in by_uid if u.endswith("_connected"))[:-len("_connected")]
+        for key, r in api[dev_id]["readings"].items():
+            if r["kind"] != "bits":
+                continue
+            for bit in r["bits"]:
+                assert f"{uid}_{key}_{bit}" in by_uid, f"{dev_id}: no binary sensor for {key}.{bit}"
+                eid = ent_reg.async_get_entity_id("binary_sensor", "rest", f"{uid}_{key}_{bit}")
+                assert eid, f"the package's {uid}_{key}_{bit} is not an entity"
+                st = hass.states.get(eid)
+                assert st.attributes.get("device_class") == ("problem" if bit in r["problem_bits"] else None), eid
+                assert st.state == ("on" if bit in r["value"] else "off"), (eid, st.state, r["value"])
+                bits += 1
+    assert bits > 20, bits
 
 
 # ---- controls ----

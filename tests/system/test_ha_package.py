@@ -105,7 +105,8 @@ class Package(unittest.TestCase):
                     self.assertIn(unit, ENERGY_UNITS, "the Energy dashboard offers only Wh/kWh/MWh")
                     self.assertIn(sc, ("total", "total_increasing"))
             for b in res["binary_sensor"]:
-                self.assertEqual(b["device_class"], "connectivity")
+                want = ("connectivity",) if b["unique_id"].endswith("_connected") else ("problem", None)
+                self.assertIn(b.get("device_class"), want, b["name"])
         self.assertIn("Rover Energy generated", energy)
 
     def test_templates_render_valid_states_for_online_devices(self):
@@ -123,9 +124,42 @@ class Package(unittest.TestCase):
                 if "unit_of_measurement" in s or "state_class" in s:
                     float(state)  # a number, or Home Assistant rejects the state
                 rendered += 1
-            for b in res["binary_sensor"]:
-                self.assertTrue(ha_bool(env.from_string(b["value_template"]).render(value=raw, value_json=value_json)))
+            connected = [b for b in res["binary_sensor"] if b["unique_id"].endswith("_connected")]
+            self.assertEqual(len(connected), 1)
+            self.assertTrue(ha_bool(env.from_string(connected[0]["value_template"]).render(value_json=value_json)))
         self.assertGreater(rendered, 100)
+
+    def test_every_status_bit_a_binary_sensor_problem_only_where_it_is_one(self):
+        env = ha_environment()
+        seen = set()
+        for res, raw, value_json in self.resources():
+            by_uid = {b["unique_id"]: b for b in res["binary_sensor"]}
+            uid = next(u for u in by_uid if u.endswith("_connected"))[:-len("_connected")]
+            for key, r in value_json["readings"].items():
+                if r["kind"] != "bits":
+                    continue
+                self.assertTrue(set(r["problem_bits"]) <= set(r["bits"]), key)
+                for bit in r["bits"]:
+                    b = by_uid[f"{uid}_{key}_{bit}"]
+                    self.assertEqual(b.get("device_class"), "problem" if bit in r["problem_bits"] else None, bit)
+                    self.assertIn(bit.replace("_", " "), b["name"])
+                    ctx = {"value_json": value_json}
+                    self.assertEqual(ha_bool(env.from_string(b["value_template"]).render(ctx)), bit in r["value"],
+                                     (key, bit, r["value"]))
+                    self.assertEqual(ha_bool(env.from_string(b["availability"]).render(ctx)),
+                                     value_json["available"])
+                    seen.add((value_json["type"] if "type" in value_json else value_json["id"], key, bit))
+        names = {(k, b) for _, k, b in seen}
+        # A battery's MOSFETs are states; its short circuit and a controller's faults are problems.
+        self.assertIn(("battery_status1", "charge_mosfet"), names)
+        self.assertIn(("controller_faults", "load_short_circuit"), names)
+        for res, raw, value_json in self.resources():
+            for key, r in value_json["readings"].items():
+                if key == "battery_status1":
+                    self.assertNotIn("charge_mosfet", r["problem_bits"])
+                    self.assertIn("short_circuit", r["problem_bits"])
+                if key == "charge_discharge_status":
+                    self.assertEqual(r["problem_bits"], [])
 
     def test_values_match_the_api(self):
         env = ha_environment()
