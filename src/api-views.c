@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "daemon.h"
+#include "device-energy.h"
 #include "macro.h"
 #include "readings-json.h"
 #include "store.h"
@@ -107,8 +108,9 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_object_set_new(
                 o, "last_error", dev->last_error[0] ? json_string(dev->last_error) : json_null());
         json_object_set_new(o, "consecutive_failures", json_integer(dev->failures));
-        json_object_set_new(
-                o, "readings", dev->have_readings ? readings_json(&dev->readings, true) : json_object());
+        json_t *readings = dev->have_readings ? readings_json(&dev->readings, true) : json_object();
+        device_energy_json(d, dev, readings);
+        json_object_set_new(o, "readings", readings);
         return o;
 }
 

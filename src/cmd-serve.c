@@ -11,6 +11,7 @@
 #include "api.h"
 #include "commands.h"
 #include "daemon.h"
+#include "device-energy.h"
 #include "log.h"
 #include "macro.h"
 #include "integration-token.h"
@@ -24,6 +25,11 @@ struct serve_args {
         const char *db_path;
         long port;
 };
+
+static void on_commit(void *userdata)
+{
+        device_energy_committed(userdata);
+}
 
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
@@ -168,7 +174,10 @@ int cmd_serve(int argc, char **argv)
                 log_warning("The database cannot keep this installation's id; Home Assistant will see a new "
                             "BluPow after the next start");
         for (size_t i = 0; i < d->n_devices; i++)
-                store_restore_device(store, d->devices[i]);
+                if (store_restore_device(store, d->devices[i]) >= 0)
+                        device_energy_resume(d->devices[i]);
+        if (store)
+                store_on_commit(store, on_commit, d);
         /* Devices added through the API, unless the options now carry the same one. */
         struct device_config *extra = NULL;
         size_t n_extra = 0;

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "daemon.h"
+#include "device-energy.h"
 #include "log.h"
 #include "macro.h"
 #include "poller.h"
@@ -455,8 +456,8 @@ static int add_device(struct daemon *d, const struct device_config *cfg)
         }
         device_choose_decoder(dev);
         d->devices[d->n_devices++] = dev;
-        if (d->store)
-                store_restore_device(d->store, dev);
+        if (d->store && store_restore_device(d->store, dev) >= 0)
+                device_energy_resume(dev);
         return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include "bluez.h"
 #include "diagnosis.h"
+#include "energy.h"
 #include "link.h"
 #include "options.h"
 #include "renogy/family.h"
@@ -43,6 +44,8 @@ struct device {
         struct renogy_readings readings;
         bool have_readings;
         int64_t readings_at; /* realtime µs the readings were taken */
+        struct energy_meter energy; /* device-energy.h: kWh in and out, live */
+        double energy_shown[2];     /* the same as of the last commit: what the API shows */
         int64_t last_poll;   /* realtime µs of the last successful poll, 0 = never */
         int64_t last_attempt;
         int64_t first_failure; /* realtime µs the current run of failures began */

@@ -6,6 +6,7 @@
 
 #include "api.h"
 #include "daemon.h"
+#include "device-energy.h"
 #include "macro.h"
 
 static void label(FILE *f, const char *s)
@@ -63,7 +64,9 @@ char *metrics_render(const struct daemon *d, size_t *len)
                         device_labels(f, dev);
                         fprintf(f, ",key=\"%s\",unit=\"", r->field->key);
                         label(f, r->field->unit ? r->field->unit : "");
-                        fprintf(f, "\"} %.*f\n", r->decimals, r->number);
+                        double v = r->number;
+                        device_energy_shown(d, dev, r->field->key, &v); /* as the API shows it */
+                        fprintf(f, "\"} %.*f\n", r->decimals, v);
                 }
         }
         fputs("# HELP blupow_data_age_seconds Age of the device's readings.\n# TYPE blupow_data_age_seconds "

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device-energy.h"
 #include "log.h"
 #include "macro.h"
 #include "poller.h"
@@ -885,7 +886,8 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
         if (u->blocks_ok > 0) {
                 struct renogy_readings rd;
                 device_choose_decoder(dev);
-                if (renogy_decode(dev->decoder, &u->image, &rd) > 0) {
+                bool decoded = renogy_decode(dev->decoder, &u->image, &rd) > 0;
+                if (decoded) {
                         dev->readings = rd;
                         dev->have_readings = true;
                         dev->readings_at = now;
@@ -913,6 +915,8 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                         set_diag(dev, DIAG_WEAK_SIGNAL, detail);
                 } else
                         set_diag(dev, DIAG_NONE, NULL);
+                if (decoded)
+                        device_energy_poll(d, dev); /* recorded with the poll it counts */
                 if (d->store)
                         store_record(d->store, dev);
                 return;

@@ -92,6 +92,8 @@ struct store {
          * all, oldest first. */
         struct pending_poll *pending, **pending_tail;
         int64_t commit_usec;
+        void (*on_commit)(void *userdata);
+        void *on_commit_userdata;
 };
 
 static int errno_of(int rc)
@@ -656,6 +658,8 @@ int store_flush(struct store *s)
         pending_drop(s);
         s->health.samples_written += samples;
         write_ok(s);
+        if (s->on_commit)
+                s->on_commit(s->on_commit_userdata);
         return 0;
 fail:
         rc = sqlite3_errcode(s->db);
@@ -665,6 +669,12 @@ fail:
         id_cache_clear(&s->ids);
         pending_drop(s);
         return write_failed(s, rc, "recording polls");
+}
+
+void store_on_commit(struct store *s, void (*fn)(void *userdata), void *userdata)
+{
+        s->on_commit = fn;
+        s->on_commit_userdata = userdata;
 }
 
 /* Written when the oldest waiting poll is commit_usec old (a clock stepped back counts too),

@@ -44,6 +44,9 @@ const struct store_health *store_health(struct store *s);
 int store_record(struct store *s, const struct device *dev);
 /* Writes every queued poll now. History, restore, checkpoint and close do this first. */
 int store_flush(struct store *s);
+/* fn runs after every transaction that wrote queued polls: each poll recorded before it is on
+ * the disk then (the energy counters the API shows follow it). */
+void store_on_commit(struct store *s, void (*fn)(void *userdata), void *userdata);
 /* Puts the last stored readings back into dev (marked by their time). */
 int store_restore_device(struct store *s, struct device *dev);
 

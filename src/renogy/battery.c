@@ -143,6 +143,8 @@ static const struct renogy_field fields[] = {
                 "current", NULL),
         DERIVED("battery_percentage", "Battery", "%", "battery", MEAS),
         DERIVED("battery_power", "Battery power", "W", "power", MEAS),
+        METERED("energy_charged", "Energy charged"),
+        METERED("energy_discharged", "Energy discharged"),
         /* The cell alarm bit layout is disputed between sources: report the raw words. */
         PLAIN("cell_voltage_alarms", "Cell voltage alarms (raw)", 5100, RAW_U32),
         PLAIN("cell_temperature_alarms", "Cell temperature alarms (raw)", 5102, RAW_U32),

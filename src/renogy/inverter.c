@@ -64,6 +64,7 @@ static const struct renogy_field fields[] = {
                 "apparent_power", MEAS),
         AMPS("line_charging_current", "Line charging current", 4412, 1),
         PERCENT("load_percentage", "Load", 4413, NULL),
+        METERED("energy_output", "Output energy"),
 };
 
 static const struct renogy_block blocks[] = {

@@ -54,4 +54,7 @@
                 .key = k, .label = l, .raw = RAW_NONE, .unit = u, .device_class = dc, .state_class = sc     \
         }
 
+/* A counter the daemon keeps from each poll's power (energy.h), never decoded from registers. */
+#define METERED(k, l) DERIVED(k, l, "kWh", "energy", "total_increasing")
+
 #define ARRAY_AND_SIZE(a) a, sizeof(a) / sizeof((a)[0])

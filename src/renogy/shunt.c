@@ -16,6 +16,8 @@ static const struct renogy_field fields[] = {
         ROW_NUM("battery_temperature", "Battery temperature", 66, RAW_U16, SIGN_NONE, 1, "°C", "temperature",
                 MEAS),
         DERIVED("shunt_power", "Power", "W", "power", MEAS),
+        METERED("energy_charged", "Energy charged"),
+        METERED("energy_discharged", "Energy discharged"),
 };
 
 static void drop(struct renogy_readings *out, const char *key)
