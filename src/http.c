@@ -191,6 +191,22 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 #pragma GCC diagnostic pop
 
+static int bind_listen(const struct sockaddr *sa, socklen_t len, int v6only)
+{
+        _cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1;
+        /* A restart must not wait for the last connections' TIME_WAIT. */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+                return -errno;
+        if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
+                return -errno;
+        if (bind(fd, sa, len) < 0 || listen(fd, 64) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
 /* The listening socket is made here, not by MHD, so that a refusal is reported with its own
  * errno (EACCES under a confining profile, EADDRINUSE, EADDRNOTAVAIL) rather than one guess.
  * No bind address: IPv6 and IPv4 on one socket, or IPv4 alone where IPv6 is off. */
@@ -198,33 +214,18 @@ static int listen_socket(const char *bind_address, uint16_t port)
 {
         struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
         struct sockaddr_in sa4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = INADDR_ANY};
-        bool v4 = false, dual = false;
         if (bind_address && *bind_address) {
                 if (inet_pton(AF_INET, bind_address, &sa4.sin_addr) == 1)
-                        v4 = true;
-                else if (inet_pton(AF_INET6, bind_address, &sa6.sin6_addr) != 1)
-                        return -EINVAL;
-        } else
-                dual = true;
-
-        _cleanup_close_ int fd = socket(v4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 && dual && errno == EAFNOSUPPORT) {
-                v4 = true;
-                fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                        return bind_listen((const struct sockaddr *)&sa4, sizeof sa4, 0);
+                if (inet_pton(AF_INET6, bind_address, &sa6.sin6_addr) == 1)
+                        return bind_listen((const struct sockaddr *)&sa6, sizeof sa6, 1);
+                return -EINVAL;
         }
-        if (fd < 0)
-                return -errno;
-        int one = 1, zero = 0;
-        /* A restart must not wait for the last connections' TIME_WAIT. */
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-                return -errno;
-        if (!v4 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, dual ? &zero : &one, sizeof one) < 0)
-                return -errno;
-        const struct sockaddr *sa = v4 ? (const struct sockaddr *)&sa4 : (const struct sockaddr *)&sa6;
-        socklen_t len = v4 ? sizeof sa4 : sizeof sa6;
-        if (bind(fd, sa, len) < 0 || listen(fd, 64) < 0)
-                return -errno;
-        return TAKE_FD(fd);
+        int fd = bind_listen((const struct sockaddr *)&sa6, sizeof sa6, 0);
+        /* A host (or container) without IPv6: IPv4 alone. */
+        if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)
+                fd = bind_listen((const struct sockaddr *)&sa4, sizeof sa4, 0);
+        return fd;
 }
 
 int http_server_new(struct http_server **ret, sd_event *event, const char *bind_address, uint16_t port,
