@@ -872,7 +872,8 @@ static void send_in_chunks(struct sim_module *m, const uint8_t *bytes, size_t le
                 free(c);
                 return;
         }
-        if (count_outstanding && m->faults[FAULT_DROP_MID_RESPONSE]) {
+        /* A reply of one chunk has no middle: the fault waits for one of several. */
+        if (count_outstanding && m->faults[FAULT_DROP_MID_RESPONSE] && len > m->timing.chunk_size) {
                 if (m->faults[FAULT_DROP_MID_RESPONSE] > 0)
                         m->faults[FAULT_DROP_MID_RESPONSE]--;
                 c->drop_after_first = true;

@@ -354,6 +354,14 @@ static struct sim_unit *unit_for(struct sim_module *m, uint8_t id)
         return NULL;
 }
 
+static bool optional_block_at(const struct renogy_family *f, uint16_t reg)
+{
+        for (size_t i = 0; i < f->n_blocks; i++)
+                if (f->blocks[i].optional && f->blocks[i].reg == reg)
+                        return true;
+        return false;
+}
+
 size_t sim_unit_respond(struct sim_module *m, const uint8_t *req, size_t len, uint8_t *out, size_t out_size)
 {
         /* The DC Home app's "main recv data[xx] [" acknowledgements and anything that is not a
@@ -366,6 +374,12 @@ size_t sim_unit_respond(struct sim_module *m, const uint8_t *req, size_t len, ui
         uint8_t id = req[0], fn = req[1];
         uint16_t reg = be16(req + 2), arg = be16(req + 4);
 
+        if (m->faults[FAULT_NO_MODEL_REPLY] && fn == MODBUS_FN_READ_HOLDING &&
+                optional_block_at(u->family, reg)) {
+                if (m->faults[FAULT_NO_MODEL_REPLY] > 0)
+                        m->faults[FAULT_NO_MODEL_REPLY]--;
+                return 0; /* silence: the client times out */
+        }
         if (m->faults[FAULT_EXCEPTION]) {
                 if (m->faults[FAULT_EXCEPTION] > 0)
                         m->faults[FAULT_EXCEPTION]--;

@@ -19,6 +19,7 @@ static const char *const fault_names[_FAULT_MAX] = {
         [FAULT_ASLEEP] = "asleep",
         [FAULT_HELD] = "held_by_other_central",
         [FAULT_NO_ACQUIRE] = "no_acquire",
+        [FAULT_NO_MODEL_REPLY] = "no_model_reply",
 };
 
 const char *sim_fault_name(enum sim_fault f)

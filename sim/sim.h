@@ -64,6 +64,7 @@ enum sim_fault {
         FAULT_ASLEEP,            /* not advertising, connects time out */
         FAULT_HELD,              /* another central holds it: not advertising, connects abort */
         FAULT_NO_ACQUIRE,        /* a BlueZ before 5.46: AcquireNotify and AcquireWrite are UnknownMethod */
+        FAULT_NO_MODEL_REPLY,    /* firmware that never answers its optional model block (§8 P3, P5) */
         _FAULT_MAX,
 };
 

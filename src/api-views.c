@@ -27,6 +27,24 @@ static json_t *time_or_null(int64_t usec)
         return usec > 0 ? json_string(iso8601(usec, buf, sizeof buf)) : json_null();
 }
 
+/* The readings of the optional blocks this device's firmware left unanswered ("not reported by
+ * this model"): its model string, on some controllers and inverters. */
+static json_t *not_reported_json(const struct device *dev)
+{
+        json_t *list = json_array();
+        const struct renogy_family *f = dev->cfg.family; /* the plan the bits index */
+        for (size_t b = 0; b < f->n_blocks && b < 32; b++) {
+                if (!(dev->optional_unanswered & (1u << b)))
+                        continue;
+                const struct renogy_block *blk = &f->blocks[b];
+                for (size_t k = 0; k < f->n_fields; k++)
+                        if (f->fields[k].raw != RAW_NONE && f->fields[k].addr >= blk->reg &&
+                                f->fields[k].addr < blk->reg + blk->count)
+                                json_array_append_new(list, json_string(f->fields[k].key));
+        }
+        return list;
+}
+
 json_t *view_diagnosis(int code, const char *detail)
 {
         if (code == DIAG_NONE)
@@ -79,6 +97,7 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_object_set_new(o, "model", dev->model[0] ? json_string(dev->model) : json_null());
         json_object_set_new(o, "serial", dev->serial[0] ? json_string(dev->serial) : json_null());
         json_object_set_new(o, "firmware", dev->firmware[0] ? json_string(dev->firmware) : json_null());
+        json_object_set_new(o, "not_reported", not_reported_json(dev));
         json_object_set_new(o, "state", json_string(device_state_to_string(dev->state)));
         json_object_set_new(o, "available", json_boolean(device_available(d, dev)));
         /* The device's own diagnosis; without one, a system-wide problem explains it. */

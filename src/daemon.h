@@ -53,6 +53,10 @@ struct device {
         uint32_t poll_ms;
         char last_error[192];
         uint32_t unsupported; /* blocks that answered exception 01/02 */
+        /* Optional (identity) blocks that got no reply: not asked again before the retry time,
+         * and shown as not reported by this model. */
+        uint32_t optional_unanswered;
+        int64_t optional_retry_at; /* realtime µs */
         char model[48];
         char serial[48];
         char firmware[48];

@@ -84,6 +84,7 @@ struct link {
         size_t n_units;
         size_t cur_unit;
         size_t cur_block;
+        bool optional_pass; /* the second pass: the optional blocks of the units that answered */
         unsigned block_attempts;
         struct modbus_request req;
         struct modbus_reasm reasm;
@@ -611,6 +612,7 @@ static void start_requests(struct link *l)
         l->cur_unit = 0;
         l->cur_block = 0;
         l->block_attempts = 0;
+        l->optional_pass = false;
         send_next(l);
 }
 
@@ -665,6 +667,18 @@ static void send_request(
                 fail(l, LINK_STAGE_EXCHANGE, BLUEZ_ERR_DISCONNECTED, "WriteValue: %s", strerror(-r));
 }
 
+/* Whether this pass asks the block: the live ones first, then the optional ones of a unit that
+ * answered; none the model lacks (an exception 01/02) or left unanswered lately. */
+static bool block_wanted(const struct link *l, const struct link_unit *u, size_t i)
+{
+        uint32_t bit = 1u << i;
+        if ((u->unsupported | u->skip) & bit)
+                return false;
+        if (u->family->blocks[i].optional != l->optional_pass)
+                return false;
+        return !l->optional_pass || (u->blocks_ok > 0 && u->status != -ETIMEDOUT);
+}
+
 static void unit_done(struct link *l)
 {
         l->cur_unit++;
@@ -695,20 +709,31 @@ static void send_next(struct link *l)
                         l->survey_count, PROBE_TIMEOUT);
                 return;
         }
-        while (l->cur_unit < l->n_units) {
-                struct link_unit *u = &l->units[l->cur_unit];
-                while (l->cur_block < u->family->n_blocks && (u->unsupported & (1u << l->cur_block)))
-                        l->cur_block++;
-                if (l->cur_block < u->family->n_blocks)
+        /* Two passes: every unit's live blocks, then the optional ones of the units that
+         * answered. A reply names no register, so a silence ends the session; in the second pass
+         * it can cost only identity, never another unit's data. */
+        for (;;) {
+                while (l->cur_unit < l->n_units) {
+                        struct link_unit *u = &l->units[l->cur_unit];
+                        while (l->cur_block < u->family->n_blocks && !block_wanted(l, u, l->cur_block))
+                                l->cur_block++;
+                        if (l->cur_block < u->family->n_blocks)
+                                break;
+                        if (!l->optional_pass && u->blocks_ok == 0 && u->status == 0)
+                                u->status = u->exceptions ? -EREMOTEIO : -ENODATA;
+                        unit_done(l);
+                }
+                if (l->cur_unit < l->n_units)
                         break;
-                if (u->blocks_ok == 0 && u->status == 0)
-                        u->status = u->exceptions ? -EREMOTEIO : -ENODATA;
-                unit_done(l);
-        }
-        if (l->cur_unit >= l->n_units) {
-                l->report.reached = LINK_STAGE_DONE;
-                start_disconnect(l);
-                return;
+                if (l->optional_pass) {
+                        l->report.reached = LINK_STAGE_DONE;
+                        start_disconnect(l);
+                        return;
+                }
+                l->optional_pass = true;
+                l->cur_unit = 0;
+                l->cur_block = 0;
+                l->block_attempts = 0;
         }
         const struct renogy_block *b = cur_block(l);
         send_request(l, MODBUS_FN_READ_HOLDING, l->units[l->cur_unit].modbus_id, b->reg, b->count,
@@ -760,6 +785,15 @@ static void on_timeout_in_exchange(struct link *l)
                 return;
         }
         const struct renogy_block *b = cur_block(l);
+        if (l->optional_pass && l->reasm.len == 0) {
+                /* Identity this firmware does not give: the live data of every unit is read. */
+                u->optional_unanswered |= 1u << l->cur_block;
+                step(l, "block", true, "id %u 0x%04X x%u: no reply (not reported by this model)", u->modbus_id,
+                        b->reg, b->count);
+                l->report.reached = LINK_STAGE_DONE;
+                start_disconnect(l);
+                return;
+        }
         if (l->reasm.len > 0) {
                 u->bad_frames++; /* a reply began but never completed: truncated */
         }
@@ -841,6 +875,8 @@ static void on_frame(struct link *l)
         if (r == 0) {
                 renogy_image_add_words(&u->image, b->reg, rep.data, rep.count);
                 u->blocks_ok++;
+                if (b->optional)
+                        u->optional_ok |= 1u << l->cur_block;
                 step(l, "block", true, "id %u 0x%04X x%u", u->modbus_id, b->reg, b->count);
         } else if (r == -EREMOTEIO) {
                 u->exceptions++;

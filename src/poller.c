@@ -25,6 +25,9 @@
 #define RETRY_AT_INTERVAL 3
 #define RETRY_MAX         (300 * USEC_PER_SEC)
 
+/* How long an optional block that got no reply is left out. */
+#define OPTIONAL_RETRY_USEC (3600 * (int64_t)USEC_PER_SEC)
+
 static uint64_t fresh_usec(const struct module *m)
 {
         return MAX(2 * m->interval, 30 * USEC_PER_SEC);
@@ -296,6 +299,7 @@ static void start_session(struct radio *r, struct module *m, uint64_t budget)
                         .family = dev->cfg.family,
                         .modbus_id = dev->cfg.modbus_id,
                         .unsupported = dev->unsupported,
+                        .skip = now_realtime() < dev->optional_retry_at ? dev->optional_unanswered : 0,
                 };
                 /* A routine poll of a working device is not a state change: Home Assistant's
                  * connectivity sensor must not blink off for the second a session takes. */
@@ -898,14 +902,29 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                 dev->polls_ok++;
                 dev->poll_seconds_sum += (double)r->duration_usec / 1e6;
                 dev->unsupported = u->unsupported;
+                if (u->optional_unanswered) {
+                        /* Some firmware never gives its model: asked again about hourly. */
+                        dev->optional_unanswered |= u->optional_unanswered;
+                        dev->optional_retry_at = now + OPTIONAL_RETRY_USEC;
+                }
+                dev->optional_unanswered &= ~u->optional_ok;
                 dev->state = DEVICE_ONLINE;
                 dev->last_error[0] = 0;
                 take_identity(dev);
                 /* The model string read just now may name another variant: decode again. */
                 if (device_choose_decoder(dev) && renogy_decode(dev->decoder, &u->image, &rd) > 0)
                         dev->readings = rd;
-                char detail[96];
-                if (u->bad_frames) {
+                char detail[192];
+                enum device_state ignored;
+                if (r->link_dropped && r->reached != LINK_STAGE_DONE) {
+                        /* Cut short: what was read stands, and the drop gets its diagnosis (a
+                         * weak signal, or BlueZ or the adapter going away). */
+                        enum diagnosis_code c =
+                                poller_classify(d, m, dev, u, r, &ignored, detail, sizeof detail);
+                        set_diag(dev, c, detail);
+                        if (c != DIAG_NONE)
+                                dev->errors[c]++;
+                } else if (u->bad_frames) {
                         snprintf(detail, sizeof detail, "%u corrupted or truncated replies in the last poll",
                                 u->bad_frames);
                         set_diag(dev, DIAG_WEAK_SIGNAL, detail);

@@ -94,7 +94,7 @@ async function render() {
     const age = d.age_s == null ? "no data yet" : `${Math.round(d.age_s)} s old`;
     cards.push(`<article class="card" data-id="${esc(d.id)}" data-state="${esc(d.state)}">
       <h2>${esc(d.name)} <span class="pill ${esc(d.state)}">${esc(d.state)}</span></h2>
-      <div class="meta"><span${d.variant ? ` title="${esc(d.variant.why)}"` : ""}>${esc(d.family_label)}</span>${d.model ? " · " + esc(d.model) : ""} · ${esc(d.address)} via ${esc(d.adapter)}${d.rssi != null ? " · " + d.rssi + " dBm" : ""} · ${age}</div>
+      <div class="meta"><span${d.variant ? ` title="${esc(d.variant.why)}"` : ""}>${esc(d.family_label)}</span>${d.model ? " · " + esc(d.model) : (d.not_reported || []).includes("model") ? " · model: not reported by this model" : ""} · ${esc(d.address)} via ${esc(d.adapter)}${d.rssi != null ? " · " + d.rssi + " dBm" : ""} · ${age}</div>
       ${diagHtml(d.diagnosis)}
       <div class="readings">${readingsHtml(d.readings)}</div>
       ${await chart(d)}

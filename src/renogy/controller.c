@@ -88,7 +88,7 @@ static const struct renogy_field fields[] = {
 };
 
 static const struct renogy_block blocks[] = {
-        {0x000C, 8},
+        {0x000C, 8, .optional = true},
         {0x001A, 1},
         {0x0100, 34},
         {0xE004, 1},

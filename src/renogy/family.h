@@ -67,6 +67,10 @@ struct renogy_field {
 struct renogy_block {
         uint16_t reg;
         uint16_t count;
+        /* Identity (a model string) that some firmware never answers: read after every live
+         * block of the module, and its silence costs nothing but itself (RENOGY_BLE.md §8 P3,
+         * P5). */
+        bool optional;
 };
 
 enum renogy_value_type {

@@ -70,7 +70,7 @@ static const struct renogy_field fields[] = {
 static const struct renogy_block blocks[] = {
         {4000, 10},
         {4109, 1},
-        {4311, 8},
+        {4311, 8, .optional = true},
         {4327, 7},
         {4408, 6},
 };

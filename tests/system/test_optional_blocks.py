@@ -1,0 +1,68 @@
+"""Identity blocks some firmware never answers (RENOGY_BLE.md §8 P3, P5): a controller that
+gives no reply to its model block 0x000C, an inverter none to 4311. The live data is read first
+and all of it comes through; the silence shows as "not reported by this model", never as a
+failure or a reason to probe other Modbus ids, and the block is not asked again for an hour."""
+import unittest
+
+import sysenv
+
+ROVER = "60:98:66:ED:FC:11"
+INVERTER = "D8:B6:73:10:20:35"
+DEVICES = [d for d in sysenv.DEMO_DEVICES if d["name"] in ("Rover", "Inverter")]
+
+
+class OptionalIdentity(unittest.TestCase):
+    def setUp(self):
+        self.env = sysenv.Env(devices=DEVICES, options={"poll_interval": 5})
+        self.addCleanup(self.env.close)
+        for address in (ROVER, INVERTER):
+            self.env.sim_call("SetFault", "ssi", address, "no_model_reply", -1)
+        self.env.start_daemon()
+
+    def polls_ok(self, dev_id):
+        diag = self.env.get_json("/api/v1/diagnostics")
+        return next(d for d in diag["devices"] if d["id"] == dev_id)["polls_ok"]
+
+    def test_live_data_read_and_the_model_not_reported(self):
+        for dev_id, live in (("rover", ["battery_voltage", "pv_power", "load_status", "battery_type"]),
+                             ("inverter", ["input_voltage", "output_voltage", "load_active_power"])):
+            dev = self.env.wait_device(dev_id, lambda x: x["state"] == "online", 60, "online")
+            self.assertIsNone(dev["diagnosis"], dev_id)
+            self.assertTrue(dev["available"], dev_id)
+            self.assertEqual(dev["not_reported"], ["model"], dev_id)
+            self.assertIsNone(dev["model"], dev_id)
+            self.assertNotIn("model", dev["readings"], dev_id)
+            for key in live:
+                self.assertIn(key, dev["readings"], f"{dev_id}: {key}")
+            self.assertEqual(dev["consecutive_failures"], 0, dev_id)
+        # Not asked again within the hour: every later session is one request per live block.
+        stats = self.env.sim_call("GetStats", "s", ROVER)[0]
+        n0, p0 = stats["requests"], self.polls_ok("rover")
+        self.env.wait_for(lambda: self.polls_ok("rover") >= p0 + 2, 40, "two more polls")
+        stats = self.env.sim_call("GetStats", "s", ROVER)[0]
+        polls = self.polls_ok("rover") - p0
+        live_blocks = 3  # 0x001A, 0x0100, 0xE004
+        self.assertIn(stats["requests"] - n0, (polls * live_blocks, (polls + 1) * live_blocks),
+                      "the model block is not asked again")
+
+    def test_verify_says_not_reported_never_no_reply(self):
+        self.env.wait_device("rover", lambda x: x["state"] == "online", 60, "online")
+        p = self.env.blupowd("verify", "rover", "--options", self.env.options_path, "--port", str(self.env.port))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("verdict: ✓ reads end to end", p.stdout)
+        self.assertNotIn("no_reply", p.stdout)
+        self.assertNotIn("probe", p.stdout)
+
+    def test_a_model_that_answers_again_is_read(self):
+        self.env.wait_device("rover", lambda x: x["not_reported"] == ["model"], 60, "model not reported")
+        # The firmware answers after all (an update): a restart asks again and reads it.
+        self.env.sim_call("SetFault", "ssi", ROVER, "no_model_reply", 0)
+        self.assertEqual(self.env.stop_daemon(), 0)
+        self.env.start_daemon()
+        dev = self.env.wait_device("rover", lambda x: x["state"] == "online" and x["model"], 60, "model read")
+        self.assertEqual(dev["not_reported"], [])
+        self.assertEqual(dev["model"], dev["readings"]["model"]["value"])
+
+
+if __name__ == "__main__":
+    unittest.main()
