@@ -152,10 +152,19 @@ static json_t *view_adapter(const struct daemon *d, const struct radio *r)
                 d->bluez && bluez_service_up(d->bluez) ? bluez_adapter_find(d->bluez, r->name) : NULL;
         char detail[192];
         enum diagnosis_code c = daemon_adapter_diagnosis(d, r->name, detail, sizeof detail);
-        return json_pack("{s:s,s:b,s:b,s:b,s:s?,s:i,s:s?,s:o}", "name", r->name, "present", a != NULL,
+        static const char *const looks[] = {
+                [LOOK_OFF] = "off",
+                [LOOK_STARTING] = "starting",
+                [LOOK_ON] = "on",
+                [LOOK_STOPPING] = "stopping",
+        };
+        /* "looking_for": modules not seen lately that the adapter scans for between sessions. */
+        return json_pack("{s:s,s:b,s:b,s:b,s:s?,s:i,s:s?,s:i,s:s,s:o}", "name", r->name, "present",
+                a != NULL,
                 "powered", a && a->powered, "discovering", a && a->discovering, "address",
                 a ? a->address : NULL, "modules", (json_int_t)r->n_modules, "session",
-                r->active ? r->active->address : NULL, "diagnosis", view_diagnosis(c, detail));
+                r->active ? r->active->address : NULL, "looking_for", (json_int_t)r->n_looking, "look",
+                looks[r->look], "diagnosis", view_diagnosis(c, detail));
 }
 
 static json_t *view_system(const struct daemon *d)
