@@ -50,6 +50,25 @@ static const struct preset controller_preset[] = {
         {"load_status", 1},
         {"charging_status", 2},
         {"battery_type", 4},
+        /* the settings block (RENOGY_BLE.md §8 P6) */
+        {"battery_capacity", 100},
+        {"over_voltage_threshold", 16.0},
+        {"charging_limit_voltage", 15.5},
+        {"equalization_voltage", 14.6},
+        {"boost_voltage", 14.4},
+        {"float_voltage", 13.8},
+        {"boost_return_voltage", 13.2},
+        {"over_discharge_return_voltage", 12.6},
+        {"under_voltage_warning", 12.0},
+        {"over_discharge_voltage", 11.1},
+        {"discharge_limit_voltage", 10.6},
+        {"end_of_charge_soc", 100},
+        {"end_of_discharge_soc", 20},
+        {"over_discharge_delay", 5},
+        {"equalization_time", 120},
+        {"boost_time", 120},
+        {"equalization_interval", 30},
+        {"load_mode", 15},
 };
 
 static const struct preset dcc_preset[] = {
@@ -84,6 +103,9 @@ static const struct preset dcc_preset[] = {
         {"battery_type", 4},
         {"reverse_charging_voltage", 13.2},
         {"solar_cutoff_current", 7},
+        {"boost_voltage", 14.4},
+        {"float_voltage", 13.8},
+        {"over_discharge_voltage", 11.1},
 };
 
 static const struct preset battery_preset[] = {
@@ -130,6 +152,29 @@ static const struct preset inverter_preset[] = {
         {"load_apparent_power", 252},
         {"line_charging_current", 0},
         {"load_percentage", 8},
+        {"charge_current_setting", 30},
+        {"low_voltage_warning", 11.0},
+        {"battery_over_voltage", 15.0},
+        {"ac_input_current_limit", 20},
+        {"output_priority", 2},
+        {"max_ac_charging_current", 30},
+};
+
+/* The HF inverter-charger (RIV1230PCH), in its own map (RENOGY_BLE.md §8 P1). */
+static const struct preset inverter_hf_preset[] = {
+        {"input_voltage", 230.4},
+        {"input_frequency", 50.0},
+        {"output_voltage_setting", 230.0},
+        {"battery_discharge_current", 0},
+        {"battery_temperature", 19.5},
+        {"temperature", 33.0},
+        {"ac_input_present", 1},
+        {"battery_current", 12.4},
+        {"charging_active", 1},
+        {"charging_current", 12.4},
+        {"operating_mode", 4},
+        {"line_charging_current", 12.4},
+        {"charge_current_setting", 60},
 };
 
 static const struct preset shunt_preset[] = {
@@ -146,10 +191,16 @@ static const char *default_model(const struct renogy_family *fam)
                 return "RNG-CTRL-RVR40";
         if (fam == &renogy_dcc)
                 return "RBC50D1S-G1";
+        if (fam == &renogy_dcc_g6)
+                return "RBC50D1S-G6";
         if (renogy_family_base(fam) == &renogy_battery)
                 return "RBT100LFP12S-G1";
         if (fam == &renogy_inverter)
                 return "RIV1230RCH-SPS";
+        if (fam == &renogy_inverter_riv4835)
+                return "RIV4835CSH1S";
+        if (fam == &renogy_inverter_hf)
+                return "RIV1230PCH-23S";
         return NULL;
 }
 
@@ -223,7 +274,7 @@ int sim_unit_init(struct sim_unit *u, const struct renogy_family *fam, uint8_t i
                         return -ENOMEM;
                 for (size_t i = 0; i < fam->n_blocks; i++)
                         mark_defined(u, fam->blocks[i].reg, fam->blocks[i].count);
-                if (fam == &renogy_controller || fam == &renogy_dcc)
+                if (fam == &renogy_controller || renogy_family_base(fam) == &renogy_dcc)
                         mark_defined(u, 0x0000, 0x40); /* identity area */
                 if (renogy_family_base(fam) == &renogy_battery)
                         mark_defined(u, 5000, 250);
@@ -239,11 +290,13 @@ int sim_unit_init(struct sim_unit *u, const struct renogy_family *fam, uint8_t i
 #define USE(x) (p = x, n = ELEMENTSOF(x))
         if (fam == &renogy_controller)
                 USE(controller_preset);
-        else if (fam == &renogy_dcc)
+        else if (renogy_family_base(fam) == &renogy_dcc)
                 USE(dcc_preset);
         else if (renogy_family_base(fam) == &renogy_battery)
                 USE(battery_preset);
-        else if (fam == &renogy_inverter)
+        else if (fam == &renogy_inverter_hf)
+                USE(inverter_hf_preset);
+        else if (renogy_family_base(fam) == &renogy_inverter)
                 USE(inverter_preset);
         else
                 USE(shunt_preset);
@@ -256,6 +309,8 @@ int sim_unit_init(struct sim_unit *u, const struct renogy_family *fam, uint8_t i
         const char *model = default_model(fam);
         if (model)
                 sim_unit_set_text(u, "model", model);
+        if (fam == &renogy_dcc_g6)
+                u->silent_at[u->n_silent++] = 0x0120;
         if (renogy_family_base(fam) == &renogy_battery) {
                 sim_unit_set_text(u, "software_version", "0018");
                 sim_unit_set_text(u, "serial_number", "SIMBAT0000000001");
@@ -317,7 +372,7 @@ void sim_unit_tick(struct sim_unit *u, double t)
                 move(u, "pv_current", sun * wobble);
                 move(u, "battery_current", sun);
                 move(u, "battery_voltage", 0.98 + 0.04 * sun);
-        } else if (fam == &renogy_dcc) {
+        } else if (renogy_family_base(fam) == &renogy_dcc) {
                 move(u, "solar_power_reported", sun * wobble);
                 move(u, "solar_current", sun * wobble);
                 move(u, "total_charging_current", 0.8 + 0.2 * sun);
@@ -325,7 +380,9 @@ void sim_unit_tick(struct sim_unit *u, double t)
                 move(u, "battery_current", sun * wobble);
                 move(u, "remaining_capacity", 0.96 + 0.04 * sun);
                 move(u, "battery_voltage", 0.99 + 0.02 * sun);
-        } else if (fam == &renogy_inverter) {
+        } else if (fam == &renogy_inverter_hf) {
+                move(u, "charging_current", sun);
+        } else if (renogy_family_base(fam) == &renogy_inverter) {
                 move(u, "load_active_power", wobble);
                 move(u, "load_apparent_power", wobble);
                 move(u, "solar_power", sun);
@@ -357,7 +414,7 @@ static struct sim_unit *unit_for(struct sim_module *m, uint8_t id)
 static bool optional_block_at(const struct renogy_family *f, uint16_t reg)
 {
         for (size_t i = 0; i < f->n_blocks; i++)
-                if (f->blocks[i].optional && f->blocks[i].reg == reg)
+                if (f->blocks[i].optional && !f->blocks[i].settings && f->blocks[i].reg == reg)
                         return true;
         return false;
 }
@@ -385,6 +442,9 @@ size_t sim_unit_respond(struct sim_module *m, const uint8_t *req, size_t len, ui
                         m->faults[FAULT_EXCEPTION]--;
                 return exception_reply(id, fn, 4, out);
         }
+        for (size_t i = 0; i < u->n_silent; i++)
+                if (fn == MODBUS_FN_READ_HOLDING && reg == u->silent_at[i])
+                        return 0;
         if (fn == MODBUS_FN_READ_HOLDING) {
                 if (arg == 0 || arg > MODBUS_MAX_READ_WORDS)
                         return exception_reply(id, fn, 3, out);

@@ -74,12 +74,11 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
         const struct renogy_family *fam = fam_name ? renogy_family_find(fam_name) : NULL;
         if (!fam)
                 FAIL("%s.family: expected controller, dcc, battery, inverter or shunt", where);
-        /* A Battery Pro module keeps its registers in the Pro's scales, told by its name. */
-        if (fam == &renogy_battery) {
-                char why[128];
-                const char *model = json_string_value(json_object_get(json_object_get(ju, "values"), "model"));
-                fam = renogy_battery_variant(m->name, model, why, sizeof why);
-        }
+        /* A variant keeps its registers in its own map, plan and scales, told by its name or its
+         * model (a Battery Pro, an HF inverter, a G6 DC-DC charger). */
+        char why[128];
+        const char *model = json_string_value(json_object_get(json_object_get(ju, "values"), "model"));
+        fam = renogy_family_variant(fam, m->name, model, why, sizeof why);
         unsigned id = fam->default_id;
         if (get_uint(ju, "id", 255, &id, where, err, err_size) < 0)
                 return -EINVAL;
@@ -130,6 +129,15 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
                         if (bl->reg == reg)
                                 for (uint32_t x = bl->reg; x < (uint32_t)bl->reg + bl->count; x++)
                                         u->defined[x / 8] &= (uint8_t) ~(1u << (x % 8));
+        }
+        json_t *silent = json_object_get(ju, "silent_blocks");
+        json_array_foreach(silent, j, b)
+        {
+                /* Reads starting there get no reply at all (firmware that ignores them). */
+                if (!json_is_integer(b) || json_integer_value(b) < 0 || json_integer_value(b) > 0xFFFF ||
+                        u->n_silent >= ELEMENTSOF(u->silent_at))
+                        FAIL("%s.silent_blocks: expected at most %zu registers", where, ELEMENTSOF(u->silent_at));
+                u->silent_at[u->n_silent++] = (uint16_t)json_integer_value(b);
         }
         json_t *anim = json_object_get(ju, "animate");
         if (anim)

@@ -76,6 +76,12 @@ struct sim_unit {
         double base[RENOGY_MAX_READINGS]; /* scenario values per field index, NaN if none */
         bool animate;
         uint8_t shunt_frame[SHUNT_LIVE_FRAME_LEN];
+        /* Reads starting at these registers get no reply at all, as a G6 DC-DC charger's at
+         * 0x0120 (RENOGY_BLE.md §4.2). */
+        uint16_t silent_at[8];
+        size_t n_silent;
+        /* Settings a write may change (RENOGY_BLE.md §8 P4, P6): others answer exception 02. */
+        bool echo_wrong; /* the acknowledgement echoes another value (a module seen doing so) */
 };
 
 struct sim_gatt {

@@ -32,7 +32,7 @@ static json_t *time_or_null(int64_t usec)
 static json_t *not_reported_json(const struct device *dev)
 {
         json_t *list = json_array();
-        const struct renogy_family *f = dev->cfg.family; /* the plan the bits index */
+        const struct renogy_family *f = dev->decoder; /* the plan the bits index */
         for (size_t b = 0; b < f->n_blocks && b < 32; b++) {
                 if (!(dev->optional_unanswered & (1u << b)))
                         continue;
@@ -80,12 +80,15 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_object_set_new(o, "address", json_string(dev->cfg.address));
         json_object_set_new(o, "family", json_string(dev->cfg.family->name));
         json_object_set_new(o, "family_label", json_string(dev->decoder->label));
-        /* Batteries come in variants with other scales: which one, and why (RENOGY_BLE.md §4.3). */
-        json_object_set_new(o, "variant",
-                dev->cfg.family == &renogy_battery
-                        ? json_pack("{s:s,s:f,s:s}", "name", dev->decoder->variant ?: "standard",
-                                  "current_scale", dev->decoder->variant ? 0.1 : 0.01, "why", dev->variant_why)
-                        : json_null());
+        /* Batteries, inverters and DC-DC chargers come in variants with other scales, maps or
+         * plans: which one, and why (RENOGY_BLE.md §3, §4.3, §8). */
+        json_t *variant = NULL;
+        if (dev->cfg.family == &renogy_battery)
+                variant = json_pack("{s:s,s:f,s:s}", "name", dev->decoder->variant ?: "standard", "current_scale",
+                        dev->decoder->variant ? 0.1 : 0.01, "why", dev->variant_why);
+        else if (dev->variant_why[0])
+                variant = json_pack("{s:s,s:s}", "name", dev->decoder->variant ?: "standard", "why", dev->variant_why);
+        json_object_set_new(o, "variant", variant ?: json_null());
         json_object_set_new(o, "modbus_id",
                 dev->cfg.family->byte_addressed ? json_null() : json_integer(dev->cfg.modbus_id));
         json_object_set_new(o, "source", json_string(dev->cfg.from_api ? "api" : "options"));

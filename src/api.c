@@ -493,7 +493,7 @@ static int handle_history(struct api *a, struct http_request *req, struct device
         if (!key || !*key)
                 return respond_error(
                         req, 400, "missing_key", "key= is required (a reading key, e.g. battery_voltage)");
-        const struct renogy_field *f = renogy_field_find(dev->cfg.family, key);
+        const struct renogy_field *f = renogy_field_find(dev->decoder, key);
         if (!f || f->kind != KIND_NUMBER)
                 return respond_error(req, 400, "bad_key", "'%s' is not a numeric reading of a %s", key,
                         dev->cfg.family->name);

@@ -330,12 +330,18 @@ uint64_t daemon_sessions(const struct daemon *d, uint64_t *failed)
 bool device_choose_decoder(struct device *dev)
 {
         const struct renogy_family *before = dev->decoder;
-        if (dev->cfg.family == &renogy_battery)
-                dev->decoder = renogy_battery_variant(
-                        dev->module ? dev->module->name : NULL, dev->model, dev->variant_why, sizeof dev->variant_why);
-        else
-                dev->decoder = dev->cfg.family;
-        return dev->decoder != before;
+        /* The model it reports, or the one its configuration names for firmware that does not. */
+        const char *model = dev->model[0] ? dev->model : dev->cfg.model;
+        dev->decoder = renogy_family_variant(dev->cfg.family, dev->module ? dev->module->name : NULL, model,
+                dev->variant_why, sizeof dev->variant_why);
+        if (dev->decoder == before)
+                return false;
+        if (before && before->blocks != dev->decoder->blocks) {
+                /* Another plan: what was learnt of the old one's blocks says nothing of these. */
+                dev->unsupported = dev->optional_unanswered = dev->held_blocks = 0;
+                dev->optional_retry_at = dev->optional_due_at = 0;
+        }
+        return true;
 }
 
 unsigned device_interval(const struct daemon *d, const struct device *dev)

@@ -57,11 +57,19 @@ struct device {
          * and shown as not reported by this model. */
         uint32_t optional_unanswered;
         int64_t optional_retry_at; /* realtime µs */
+        /* Optional blocks that answered are asked again when this time has come (0: at the next
+         * session). */
+        int64_t optional_due_at; /* realtime µs */
+        /* Live blocks that went unanswered while the model was unknown: set aside until the
+         * model, read in the optional pass they would cut short, chooses the plan (a G6 DC-DC
+         * charger never answers the standard plan's 0x0120). */
+        uint32_t held_blocks;
         char model[48];
         char serial[48];
         char firmware[48];
-        /* The table and scales the readings are decoded with: cfg.family, or its variant for
-         * this hardware (a Battery Pro), and why it was chosen. */
+        /* The table, poll plan and scales of this hardware: cfg.family, or its variant (a
+         * Battery Pro, an HF inverter, a G6 DC-DC charger), and why it was chosen. The block
+         * masks above index this plan. */
         const struct renogy_family *decoder;
         char variant_why[128];
         uint64_t polls_ok, polls_failed, bad_frames;

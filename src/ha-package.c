@@ -88,8 +88,8 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                 unsigned interval = device_interval(d, dev);
                 fprintf(f, "\n    scan_interval: %u\n    timeout: 10\n    sensor:\n",
                         interval < 10 ? 10 : interval);
-                for (size_t k = 0; k < dev->cfg.family->n_fields; k++) {
-                        const struct renogy_field *fd = &dev->cfg.family->fields[k];
+                for (size_t k = 0; k < dev->decoder->n_fields; k++) {
+                        const struct renogy_field *fd = &dev->decoder->fields[k];
                         if (!sensor_field(fd) || !field_present(dev, fd))
                                 continue;
                         char name[160];
@@ -130,8 +130,8 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                 /* Every bit of a status word the family names, as the integration makes them: a
                  * problem sensor for each alarm, protection and fault bit, a plain one for a
                  * state. The API lists the names of the bits set. */
-                for (size_t k = 0; k < dev->cfg.family->n_fields; k++) {
-                        const struct renogy_field *fd = &dev->cfg.family->fields[k];
+                for (size_t k = 0; k < dev->decoder->n_fields; k++) {
+                        const struct renogy_field *fd = &dev->decoder->fields[k];
                         if (fd->kind != KIND_BITS || !field_present(dev, fd))
                                 continue;
                         for (unsigned b = 0; b < fd->n_names; b++) {

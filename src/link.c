@@ -810,6 +810,7 @@ static void on_timeout_in_exchange(struct link *l)
                 step(l, "reply", false, "id %u stopped answering at 0x%04X x%u", u->modbus_id, b->reg,
                         b->count);
                 u->status = -ETIMEDOUT;
+                u->live_unanswered |= 1u << l->cur_block;
         }
         /* A reply carries no register address: after a timeout the session is dropped so a late
          * reply can never be taken for the next request (RENOGY_BLE.md §1.6). */

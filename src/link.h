@@ -23,13 +23,14 @@ struct link_unit {
         const struct renogy_family *family;
         uint8_t modbus_id;
         uint32_t unsupported; /* blocks (by index in the family plan) that got exception 01/02 */
-        uint32_t skip;        /* optional blocks not to ask this session (unanswered lately) */
+        uint32_t skip;        /* blocks not to ask this session (unanswered lately, settings read lately) */
         /* results */
         int status; /* 0, -ETIMEDOUT (no reply), -EBADMSG (bad frames), -ECANCELED (not read) */
         struct renogy_image image;
         unsigned blocks_ok;
         uint32_t optional_ok;         /* optional blocks that answered */
         uint32_t optional_unanswered; /* optional blocks that got no reply */
+        uint32_t live_unanswered;     /* a live block that got no reply after others answered */
         unsigned exceptions;
         unsigned bad_frames;
         int probe_id;    /* id that answered the probe after a silent session, or -1 */

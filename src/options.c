@@ -296,10 +296,10 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                 {
                         if (!streq(key, "name") && !streq(key, "address") && !streq(key, "type") &&
                                 !streq(key, "modbus_id") && !streq(key, "adapter") &&
-                                !streq(key, "poll_interval")) {
+                                !streq(key, "poll_interval") && !streq(key, "model")) {
                                 snprintf(err, err_size,
                                         "option '%s.%s': unknown key (name, address, type, modbus_id, "
-                                        "adapter, poll_interval)",
+                                        "adapter, poll_interval, model)",
                                         where, key);
                                 goto out;
                         }
@@ -322,6 +322,21 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                         goto out;
                 if (device_schedule_from_json(&o->devices[i], v, where, err, err_size) < 0)
                         goto out;
+                json_t *model = json_object_get(v, "model");
+                if (model && !json_is_null(model)) {
+                        const char *mv = json_string_value(model);
+                        bool printable = mv && *mv && strlen(mv) < sizeof o->devices[i].model;
+                        for (const char *c = mv; printable && *c; c++)
+                                printable = *c > 0x20 && *c < 0x7F;
+                        if (!printable) {
+                                snprintf(err, err_size,
+                                        "option '%s.model': expected the model as printed on the device, "
+                                        "like RIV4835CSH1S (1 to %zu letters, digits or dashes)",
+                                        where, sizeof o->devices[i].model - 1);
+                                goto out;
+                        }
+                        snprintf(o->devices[i].model, sizeof o->devices[i].model, "%s", mv);
+                }
                 device_config_normalize(&o->devices[i], o);
                 o->n_devices = i + 1;
                 if (device_config_validate(&o->devices[i], o->devices, i, where, err, err_size) < 0)

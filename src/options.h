@@ -23,6 +23,9 @@ struct device_config {
         char adapter[16];       /* "" = the global adapter option */
         unsigned poll_interval; /* seconds, 0 = the global poll_interval option */
         bool from_api;          /* added through the API (removable), not the options */
+        /* The model, for firmware that does not report it (a RIV4835 silent on 4311): chooses
+         * the map and plan until the device names its own. "" = as reported. */
+        char model[32];
 };
 
 struct options {

@@ -27,6 +27,9 @@
 
 /* How long an optional block that got no reply is left out. */
 #define OPTIONAL_RETRY_USEC (3600 * (int64_t)USEC_PER_SEC)
+/* Identity and settings change only when someone changes them (a write here asks them at once):
+ * once answered, asked again after this. */
+#define OPTIONAL_REFRESH_USEC (600 * (int64_t)USEC_PER_SEC)
 
 static uint64_t fresh_usec(const struct module *m)
 {
@@ -282,6 +285,45 @@ static void looking_pause(struct radio *r, uint64_t now)
         r->idle_since = 0;
 }
 
+/* The optional blocks of a plan: identity and settings. */
+static uint32_t optional_blocks(const struct renogy_family *f)
+{
+        uint32_t mask = 0;
+        for (size_t i = 0; i < f->n_blocks && i < 32; i++)
+                if (f->blocks[i].optional)
+                        mask |= 1u << i;
+        return mask;
+}
+
+/* What a device skips this session: optional blocks left unanswered lately, the others between
+ * their refreshes, and live blocks held until the model is known. */
+static uint32_t blocks_to_skip(const struct device *dev, int64_t now)
+{
+        uint32_t skip = now < dev->optional_retry_at ? dev->optional_unanswered : 0;
+        if (dev->optional_due_at && now < dev->optional_due_at)
+                skip |= optional_blocks(dev->decoder);
+        return skip | dev->held_blocks;
+}
+
+/* Readings of blocks not asked this session (identity and settings between refreshes) stay as
+ * last read. */
+static void carry_readings(const struct device *dev, const struct renogy_family *plan, uint32_t blocks,
+        struct renogy_readings *rd)
+{
+        if (!dev->have_readings || !blocks)
+                return;
+        for (size_t i = 0; i < dev->readings.n && rd->n < RENOGY_MAX_READINGS; i++) {
+                const struct renogy_reading *old = &dev->readings.r[i];
+                const struct renogy_field *f = old->field;
+                bool in_block = false;
+                for (size_t b = 0; b < plan->n_blocks && b < 32 && !in_block; b++)
+                        in_block = (blocks & (1u << b)) && f->raw != RAW_NONE && f->addr >= plan->blocks[b].reg &&
+                                   f->addr < plan->blocks[b].reg + plan->blocks[b].count;
+                if (in_block && !renogy_readings_get(rd, f->key))
+                        rd->r[rd->n++] = *old;
+        }
+}
+
 static void start_session(struct radio *r, struct module *m, uint64_t budget)
 {
         struct daemon *d = r->daemon;
@@ -296,10 +338,10 @@ static void start_session(struct radio *r, struct module *m, uint64_t budget)
         for (size_t i = 0; i < m->n_devices; i++) {
                 struct device *dev = m->devices[i];
                 units[i] = (struct link_unit){
-                        .family = dev->cfg.family,
+                        .family = dev->decoder,
                         .modbus_id = dev->cfg.modbus_id,
                         .unsupported = dev->unsupported,
-                        .skip = now_realtime() < dev->optional_retry_at ? dev->optional_unanswered : 0,
+                        .skip = blocks_to_skip(dev, now_realtime()),
                 };
                 /* A routine poll of a working device is not a state change: Home Assistant's
                  * connectivity sensor must not blink off for the second a session takes. */
@@ -889,8 +931,18 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
         dev->bad_frames += u->bad_frames;
         if (u->blocks_ok > 0) {
                 struct renogy_readings rd;
+                /* The plan this session read; the readings may name another variant below. */
+                const struct renogy_family *plan = u->family;
+                uint32_t optional = optional_blocks(plan);
                 device_choose_decoder(dev);
                 bool decoded = renogy_decode(dev->decoder, &u->image, &rd) > 0;
+                if (decoded && dev->decoder == plan)
+                        carry_readings(dev, plan, u->skip & optional, &rd);
+                /* Refreshed later once each one asked has its answer: a silent one ends the
+                 * session before those after it, which go at the next. */
+                uint32_t settled = u->optional_ok | u->optional_unanswered | u->unsupported | u->skip;
+                if ((optional & ~u->skip) && !(optional & ~settled))
+                        dev->optional_due_at = now + OPTIONAL_REFRESH_USEC;
                 if (decoded) {
                         dev->readings = rd;
                         dev->have_readings = true;
@@ -908,9 +960,13 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                         dev->optional_retry_at = now + OPTIONAL_RETRY_USEC;
                 }
                 dev->optional_unanswered &= ~u->optional_ok;
+                if (u->live_unanswered && !dev->model[0] && !dev->cfg.model[0])
+                        dev->held_blocks |= u->live_unanswered;
                 dev->state = DEVICE_ONLINE;
                 dev->last_error[0] = 0;
                 take_identity(dev);
+                if (dev->model[0])
+                        dev->held_blocks = 0; /* the plan the model chose asks what it has */
                 /* The model string read just now may name another variant: decode again. */
                 if (device_choose_decoder(dev) && renogy_decode(dev->decoder, &u->image, &rd) > 0)
                         dev->readings = rd;

@@ -741,6 +741,7 @@ int store_restore_device(struct store *s, struct device *dev)
                         (const char *)sqlite3_column_text(info, 2) ?: "");
         }
         sqlite3_reset(info);
+        device_choose_decoder(dev); /* the model kept may name the variant the poll was read as */
 
         sqlite3_stmt *st = s->stmt[STMT_POLL_LAST];
         sqlite3_reset(st);
@@ -768,7 +769,7 @@ int store_restore_device(struct store *s, struct device *dev)
                 char key[64];
                 if (!key_name(s, sr.kid, key, sizeof key))
                         continue;
-                const struct renogy_field *f = renogy_field_find(dev->cfg.family, key);
+                const struct renogy_field *f = renogy_field_find(dev->decoder, key);
                 if (!f || rd.n >= RENOGY_MAX_READINGS)
                         continue;
                 struct renogy_reading *r = &rd.r[rd.n];

@@ -2,6 +2,7 @@
 /* Charge controllers: Rover, Wanderer, Adventurer, Rover Elite (RENOGY_BLE.md §4.1). */
 #include "renogy/rows.h"
 #include "renogy/identity.h"
+#include "renogy/charge-settings.h"
 
 static const char *const charging_status[] = {
         "deactivated",
@@ -35,6 +36,28 @@ static const char *const faults[] = {
  * (RENOGY_BLE.md §8 P11). */
 static const char *const battery_types[] = {"custom", "open", "sealed", "gel", "lithium", "custom"};
 static const char *const product_types[] = {"controller", "inverter"};
+
+/* 0xE01D (RENOGY_BLE.md §8 P6): dusk to dawn, on at dusk for 1–14 hours, manual, debug, always. */
+static const char *const load_modes[] = {
+        "dusk_to_dawn",
+        "dusk_plus_1h",
+        "dusk_plus_2h",
+        "dusk_plus_3h",
+        "dusk_plus_4h",
+        "dusk_plus_5h",
+        "dusk_plus_6h",
+        "dusk_plus_7h",
+        "dusk_plus_8h",
+        "dusk_plus_9h",
+        "dusk_plus_10h",
+        "dusk_plus_11h",
+        "dusk_plus_12h",
+        "dusk_plus_13h",
+        "dusk_plus_14h",
+        "manual",
+        "debug",
+        "always_on",
+};
 
 static const struct renogy_field fields[] = {
         ROW_NUM("rated_voltage", "Rated voltage", 0x000A, RAW_U8_HI, SIGN_NONE, 0, "V", "voltage", NULL),
@@ -85,6 +108,13 @@ static const struct renogy_field fields[] = {
         ENUM("charging_status", "Charging status", 0x0120, RAW_U8_LO, charging_status),
         BITS("controller_faults", "Faults", 0x0121, RAW_U16, faults),
         ENUM("battery_type", "Battery type", 0xE004, RAW_U16, battery_types),
+        /* The settings block, as on the DC-DC charger (§8 P6). */
+        ROW_NUM("battery_capacity", "Battery capacity setting", 0xE002, RAW_U16, SIGN_NONE, 0, "Ah", NULL, NULL),
+        CHARGE_SETTING_ROWS,
+        ROW_NUM("end_of_charge_soc", "End-of-charge SOC", 0xE00F, RAW_U8_HI, SIGN_NONE, 0, "%", NULL, NULL),
+        ROW_NUM("end_of_discharge_soc", "End-of-discharge SOC", 0xE00F, RAW_U8_LO, SIGN_NONE, 0, "%", NULL,
+                NULL),
+        ENUM("load_mode", "Load working mode", 0xE01D, RAW_U16, load_modes),
 };
 
 static const struct renogy_block blocks[] = {
@@ -92,6 +122,7 @@ static const struct renogy_block blocks[] = {
         {0x001A, 1},
         {0x0100, 34},
         {0xE004, 1},
+        {0xE002, 32, .optional = true, .settings = true},
 };
 
 const struct renogy_family renogy_controller = {

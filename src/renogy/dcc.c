@@ -2,6 +2,7 @@
 /* DC-DC chargers: DCC30S, DCC50S, RBC…D1S (RENOGY_BLE.md §4.2). */
 #include "renogy/rows.h"
 #include "renogy/identity.h"
+#include "renogy/charge-settings.h"
 
 static const char *const charging_status[] = {
         "standby",
@@ -84,6 +85,7 @@ static const struct renogy_field fields[] = {
                 "A", "current", NULL),
         ROW_NUM("system_voltage", "System voltage", 0xE003, RAW_U8_HI, SIGN_NONE, 0, "V", "voltage", NULL),
         ENUM("battery_type", "Battery type", 0xE004, RAW_U16, battery_types),
+        CHARGE_SETTING_ROWS,
         ROW_NUM("reverse_charging_voltage", "Reverse charging voltage", 0xE020, RAW_U16, SIGN_NONE, 1, "V",
                 "voltage", NULL),
         ROW_NUM("solar_cutoff_current", "Solar cut-off current", 0xE038, RAW_U16, SIGN_NONE, 2, "A",
@@ -95,10 +97,22 @@ static const struct renogy_block blocks[] = {
         {0x001A, 1},
         {0x0100, 32},
         {0x0120, 8},
-        {0xE001, 1},
-        {0xE003, 18},
-        {0xE020, 1},
-        {0xE038, 1},
+        {0xE001, 1, .optional = true, .settings = true},
+        {0xE003, 18, .optional = true, .settings = true},
+        {0xE020, 1, .optional = true, .settings = true},
+        {0xE038, 1, .optional = true, .settings = true},
+};
+
+/* G6 units never answer 0x0120 and refuse any read past 0x0121; 0x0100 ×34 ends with their
+ * charging status and high fault word (§3, §4.2). */
+static const struct renogy_block g6_blocks[] = {
+        {0x000C, 8, .optional = true},
+        {0x001A, 1},
+        {0x0100, 34},
+        {0xE001, 1, .optional = true, .settings = true},
+        {0xE003, 18, .optional = true, .settings = true},
+        {0xE020, 1, .optional = true, .settings = true},
+        {0xE038, 1, .optional = true, .settings = true},
 };
 
 static void derive(const struct renogy_family *f, struct renogy_readings *out)
@@ -118,4 +132,17 @@ const struct renogy_family renogy_dcc = {
         .blocks = blocks,
         .n_blocks = sizeof blocks / sizeof blocks[0],
         .derive = derive,
+};
+
+const struct renogy_family renogy_dcc_g6 = {
+        .name = "dcc",
+        .label = "DC-DC charger (G6)",
+        .default_id = 0xFF,
+        .fields = fields,
+        .n_fields = sizeof fields / sizeof fields[0],
+        .blocks = g6_blocks,
+        .n_blocks = sizeof g6_blocks / sizeof g6_blocks[0],
+        .derive = derive,
+        .base = &renogy_dcc,
+        .variant = "g6",
 };

@@ -71,6 +71,9 @@ struct renogy_block {
          * block of the module, and its silence costs nothing but itself (RENOGY_BLE.md §8 P3,
          * P5). */
         bool optional;
+        /* Settings (always optional too): what a write may change, read back after it. Like
+         * identity, asked at the first poll and then only every few minutes. */
+        bool settings;
 };
 
 enum renogy_value_type {
@@ -125,7 +128,7 @@ struct renogy_family {
 };
 
 extern const struct renogy_family renogy_controller, renogy_dcc, renogy_battery, renogy_inverter,
-        renogy_shunt, renogy_battery_pro;
+        renogy_shunt, renogy_battery_pro, renogy_inverter_riv4835, renogy_inverter_hf, renogy_dcc_g6;
 
 /* The family a variant belongs to (itself for a family of its own). */
 static inline const struct renogy_family *renogy_family_base(const struct renogy_family *f)
@@ -140,6 +143,14 @@ uint8_t renogy_field_decimals(const struct renogy_family *fam, const struct reno
  * scales (legacy packs, RNGPRO…: 0.01 A). Either string may be NULL or empty. why gets the
  * reason in words. */
 const struct renogy_family *renogy_battery_variant(
+        const char *advertised_name, const char *model, char *why, size_t why_size);
+
+/* The variant of a family a module holds — its register map, poll plan and scales — from its
+ * advertised name and its model (reported, or named in the configuration when the firmware
+ * does not report it); either may be NULL or empty. Battery Pro (§8 P8), the RIV4835's plan
+ * (§3, §8 P4), the HF inverter-charger's map (§8 P1), the DC-DC G6's blocks (§4.2). why gets the
+ * choice and its reason in words. */
+const struct renogy_family *renogy_family_variant(const struct renogy_family *base,
         const char *advertised_name, const char *model, char *why, size_t why_size);
 
 const struct renogy_family *renogy_family_find(const char *name);

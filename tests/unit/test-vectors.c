@@ -47,6 +47,16 @@ START_TEST(decode_every_vector)
                 const struct renogy_family *fam =
                         renogy_family_find(json_string_value(json_object_get(v, "family")));
                 ck_assert_msg(fam, "%s: unknown family", id);
+                const char *variant = json_string_value(json_object_get(v, "variant"));
+                if (variant) {
+                        /* The plan the reported model chooses (RENOGY_BLE.md §8). */
+                        const char *model =
+                                json_string_value(json_object_get(json_object_get(v, "expect"), "model"));
+                        char why[128];
+                        fam = renogy_family_variant(fam, NULL, model, why, sizeof why);
+                        ck_assert_msg(fam->variant && strcmp(fam->variant, variant) == 0, "%s: model %s chose %s (%s)",
+                                id, model, fam->variant ?: "the base family", why);
+                }
 
                 json_t *frames = json_object_get(v, "frames"), *fr;
                 size_t j;
@@ -312,11 +322,92 @@ START_TEST(dcc_solar_power_without_the_alternator)
 }
 END_TEST
 
+/* RENOGY_BLE.md §8 P1: the HF inverter-charger's own map, chosen by its model string; read
+ * with the generic map, 4001 would be a current and 4333 watts. */
+START_TEST(hf_inverter_map)
+{
+        char why[128];
+        ck_assert_ptr_eq(renogy_family_variant(&renogy_inverter, NULL, "RIV1230PCH-23S", why, sizeof why),
+                &renogy_inverter_hf);
+        ck_assert_ptr_nonnull(strstr(why, "RIV1230PCH-23S"));
+        ck_assert_ptr_eq(renogy_family_variant(&renogy_inverter, NULL, "RIV1230RCH-SPS", why, sizeof why),
+                &renogy_inverter);
+        ck_assert_ptr_eq(renogy_family_variant(&renogy_inverter, NULL, NULL, why, sizeof why), &renogy_inverter);
+        ck_assert_ptr_eq(renogy_family_variant(&renogy_inverter, NULL, "RIV4835CSH1S", why, sizeof why),
+                &renogy_inverter_riv4835);
+
+        /* 4000 230.4 V, 4001 50.0 Hz, 4002 230.0 V, 4003 1.5 A, 4004 -, 4005 19.5 °C, 4006 33.0 °C */
+        const uint8_t w4000[] = {0x09, 0x00, 0x01, 0xF4, 0x08, 0xFC, 0x00, 0x0F, 0x00, 0x00, 0x00, 0xC3, 0x01, 0x4A};
+        /* 4328 −12.4 A, 4329–4331 -, 4332 charging, 4333 12.4 A */
+        const uint8_t w4328[] = {0xFF, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x7C};
+        const uint8_t w4405[] = {0x00, 0x05};
+        struct renogy_image img;
+        renogy_image_init(&img);
+        ck_assert_int_eq(renogy_image_add_words(&img, 4000, w4000, 7), 0);
+        ck_assert_int_eq(renogy_image_add_words(&img, 4328, w4328, 6), 0);
+        ck_assert_int_eq(renogy_image_add_words(&img, 4405, w4405, 1), 0);
+        struct renogy_readings hf, generic;
+        ck_assert_int_gt(renogy_decode(&renogy_inverter_hf, &img, &hf), 0);
+        ck_assert_double_eq_tol(renogy_readings_get(&hf, "input_frequency")->number, 50.0, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&hf, "output_voltage_setting")->number, 230.0, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&hf, "battery_discharge_current")->number, 1.5, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&hf, "battery_temperature")->number, 19.5, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&hf, "battery_current")->number, -12.4, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&hf, "charging_current")->number, 12.4, 1e-9);
+        ck_assert_str_eq(renogy_readings_get(&hf, "charging_active")->text, "yes");
+        ck_assert_str_eq(renogy_readings_get(&hf, "operating_mode")->text, "inverter_operation");
+        ck_assert_ptr_null(renogy_readings_get(&hf, "input_current"));
+        /* The generic map over the same words: what users of it saw. */
+        renogy_decode(&renogy_inverter, &img, &generic);
+        ck_assert_double_eq_tol(renogy_readings_get(&generic, "input_current")->number, 5.0, 1e-9);
+        ck_assert_double_eq_tol(renogy_readings_get(&generic, "charging_power")->number, 124, 1e-9);
+        /* Its plan: P1's blocks, 4311 optional. */
+        const struct renogy_family *f = &renogy_inverter_hf;
+        ck_assert_uint_eq(f->n_blocks, 6);
+        for (size_t i = 0; i < f->n_blocks; i++)
+                ck_assert(f->blocks[i].optional == (f->blocks[i].reg == 4311));
+}
+END_TEST
+
+/* RENOGY_BLE.md §4.2: a G6 never answers 0x0120; its 0x0100 ×34 ends with the charging status
+ * and the high fault word, decoded with the same table. */
+START_TEST(dcc_g6_plan)
+{
+        char why[128];
+        ck_assert_ptr_eq(renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G6", why, sizeof why), &renogy_dcc_g6);
+        ck_assert_ptr_eq(renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G7", why, sizeof why), &renogy_dcc);
+        ck_assert_ptr_eq(renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G61", why, sizeof why), &renogy_dcc);
+        bool has_0120 = false, has_0100x34 = false;
+        for (size_t i = 0; i < renogy_dcc_g6.n_blocks; i++) {
+                has_0120 = has_0120 || renogy_dcc_g6.blocks[i].reg == 0x0120;
+                has_0100x34 = has_0100x34 ||
+                              (renogy_dcc_g6.blocks[i].reg == 0x0100 && renogy_dcc_g6.blocks[i].count == 34);
+        }
+        ck_assert(!has_0120 && has_0100x34);
+        uint8_t words[68] = {0};
+        words[0x20 * 2 + 1] = 4;    /* 0x0120 lo: boost */
+        words[0x21 * 2] = 1u << 1; /* 0x0121 bit 9: starter_reverse_polarity */
+        struct renogy_image img;
+        renogy_image_init(&img);
+        ck_assert_int_eq(renogy_image_add_words(&img, 0x0100, words, 34), 0);
+        struct renogy_readings rd;
+        renogy_decode(&renogy_dcc_g6, &img, &rd);
+        ck_assert_str_eq(renogy_readings_get(&rd, "charging_status")->text, "boost");
+        ck_assert_uint_eq(renogy_readings_get(&rd, "fault_high")->bits, 1u << 9);
+}
+END_TEST
+
 /* The simulator encodes registers with the same tables: encode then decode is the identity. */
 START_TEST(encode_decode_roundtrip)
 {
-        size_t n_fam;
-        const struct renogy_family *const *fams = renogy_families(&n_fam);
+        size_t n_base;
+        const struct renogy_family *const *bases = renogy_families(&n_base);
+        const struct renogy_family *fams[16];
+        size_t n_fam = 0;
+        for (size_t k = 0; k < n_base; k++)
+                fams[n_fam++] = bases[k];
+        fams[n_fam++] = &renogy_battery_pro;
+        fams[n_fam++] = &renogy_inverter_hf;
         for (size_t k = 0; k < n_fam; k++) {
                 const struct renogy_family *f = fams[k];
                 for (size_t i = 0; i < f->n_fields; i++) {
@@ -402,6 +493,8 @@ static Suite *suite(void)
         tcase_add_test(tc, bad_frames_rejected_with_reason);
         tcase_add_test(tc, encode_decode_roundtrip);
         tcase_add_test(tc, battery_pro_current_in_tenths);
+        tcase_add_test(tc, hf_inverter_map);
+        tcase_add_test(tc, dcc_g6_plan);
         tcase_add_test(tc, controller_battery_type_zero_is_custom);
         tcase_add_test(tc, dcc_solar_power_without_the_alternator);
         tcase_add_test(tc, rounding_matches_libm);
