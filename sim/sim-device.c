@@ -419,6 +419,24 @@ static bool optional_block_at(const struct renogy_family *f, uint16_t reg)
         return false;
 }
 
+/* The registers these models accept a write to (function 0x06), and the largest value: the
+ * load switch and working mode, the battery type, the RIV4835's maximum AC charging current. */
+static bool writable(const struct sim_unit *u, uint16_t reg, uint16_t *max)
+{
+        const struct renogy_family *base = renogy_family_base(u->family);
+        if (base == &renogy_controller && reg == 0x010A)
+                *max = 1;
+        else if (base == &renogy_controller && reg == 0xE01D)
+                *max = 17;
+        else if ((base == &renogy_controller || base == &renogy_dcc) && reg == 0xE004)
+                *max = 5;
+        else if (u->family == &renogy_inverter_riv4835 && reg == 0xE205)
+                *max = 400;
+        else
+                return false;
+        return true;
+}
+
 size_t sim_unit_respond(struct sim_module *m, const uint8_t *req, size_t len, uint8_t *out, size_t out_size)
 {
         /* The DC Home app's "main recv data[xx] [" acknowledgements and anything that is not a
@@ -462,13 +480,31 @@ size_t sim_unit_respond(struct sim_module *m, const uint8_t *req, size_t len, ui
                 return n + 2;
         }
         if (fn == MODBUS_FN_WRITE_SINGLE) {
-                /* Only the controller's load switch is writable. */
-                if (u->family != &renogy_controller || reg != 0x010A || arg > 1)
+                uint16_t max;
+                if (!writable(u, reg, &max))
                         return exception_reply(id, fn, 2, out);
-                sim_unit_set_value(u, "load_status", arg);
-                sim_unit_rebase(u, "load_power", arg ? 7 : 0);
-                sim_unit_set_value(u, "load_power", arg ? 7 : 0);
+                if (arg > max)
+                        return exception_reply(id, fn, 3, out);
+                bool applied = !m->faults[FAULT_WRITE_IGNORED];
+                if (m->faults[FAULT_WRITE_IGNORED] > 0)
+                        m->faults[FAULT_WRITE_IGNORED]--;
+                if (applied && reg == 0x010A) {
+                        sim_unit_set_value(u, "load_status", arg);
+                        sim_unit_rebase(u, "load_power", arg ? 7 : 0);
+                        sim_unit_set_value(u, "load_power", arg ? 7 : 0);
+                } else if (applied) {
+                        ((uint8_t *)u->regs)[2 * (size_t)reg] = (uint8_t)(arg >> 8);
+                        ((uint8_t *)u->regs)[2 * (size_t)reg + 1] = (uint8_t)arg;
+                }
                 memcpy(out, req, MODBUS_REQUEST_LEN);
+                if (m->faults[FAULT_WRITE_ECHO_WRONG]) {
+                        if (m->faults[FAULT_WRITE_ECHO_WRONG] > 0)
+                                m->faults[FAULT_WRITE_ECHO_WRONG]--;
+                        out[5] ^= 1; /* another value, CRC recomputed: well formed, wrong */
+                        uint16_t crc = modbus_crc16(out, 6);
+                        out[6] = (uint8_t)crc;
+                        out[7] = (uint8_t)(crc >> 8);
+                }
                 return MODBUS_REQUEST_LEN;
         }
         return exception_reply(id, fn, 1, out);

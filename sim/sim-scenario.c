@@ -20,6 +20,8 @@ static const char *const fault_names[_FAULT_MAX] = {
         [FAULT_HELD] = "held_by_other_central",
         [FAULT_NO_ACQUIRE] = "no_acquire",
         [FAULT_NO_MODEL_REPLY] = "no_model_reply",
+        [FAULT_WRITE_ECHO_WRONG] = "write_echo_wrong",
+        [FAULT_WRITE_IGNORED] = "write_ignored",
 };
 
 const char *sim_fault_name(enum sim_fault f)

@@ -65,6 +65,8 @@ enum sim_fault {
         FAULT_HELD,              /* another central holds it: not advertising, connects abort */
         FAULT_NO_ACQUIRE,        /* a BlueZ before 5.46: AcquireNotify and AcquireWrite are UnknownMethod */
         FAULT_NO_MODEL_REPLY,    /* firmware that never answers its optional model block (§8 P3, P5) */
+        FAULT_WRITE_ECHO_WRONG,  /* a write acknowledged with another value than the one written */
+        FAULT_WRITE_IGNORED,     /* a write acknowledged exactly, and not applied */
         _FAULT_MAX,
 };
 
@@ -80,8 +82,6 @@ struct sim_unit {
          * 0x0120 (RENOGY_BLE.md §4.2). */
         uint16_t silent_at[8];
         size_t n_silent;
-        /* Settings a write may change (RENOGY_BLE.md §8 P4, P6): others answer exception 02. */
-        bool echo_wrong; /* the acknowledgement echoes another value (a module seen doing so) */
 };
 
 struct sim_gatt {

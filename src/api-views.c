@@ -10,6 +10,7 @@
 #include "device-energy.h"
 #include "macro.h"
 #include "readings-json.h"
+#include "renogy/settings.h"
 #include "store.h"
 
 char *iso8601(int64_t usec, char *buf, size_t size)
@@ -43,6 +44,37 @@ static json_t *not_reported_json(const struct device *dev)
                                 json_array_append_new(list, json_string(f->fields[k].key));
         }
         return list;
+}
+
+/* What this model lets a user set (POST …/settings): the range or options, in the reading's own
+ * unit, and the value as last read. */
+static json_t *settings_json(const struct device *dev)
+{
+        const struct renogy_setting *list[8];
+        size_t n = renogy_settings(dev->decoder, list, ELEMENTSOF(list));
+        json_t *out = json_array();
+        for (size_t i = 0; i < n; i++) {
+                const struct renogy_setting *s = list[i];
+                const struct renogy_field *f = renogy_field_find(dev->decoder, s->key);
+                const struct renogy_reading *r = dev->have_readings ? renogy_readings_get(&dev->readings, s->key) : NULL;
+                json_t *o = json_pack("{s:s,s:s,s:o}", "key", s->key, "label", f->label, "value",
+                        r ? reading_value_json(r) : json_null());
+                if (f->kind == KIND_ENUM) {
+                        json_t *opts = json_array();
+                        for (unsigned v = s->min; v <= s->max; v += s->step)
+                                if (v < f->n_names && f->names[v])
+                                        json_array_append_new(opts, json_string(f->names[v]));
+                        json_object_set_new(o, "options", opts);
+                } else {
+                        double scale = renogy_pow10(f->decimals);
+                        json_object_set_new(o, "min", json_real(s->min / scale));
+                        json_object_set_new(o, "max", json_real(s->max / scale));
+                        json_object_set_new(o, "step", json_real(s->step / scale));
+                        json_object_set_new(o, "unit", f->unit ? json_string(f->unit) : json_null());
+                }
+                json_array_append_new(out, o);
+        }
+        return out;
 }
 
 json_t *view_diagnosis(int code, const char *detail)
@@ -133,6 +165,7 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
         json_t *readings = dev->have_readings ? readings_json(&dev->readings, true) : json_object();
         device_energy_json(d, dev, readings);
         json_object_set_new(o, "readings", readings);
+        json_object_set_new(o, "settings", settings_json(dev));
         return o;
 }
 

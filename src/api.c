@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "poller.h"
 #include "readings-json.h"
+#include "renogy/settings.h"
 #include "store.h"
 
 #define INGRESS_ADDRESS "172.30.32.2"
@@ -23,7 +24,7 @@ struct api {
         struct http_server *http;
         char *web_dir;
         bool under_supervisor;
-        struct load_job *load_jobs;
+        struct write_job *write_jobs;
         /* GET /api/v1/devices, the route Home Assistant and the page poll, built once per tick:
          * its age_s has a resolution of 0.1 s, so within a tick a fresh build differs only by
          * what changed in the last 100 ms. Changes made through the API drop it at once. */
@@ -132,6 +133,7 @@ int api_route_match(const char *method, const char *path, struct api_match *m)
                         {"/poll", ROUTE_DEVICE_POLL, "POST"},
                         {"/verify", ROUTE_DEVICE_VERIFY, "POST"},
                         {"/load", ROUTE_DEVICE_LOAD, "POST"},
+                        {"/settings", ROUTE_DEVICE_SETTINGS, "POST"},
                 };
                 for (size_t i = 0; i < ELEMENTSOF(sub); i++)
                         if (streq(rest, sub[i].suffix)) {
@@ -433,43 +435,74 @@ static int handle_hub(struct api *a, struct http_request *req, const struct http
         return 0;
 }
 
-struct load_job {
+/* A load switch or setting change waiting for its session: the write and its read back. */
+struct write_job {
         struct api *api;
         struct http_request *req;
         struct device *dev;
+        const char *setting; /* the setting's key, or NULL for the load switch */
         bool on;
         bool done;
-        struct load_job *next;
+        struct write_job *next;
 };
 
-static void load_done(struct daemon *d, struct device *dev, int result, const char *message)
+static void write_done(struct daemon *d, struct device *dev, int result, const char *message)
 {
         struct api *a = d->api_userdata;
-        for (struct load_job *j = a->load_jobs; j; j = j->next) {
+        for (struct write_job *j = a->write_jobs; j; j = j->next) {
                 if (j->dev != dev || j->done)
                         continue;
                 j->done = true;
-                if (result < 0)
+                const char *what = j->setting ?: "the load switch";
+                const char *why = message && *message ? message : strerror(-result);
+                if (result == -EBADE)
+                        respond_error(j->req, 502, "not_applied", "%s was not applied: %s", what, why);
+                else if (result < 0)
                         respond_error(j->req, result == -ENOTCONN ? 503 : 502, "write_failed",
-                                "the load switch write failed: %s",
-                                message && *message ? message : strerror(-result));
-                else
+                                "%s write failed: %s", what, why);
+                else if (!j->setting)
                         respond_json(j->req, 200,
                                 json_pack("{s:s,s:s}", "device", dev->cfg.id, "load", j->on ? "on" : "off"));
+                else {
+                        const struct renogy_reading *r = renogy_readings_get(&dev->readings, j->setting);
+                        respond_json(j->req, 200,
+                                json_pack("{s:s,s:s,s:o}", "device", dev->cfg.id, "key", j->setting, "value",
+                                        r ? reading_value_json(r) : json_null()));
+                }
                 return;
         }
 }
 
-static void load_abandoned(void *userdata)
+
+static void write_abandoned(void *userdata)
 {
-        struct load_job *j = userdata;
+        struct write_job *j = userdata;
         struct api *a = j->api;
-        for (struct load_job **p = &a->load_jobs; *p; p = &(*p)->next)
+        for (struct write_job **p = &a->write_jobs; *p; p = &(*p)->next)
                 if (*p == j) {
                         *p = j->next;
                         break;
                 }
         free(j);
+}
+
+static int queue_write(struct api *a, struct http_request *req, struct device *dev, const char *setting, bool on,
+        uint16_t reg, uint16_t value, uint16_t readback, const struct renogy_field *shows, uint16_t shows_value)
+{
+        int r = daemon_write_register(a->d, dev, reg, value, readback, shows, shows_value);
+        if (r == -EBUSY)
+                return respond_error(req, 409, "busy", "a change to this module is already in progress");
+        if (r < 0)
+                return respond_error(req, 500, "write_failed", "%s", strerror(-r));
+        struct write_job *j = calloc(1, sizeof *j);
+        if (!j)
+                return respond_error(req, 500, "oom", "out of memory");
+        *j = (struct write_job){
+                .api = a, .req = req, .dev = dev, .setting = setting, .on = on, .next = a->write_jobs};
+        a->write_jobs = j;
+        http_set_abandon(req, write_abandoned, j);
+        http_suspend(req);
+        return 0;
 }
 
 /* ---- handlers ---- */
@@ -588,24 +621,52 @@ static int handle_load(
         }
         bool want = json_is_true(on);
         json_decref(body);
-        int r = daemon_write_register(a->d, dev, 0x010A, want ? 1 : 0);
-        if (r == -EBUSY)
-                return respond_error(req, 409, "busy", "a load switch change is already in progress");
+        /* 0x010A switches it; the load's state bit in 0x0120 says whether it did. */
+        return queue_write(a, req, dev, NULL, want, 0x010A, want ? 1 : 0, 0x0120,
+                renogy_field_find(dev->decoder, "load_status"), want ? 1 : 0);
+}
+
+/* POST {"key": K, "value": V}: a setting of this model, range-checked, written and read back. */
+static int handle_setting(
+        struct api *a, struct http_request *req, const struct http_request_info *info, struct device *dev)
+{
+        bool failed;
+        json_t *body = parse_body(req, info, &failed);
+        if (failed)
+                return 0;
+        json_t *key = json_object_get(body, "key"), *value = json_object_get(body, "value");
+        if (!json_is_string(key) || !(json_is_number(value) || json_is_string(value))) {
+                json_decref(body);
+                return respond_error(req, 400, "bad_request", "expected {\"key\": \"load_mode\", \"value\": ...}");
+        }
+        const struct renogy_setting *s = renogy_setting_find(dev->decoder, json_string_value(key));
+        if (!s) {
+                const struct renogy_setting *list[8];
+                size_t n = renogy_settings(dev->decoder, list, ELEMENTSOF(list));
+                char names[160] = "";
+                for (size_t i = 0, len = 0; i < n && len < sizeof names; i++)
+                        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", list[i]->key);
+                int ret = respond_error(req, 400, "not_settable", "'%s' cannot be set on %s (%s)%s%s",
+                        json_string_value(key), dev->cfg.name, dev->decoder->label, n ? "; settable: " : "",
+                        n ? names : "; nothing can be set on this model");
+                json_decref(body);
+                return ret;
+        }
+        uint16_t raw;
+        char err[256];
+        int r = renogy_setting_encode(dev->decoder, s, json_is_string(value) ? json_string_value(value) : NULL,
+                json_is_number(value) ? json_number_value(value) : 0, &raw, err, sizeof err);
+        json_decref(body);
         if (r < 0)
-                return respond_error(req, 500, "write_failed", "%s", strerror(-r));
-        struct load_job *j = calloc(1, sizeof *j);
-        if (!j)
-                return respond_error(req, 500, "oom", "out of memory");
-        *j = (struct load_job){.api = a, .req = req, .dev = dev, .on = want, .next = a->load_jobs};
-        a->load_jobs = j;
-        http_set_abandon(req, load_abandoned, j);
-        http_suspend(req);
-        return 0;
+                return respond_error(req, 400, r == -ERANGE ? "out_of_range" : "bad_value", "%s", err);
+        return queue_write(a, req, dev, s->key, false, s->reg, raw, s->readback,
+                renogy_field_find(dev->decoder, s->key), raw);
 }
 
 static bool needs_bluez(enum api_route r)
 {
         return r == ROUTE_DEVICE_POLL || r == ROUTE_DEVICE_VERIFY || r == ROUTE_DEVICE_LOAD ||
+               r == ROUTE_DEVICE_SETTINGS ||
                r == ROUTE_ADAPTER_POWER || r == ROUTE_SCAN || r == ROUTE_SCAN_HUB;
 }
 
@@ -699,6 +760,8 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 return start_verify(a, req, dev);
         case ROUTE_DEVICE_LOAD:
                 return handle_load(a, req, info, dev);
+        case ROUTE_DEVICE_SETTINGS:
+                return handle_setting(a, req, info, dev);
         case ROUTE_DIAGNOSTICS:
                 return respond_json(req, 200, view_diagnostics(d));
         case ROUTE_SCAN:
@@ -798,7 +861,7 @@ int api_new(struct api **ret, struct daemon *d, const char *bind_address, uint16
                 free(a);
                 return r;
         }
-        d->write_done = load_done;
+        d->write_done = write_done;
         d->api_userdata = a;
         *ret = a;
         return 0;
@@ -810,9 +873,9 @@ struct api *api_free(struct api *a)
                 return NULL;
         http_server_free(a->http);
         http_response_unref(a->devices_view);
-        while (a->load_jobs) {
-                struct load_job *j = a->load_jobs;
-                a->load_jobs = j->next;
+        while (a->write_jobs) {
+                struct write_job *j = a->write_jobs;
+                a->write_jobs = j->next;
                 free(j);
         }
         free(a->web_dir);

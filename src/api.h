@@ -52,6 +52,7 @@ enum api_route {
         ROUTE_DEVICE_POLL,
         ROUTE_DEVICE_VERIFY,
         ROUTE_DEVICE_LOAD,
+        ROUTE_DEVICE_SETTINGS,
         ROUTE_DIAGNOSTICS,
         ROUTE_SCAN,
         ROUTE_SCAN_HUB,

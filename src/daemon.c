@@ -558,7 +558,8 @@ int daemon_poll_now(struct daemon *d, struct device *dev)
         return 0;
 }
 
-int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value)
+int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value, uint16_t readback,
+        const struct renogy_field *shows, uint16_t shows_value)
 {
         struct module *m = dev->module;
         if (m->write_pending)
@@ -567,6 +568,9 @@ int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, ui
         m->write_device = dev;
         m->write_reg = reg;
         m->write_value = value;
+        m->readback_reg = readback;
+        m->write_shows = shows;
+        m->shows_value = shows_value;
         poller_requeue(d, m);
         poller_schedule(d);
         return 0;

@@ -174,7 +174,9 @@ struct module {
         bool has_rssi;
         /* what the current session is for */
         bool write_pending;
-        uint16_t write_reg, write_value;
+        uint16_t write_reg, write_value, readback_reg;
+        const struct renogy_field *write_shows; /* the reading that must show write_value after */
+        uint16_t shows_value;
         struct device *write_device;
         struct verify_job *verify;
         enum session_kind session_kind;
@@ -237,7 +239,10 @@ int daemon_device_add(
         struct daemon *d, const struct device_config *cfg, bool persist, char *err, size_t err_size);
 int daemon_device_remove(struct daemon *d, struct device *dev);
 int daemon_poll_now(struct daemon *d, struct device *dev);
-int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value);
+/* Writes reg = value, then reads readback back: the write succeeded only if the reading shows
+ * then shows shows_value (a setting's own register, or the load's state bit). */
+int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value, uint16_t readback,
+        const struct renogy_field *shows, uint16_t shows_value);
 int daemon_scan(struct daemon *d, unsigned seconds);
 bool daemon_scanning(const struct daemon *d);
 /* Powers on the named adapter, or (NULL) every adapter in use that is off. */

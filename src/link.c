@@ -94,8 +94,10 @@ struct link {
         void *step_userdata;
         /* probing */
         size_t probe_idx;
-        /* a single write session (load switch) */
+        /* a single write session (a setting, the load switch): the write, then the read back */
         bool write_mode;
+        bool write_acked;
+        uint16_t readback_reg;
         /* a survey: one identity request per unit, silence moving on to the next (hub ids) */
         bool survey;
         uint16_t survey_reg, survey_count;
@@ -695,8 +697,12 @@ static void send_next(struct link *l)
                         start_disconnect(l);
                         return;
                 }
-                send_request(l, MODBUS_FN_WRITE_SINGLE, l->units[0].modbus_id, l->write_reg, l->write_value,
-                        l->cfg.request_timeout_usec);
+                if (l->write_acked)
+                        send_request(l, MODBUS_FN_READ_HOLDING, l->units[0].modbus_id, l->readback_reg, 1,
+                                l->cfg.request_timeout_usec);
+                else
+                        send_request(l, MODBUS_FN_WRITE_SINGLE, l->units[0].modbus_id, l->write_reg,
+                                l->write_value, l->cfg.request_timeout_usec);
                 return;
         }
         if (l->survey) {
@@ -855,18 +861,42 @@ static void on_frame(struct link *l)
                 send_next(l);
                 return;
         }
-        if (l->write_mode) {
+        if (l->write_mode && !l->write_acked) {
                 if (r == 0) {
                         step(l, "write", true, "0x%04X = %u acknowledged", l->write_reg, l->write_value);
-                        l->units[0].blocks_ok = 1;
-                        l->report.reached = LINK_STAGE_DONE;
-                } else {
-                        l->report.reached = LINK_STAGE_EXCHANGE;
-                        l->report.error = BLUEZ_ERR_FAILED;
+                        l->write_acked = true;
+                        send_next(l); /* the read back */
+                        return;
+                }
+                l->report.reached = LINK_STAGE_EXCHANGE;
+                l->report.error = BLUEZ_ERR_FAILED;
+                if (r == -EBADE && l->reasm.len >= 6)
+                        snprintf(l->report.message, sizeof l->report.message,
+                                "the acknowledgement echoed 0x%04X = %u, not 0x%04X = %u",
+                                (unsigned)(l->reasm.buf[2] << 8 | l->reasm.buf[3]),
+                                (unsigned)(l->reasm.buf[4] << 8 | l->reasm.buf[5]), l->write_reg, l->write_value);
+                else
                         snprintf(l->report.message, sizeof l->report.message, "write refused: %s%s%s",
                                 modbus_strerror(r), r == -EREMOTEIO ? " " : "",
                                 r == -EREMOTEIO ? modbus_exception_name(rep.exception) : "");
-                        step(l, "write", false, "%s", l->report.message);
+                step(l, "write", false, "%s", l->report.message);
+                u->status = r;
+                start_disconnect(l);
+                return;
+        }
+        if (l->write_mode) {
+                if (r == 0) {
+                        renogy_image_add_words(&u->image, l->readback_reg, rep.data, rep.count);
+                        l->units[0].blocks_ok = 1;
+                        l->report.reached = LINK_STAGE_DONE;
+                        step(l, "read back", true, "0x%04X = %u", l->readback_reg,
+                                (unsigned)(rep.data[0] << 8 | rep.data[1]));
+                } else {
+                        l->report.reached = LINK_STAGE_EXCHANGE;
+                        l->report.error = BLUEZ_ERR_FAILED;
+                        snprintf(l->report.message, sizeof l->report.message, "written, but the read back failed: %s",
+                                modbus_strerror(r));
+                        step(l, "read back", false, "%s", l->report.message);
                         u->status = r;
                 }
                 start_disconnect(l);
@@ -1295,11 +1325,14 @@ int link_start(struct link *l, const struct link_unit *units, size_t n_units)
         return begin(l);
 }
 
-int link_start_write(struct link *l, const struct link_unit *unit, uint16_t reg, uint16_t value)
+int link_start_write(
+        struct link *l, const struct link_unit *unit, uint16_t reg, uint16_t value, uint16_t readback_reg)
 {
         if (l->phase != PHASE_IDLE)
                 return -EBUSY;
         l->write_mode = true;
+        l->write_acked = false;
+        l->readback_reg = readback_reg;
         l->survey = false;
         l->write_reg = reg;
         l->write_value = value;

@@ -108,9 +108,11 @@ const struct link_report *link_report(const struct link *l);
 struct link_unit *link_units(struct link *l, size_t *n);
 const char *link_address(const struct link *l);
 
-/* Writes one register (load switch) in a session of its own; done() reports the result in
- * the report (reached == DONE and error == OK when the module echoed the write). */
-int link_start_write(struct link *l, const struct link_unit *unit, uint16_t reg, uint16_t value);
+/* Writes one register (a setting, the load switch; function 0x06) in a session of its own, checks
+ * the echo, then reads readback_reg into the unit's image, where the caller sees whether the
+ * value took. done() reports reached == DONE when both answered. */
+int link_start_write(
+        struct link *l, const struct link_unit *unit, uint16_t reg, uint16_t value, uint16_t readback_reg);
 
 /* A survey of the units' Modbus ids over one connection: each is asked for count registers at
  * reg once, with a short timeout; silence moves on to the next id instead of ending the session.

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "macro.h"
 #include "poller.h"
+#include "renogy/settings.h"
 #include "store.h"
 
 #define WEAK_RSSI -85
@@ -362,7 +363,7 @@ static void start_session(struct radio *r, struct module *m, uint64_t budget)
                 size_t idx = 0;
                 while (idx < m->n_devices && m->devices[idx] != m->write_device)
                         idx++;
-                res = link_start_write(m->link, &units[idx], m->write_reg, m->write_value);
+                res = link_start_write(m->link, &units[idx], m->write_reg, m->write_value, m->readback_reg);
         } else if (m->verify && m->verify->device) {
                 m->session_kind = SESSION_VERIFY;
                 m->session_device = m->verify->device;
@@ -1028,6 +1029,44 @@ static void module_result(
         m->next_due = now + retry_delay(m->interval, m->backoff);
 }
 
+/* Whether a write took: acknowledged with the same value, and the register read back shows it.
+ * What was read back goes into the device's readings at once. */
+static int write_verdict(struct module *m, const struct link_unit *u, const struct link_report *r, char *message,
+        size_t size)
+{
+        struct device *dev = m->session_device;
+        snprintf(message, size, "%s", r->message);
+        if (!dev || r->reached != LINK_STAGE_DONE || !u->blocks_ok) {
+                if (!message[0])
+                        snprintf(message, size, "the module did not answer the write (%s)",
+                                link_stage_name(r->reached));
+                return -EIO;
+        }
+        struct renogy_readings rd;
+        renogy_decode(dev->decoder, &u->image, &rd);
+        const struct renogy_reading *got = renogy_readings_get(&rd, m->write_shows->key);
+        if (!renogy_setting_shows(m->write_shows, got, m->shows_value)) {
+                char shown[64] = "nothing";
+                if (got && got->type == RV_NUMBER)
+                        snprintf(shown, sizeof shown, "%.*f", got->decimals, got->number);
+                else if (got && got->type == RV_TEXT)
+                        snprintf(shown, sizeof shown, "%s", got->text);
+                snprintf(message, size, "acknowledged, but %s reads back %s", m->write_shows->key, shown);
+                return -EBADE;
+        }
+        for (size_t i = 0; i < rd.n; i++) {
+                struct renogy_reading *old = NULL;
+                for (size_t k = 0; k < dev->readings.n && !old; k++)
+                        if (dev->readings.r[k].field == rd.r[i].field)
+                                old = &dev->readings.r[k];
+                if (old)
+                        *old = rd.r[i];
+                else if (dev->readings.n < RENOGY_MAX_READINGS)
+                        dev->readings.r[dev->readings.n++] = rd.r[i];
+        }
+        return 0;
+}
+
 void poller_session_done(struct daemon *d, struct module *m)
 {
         struct radio *rad = m->radio;
@@ -1050,10 +1089,13 @@ void poller_session_done(struct daemon *d, struct module *m)
 
         if (m->session_kind == SESSION_WRITE) {
                 m->write_pending = false;
-                int res = r->reached == LINK_STAGE_DONE && units[0].blocks_ok ? 0 : -EIO;
+                char message[192];
+                int res = write_verdict(m, &units[0], r, message, sizeof message);
                 if (d->write_done && m->session_device)
-                        d->write_done(d, m->session_device, res, r->message);
-                m->poll_now = true; /* read the new state back */
+                        d->write_done(d, m->session_device, res, message);
+                if (m->session_device)
+                        m->session_device->optional_due_at = 0; /* its settings, fresh at the next poll */
+                m->poll_now = true; /* and the rest of its state */
         } else if (m->session_kind == SESSION_VERIFY) {
                 struct verify_job *job = m->verify;
                 m->verify = NULL;

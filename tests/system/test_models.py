@@ -102,5 +102,92 @@ class ModelVariants(unittest.TestCase):
         self.assertEqual(dev["readings"]["load_mode"]["value"], "dusk_to_dawn")
 
 
+class SettingsWrites(unittest.TestCase):
+    """Writes only where the encoding is validated on hardware: range-checked against the model,
+    acknowledged with the same value, read back, and a failure when the module says otherwise."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = sysenv.Env(scenario=SCENARIO, devices=[RIV4835, ROVER], options={"poll_interval": 30})
+        cls.env.start_daemon()
+        for dev_id in ("rover", "lycan"):
+            cls.env.wait_device(dev_id, lambda d: d["state"] == "online" and d["settings"], 60, "online")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def set(self, dev_id, key, value):
+        status, body, _ = self.env.request(f"/api/v1/devices/{dev_id}/settings", method="POST",
+                                           body=json.dumps({"key": key, "value": value}).encode(),
+                                           headers={"Content-Type": "application/json"})
+        return status, json.loads(body)
+
+    def register(self, dev_id, key):
+        return json.loads(self.env.sim_call("GetReadings", "sy", ADDRESSES[dev_id], UNIT_IDS[dev_id])[0])[key]["value"]
+
+    def test_each_model_offers_only_its_validated_settings(self):
+        rover = self.env.get_json("/api/v1/devices/rover")["settings"]
+        self.assertEqual([s["key"] for s in rover], ["load_mode", "battery_type"])
+        mode = rover[0]
+        self.assertEqual(mode["value"], "dusk_to_dawn")
+        self.assertEqual(mode["options"][0], "dusk_to_dawn")
+        self.assertEqual(mode["options"][-1], "always_on")
+        self.assertEqual(rover[1]["options"], ["open", "sealed", "gel", "lithium", "custom"])
+        lycan = self.env.get_json("/api/v1/devices/lycan")["settings"]
+        self.assertEqual(lycan, [{"key": "max_ac_charging_current", "label": "Maximum AC charging current",
+                                  "value": 25.0, "min": 0.0, "max": 40.0, "step": 5.0, "unit": "A"}])
+
+    def test_in_range_written_and_read_back(self):
+        status, body = self.set("rover", "load_mode", "manual")
+        self.assertEqual((status, body), (200, {"device": "rover", "key": "load_mode", "value": "manual"}))
+        self.assertEqual(self.register("rover", "load_mode"), "manual")
+        self.assertEqual(self.env.get_json("/api/v1/devices/rover")["readings"]["load_mode"]["value"], "manual")
+        status, body = self.set("lycan", "max_ac_charging_current", 35)
+        self.assertEqual((status, body["value"]), (200, 35.0), body)
+        self.assertEqual(self.register("lycan", "max_ac_charging_current"), 35.0)
+
+    def test_out_of_range_refused_with_the_range(self):
+        for value in (37, 45, -5, "fast"):
+            status, body = self.set("lycan", "max_ac_charging_current", value)
+            self.assertEqual(status, 400, value)
+            self.assertIn(body["error"]["code"], ("out_of_range", "bad_value"), body)
+        status, body = self.set("lycan", "max_ac_charging_current", 37)
+        self.assertIn("from 0 to 40 A in steps of 5", body["error"]["message"])
+        status, body = self.set("rover", "battery_type", "agm")
+        self.assertEqual((status, body["error"]["code"]), (400, "out_of_range"))
+        self.assertIn("open, sealed, gel, lithium, custom", body["error"]["message"])
+        status, body = self.set("rover", "boost_voltage", 14.6)
+        self.assertEqual((status, body["error"]["code"]), (400, "not_settable"))
+        self.assertIn("load_mode, battery_type", body["error"]["message"])
+        self.assertEqual(self.register("rover", "boost_voltage"), 14.5, "nothing written")
+
+    def test_a_wrong_echo_is_a_failure(self):
+        self.env.sim_call("SetFault", "ssi", ROVER["address"], "write_echo_wrong", 1)
+        status, body = self.set("rover", "battery_type", "gel")
+        self.assertEqual((status, body["error"]["code"]), (502, "write_failed"), body)
+        self.assertIn("acknowledgement echoed 0xE004", body["error"]["message"])
+
+    def test_a_write_not_applied_is_reported(self):
+        before = self.register("lycan", "max_ac_charging_current")
+        self.env.sim_call("SetFault", "ssi", RIV4835["address"], "write_ignored", 1)
+        want = 10 if before != 10 else 15
+        status, body = self.set("lycan", "max_ac_charging_current", want)
+        self.assertEqual((status, body["error"]["code"]), (502, "not_applied"), body)
+        self.assertIn(f"reads back {before:.1f}", body["error"]["message"])
+
+    def test_the_load_switch_reads_its_state_back(self):
+        status, body, _ = self.env.request("/api/v1/devices/rover/load", method="POST", body=b'{"on": false}',
+                                           headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.register("rover", "load_status"), "off")
+        self.assertEqual(self.env.get_json("/api/v1/devices/rover")["readings"]["load_status"]["value"], "off")
+        self.env.sim_call("SetFault", "ssi", ROVER["address"], "write_ignored", 1)
+        status, body, _ = self.env.request("/api/v1/devices/rover/load", method="POST", body=b'{"on": true}',
+                                           headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 502, body)
+        self.assertIn("load_status reads back off", json.loads(body)["error"]["message"])
+
+
 if __name__ == "__main__":
     unittest.main()
