@@ -85,6 +85,10 @@ static void on_service(void *userdata, bool up)
                         link_on_adapter_gone(d->modules[i]->link);
                 poller_discovery_lost(d);
         }
+        /* Up: not yet with its adapters (they follow), but a module whose failure was BlueZ's
+         * is read as soon as its adapter is there. */
+        if (up)
+                poller_system_back(d, NULL);
         poller_schedule(d);
 }
 
@@ -100,7 +104,8 @@ static void on_adapter(void *userdata, const struct bluez_adapter *a, bool remov
                         if (d->modules[i]->radio == r)
                                 link_on_adapter_gone(d->modules[i]->link);
                 r->look = LOOK_OFF;
-        }
+        } else
+                poller_system_back(d, r); /* powered, or back: what failed for its absence goes now */
         poller_schedule(d);
 }
 

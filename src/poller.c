@@ -248,6 +248,31 @@ static void fail_all_system(struct module *m, enum diagnosis_code c, const char 
         }
 }
 
+/* Whether the device's last failure was the system's (bus, BlueZ, its adapter), not its own. */
+static bool failed_for_the_system(const struct device *dev)
+{
+        return dev->diag >= DIAG_NO_SYSTEM_BUS && dev->diag <= DIAG_ADAPTER_OFF;
+}
+
+void poller_system_back(struct daemon *d, struct radio *r)
+{
+        uint64_t now = now_monotonic();
+        for (size_t i = 0; i < d->n_modules; i++) {
+                struct module *m = d->modules[i];
+                if (r && m->radio != r)
+                        continue;
+                bool blocked = false;
+                for (size_t k = 0; k < m->n_devices; k++)
+                        blocked = blocked || failed_for_the_system(m->devices[k]);
+                if (!blocked || m->radio->active == m)
+                        continue;
+                /* Its failures were not its own: read it now, not an interval later. */
+                m->next_due = now;
+                m->backoff = 0;
+                poller_requeue(d, m);
+        }
+}
+
 static void cancel_asked(struct daemon *d, struct module *m, enum diagnosis_code c)
 {
         m->poll_now = false;

@@ -32,6 +32,9 @@ void poller_watch_resume(struct module *m);
 void poller_watch_forget(struct module *m);
 /* BlueZ went away or the bus was reconnected: our discoveries ended with it. */
 void poller_discovery_lost(struct daemon *d);
+/* BlueZ or an adapter (r; NULL: every one) is back: the modules that failed only because it was
+ * gone are read at once, not an interval or a backoff later. */
+void poller_system_back(struct daemon *d, struct radio *r);
 void poller_radio_free(struct radio *r);
 /* The radio's hub survey ended (its own link's end; a module's comes through session_done). */
 void poller_probe_done(struct radio *r);

@@ -45,6 +45,35 @@ function readingsHtml(readings) {
   return html;
 }
 
+/* The load switch and the settings this model lets a user change; each change is written and read
+ * back by the add-on before it answers. */
+function controlsHtml(d) {
+  let html = "";
+  const load = d.family === "controller" && d.readings.load_status;
+  if (load) {
+    const on = load.value === "on";
+    html += `<span>Load output</span><span><button class="secondary" data-act="load" data-on="${on ? "false" : "true"}">${on ? "Switch off" : "Switch on"}</button></span>`;
+  }
+  for (const s of d.settings || []) {
+    const id = `set-${d.id}-${s.key}`;
+    if (s.options) {
+      html += `<label for="${id}">${esc(s.label)}</label><span><select id="${id}" data-setting="${esc(s.key)}">${s.options.map((o) =>
+        `<option${o === s.value ? " selected" : ""}>${esc(o)}</option>`).join("")}${s.value == null ? "<option selected disabled>not read yet</option>" : ""}</select></span>`;
+    } else {
+      html += `<label for="${id}">${esc(s.label)}${s.unit ? " (" + esc(s.unit) + ")" : ""}</label><span><input id="${id}" type="number" min="${s.min}" max="${s.max}" step="${s.step}" value="${s.value ?? ""}">
+        <button class="secondary" data-set="${esc(s.key)}">Set</button></span>`;
+    }
+  }
+  return html ? `<div class="group">Controls</div><div class="controls">${html}</div>` : "";
+}
+
+async function change(id, key, value) {
+  try {
+    await api(`/api/v1/devices/${id}/settings`, { method: "POST", body: JSON.stringify({ key, value }) });
+  } catch (e) { alert(e.message); }
+  render();
+}
+
 function diagHtml(d) {
   if (!d) return "";
   return `<div class="diag-box ${d.severity}" data-code="${esc(d.code)}"><strong>${esc(d.message)}</strong><br>${esc(d.remedy)}</div>`;
@@ -76,6 +105,9 @@ async function chart(dev) {
 let lastDevices = {};
 
 async function render() {
+  // Not while a control is being used: the new cards would take its choice away.
+  const focus = document.activeElement;
+  if (focus && focus.closest && focus.closest("#devices") && /^(SELECT|INPUT)$/.test(focus.tagName)) return;
   let devs, health;
   try {
     [devs, health] = await Promise.all([api("/api/v1/devices"), api("/api/v1/health")]);
@@ -96,7 +128,8 @@ async function render() {
       <h2>${esc(d.name)} <span class="pill ${esc(d.state)}">${esc(d.state)}</span></h2>
       <div class="meta"><span${d.variant ? ` title="${esc(d.variant.why)}"` : ""}>${esc(d.family_label)}</span>${d.model ? " · " + esc(d.model) : (d.not_reported || []).includes("model") ? " · model: not reported by this model" : ""} · ${esc(d.address)} via ${esc(d.adapter)}${d.rssi != null ? " · " + d.rssi + " dBm" : ""} · ${age}</div>
       ${diagHtml(d.diagnosis)}
-      <div class="readings">${readingsHtml(d.readings)}</div>
+      <div class="readings">${readingsHtml(Object.fromEntries(Object.entries(d.readings).filter(([k]) => !(d.settings || []).some((s) => s.key === k))))}</div>
+      ${controlsHtml(d)}
       ${await chart(d)}
       <div class="actions"><button data-act="poll">Poll now</button><button class="secondary" data-act="verify">Verify</button>
       ${d.source === "api" ? '<button class="secondary" data-act="remove">Remove</button>' : ""}
@@ -106,9 +139,10 @@ async function render() {
   $("devices").innerHTML = cards.join("") || "<p>No devices yet: scan for modules and add one.</p>";
 }
 
-async function act(id, what) {
+async function act(id, what, arg) {
   try {
     if (what === "poll") await api(`/api/v1/devices/${id}/poll`, { method: "POST" });
+    if (what === "load") await api(`/api/v1/devices/${id}/load`, { method: "POST", body: JSON.stringify({ on: arg === "true" }) });
     if (what === "remove") await api(`/api/v1/devices/${id}`, { method: "DELETE" });
     if (what === "power") await api(`/api/v1/adapter/power`, { method: "POST", body: JSON.stringify({ adapter: lastDevices[id].adapter }) });
     if (what === "verify") {
@@ -166,9 +200,17 @@ async function findBatteries(address, adapter) {
 document.addEventListener("click", (ev) => {
   const b = ev.target.closest("button");
   if (!b) return;
-  if (b.dataset.act) act(b.closest("[data-id]").dataset.id, b.dataset.act);
+  if (b.dataset.act) act(b.closest("[data-id]").dataset.id, b.dataset.act, b.dataset.on);
+  if (b.dataset.set) {
+    const input = b.parentElement.querySelector("input");
+    change(b.closest("[data-id]").dataset.id, b.dataset.set, Number(input.value));
+  }
   if (b.dataset.add) add(b.dataset.add, b.dataset.family, b.dataset.name, b.dataset.modbus);
   if (b.dataset.hub) findBatteries(b.dataset.hub, b.dataset.adapter);
+});
+document.addEventListener("change", (ev) => {
+  const s = ev.target.closest("select[data-setting]");
+  if (s) { const id = s.closest("[data-id]").dataset.id; s.blur(); change(id, s.dataset.setting, s.value); }
 });
 $("scan-btn").onclick = scan;
 $("ha-btn").onclick = async () => {

@@ -14,7 +14,14 @@ from .api import BluPowClient, BluPowError
 from .const import DEFAULT_SCAN_INTERVAL, DOMAIN
 from .coordinator import AddOnInfo, BluPowConfigEntry, BluPowCoordinator
 
-PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.SENSOR, Platform.SWITCH]
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.BUTTON,
+    Platform.NUMBER,
+    Platform.SELECT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: BluPowConfigEntry) -> bool:

@@ -35,6 +35,19 @@ class Reading(TypedDict):
     problem_bits: NotRequired[list[str]]
 
 
+class Setting(TypedDict):
+    """One setting of a device's model that can be changed (the add-on range-checks and reads back)."""
+
+    key: str
+    label: str
+    value: Any
+    options: NotRequired[list[str]]
+    min: NotRequired[float]
+    max: NotRequired[float]
+    step: NotRequired[float]
+    unit: NotRequired[str | None]
+
+
 class Device(TypedDict):
     """One Renogy device as GET /api/v1/devices lists it (the fields the integration uses)."""
 
@@ -53,6 +66,7 @@ class Device(TypedDict):
     rssi: int | None
     diagnosis: Diagnosis | None
     readings: dict[str, Reading]
+    settings: NotRequired[list[Setting]]
 
 
 class DevicesResponse(TypedDict):
@@ -165,6 +179,12 @@ class BluPowClient:
         """Runs the link walk-through (connect, services, notify, one read); waits for it."""
         return cast(
             dict[str, Any], await self._request("POST", f"api/v1/devices/{device_id}/verify", timeout=VERIFY_TIMEOUT)
+        )
+
+    async def set_setting(self, device_id: str, key: str, value: float | str) -> None:
+        """Changes a setting; the add-on checks the range, writes, and reads it back before it answers."""
+        await self._request(
+            "POST", f"api/v1/devices/{device_id}/settings", {"key": key, "value": value}, timeout=VERIFY_TIMEOUT
         )
 
     async def set_load(self, device_id: str, on: bool) -> None:

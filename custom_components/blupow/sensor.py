@@ -44,8 +44,10 @@ async def async_setup_entry(
         dev_id = device["id"]
         yield "diagnosis", partial(BluPowDiagnosisSensor, coordinator, dev_id)
         yield "signal_strength", partial(BluPowSignalSensor, coordinator, dev_id)
+        settable = {s["key"] for s in device.get("settings", [])}
         for key, reading in device["readings"].items():
-            if reading.get("kind", "number") in SENSOR_KINDS:
+            # A setting is a number or select entity of its own, not a sensor as well.
+            if reading.get("kind", "number") in SENSOR_KINDS and key not in settable:
                 yield key, partial(BluPowReadingSensor, coordinator, dev_id, key, reading)
 
     add_entities_as_they_appear(entry, async_add_entities, make)

@@ -199,7 +199,15 @@ async def test_every_reading_is_an_entity_with_its_metadata(hass: HomeAssistant)
     checked = 0
     for dev_id, dev in api.items():
         prefix = f"{coordinator.addon.instance_id}_{dev_id}"
+        settable = {s["key"]: s for s in dev["settings"]}
         for key, r in dev["readings"].items():
+            if key in settable:
+                # A setting is a select (options) or a number (range), not a sensor as well.
+                domain = "select" if "options" in settable[key] else "number"
+                eid = entity_id(hass, f"{prefix}_setting_{key}", domain)
+                assert ent_reg.async_get(eid).entity_category == "config", eid
+                assert er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{prefix}_{key}") is None, key
+                continue
             if r["kind"] == "bits":
                 for bit in r["bits"]:
                     eid = entity_id(hass, f"{prefix}_{key}_{bit}", "binary_sensor")
@@ -312,6 +320,32 @@ async def test_load_switch_changes_the_register(hass: HomeAssistant) -> None:
         sim = await h.control(hass, "sim", method="GetReadings", signature="sy", args=[ROVER, 255])
         assert json.loads(sim[0])["load_status"]["value"] == want, sim
         await h.wait_until(lambda: hass.states.get(eid).state == want, 20, f"load {want} in Home Assistant")
+
+
+async def test_settings_change_the_registers(hass: HomeAssistant) -> None:
+    """A setting's select offers the options the add-on allows for the model; choosing one writes
+    the register, and the add-on answers once it has read it back."""
+    coordinator = entry_of(hass).runtime_data
+    api = next(d for d in (await h.api(hass, "/api/v1/devices"))["devices"] if d["id"] == "rover")
+    mode = next(s for s in api["settings"] if s["key"] == "load_mode")
+    eid = entity_id(hass, f"{coordinator.addon.instance_id}_rover_setting_load_mode", "select")
+    assert hass.states.get(eid).attributes["options"] == mode["options"], hass.states.get(eid).attributes
+    assert hass.states.get(eid).state == mode["value"], (hass.states.get(eid).state, mode)
+    for want in ("dusk_plus_4h", mode["value"]):
+        await hass.services.async_call("select", "select_option", {"entity_id": eid, "option": want}, blocking=True)
+        sim = await h.control(hass, "sim", method="GetReadings", signature="sy", args=[ROVER, 255])
+        assert json.loads(sim[0])["load_mode"]["value"] == want, sim
+        await h.wait_until(lambda: hass.states.get(eid).state == want, 20, f"load mode {want} in Home Assistant")
+    # A value the module does not apply is an error in Home Assistant, with the add-on's words.
+    await h.control(hass, "sim", method="SetFault", signature="ssi", args=[ROVER, "write_ignored", 1])
+    try:
+        await hass.services.async_call("select", "select_option", {"entity_id": eid, "option": "always_on"},
+                                       blocking=True)
+        raise AssertionError("a write the module ignored was taken for done")
+    except HomeAssistantError as err:
+        assert err.translation_key == "setting_failed", err
+        assert "reads back" in (err.translation_placeholders or {}).get("error", ""), err.translation_placeholders
+    assert hass.states.get(eid).state == mode["value"]
 
 
 async def test_poll_now_and_verify(hass: HomeAssistant) -> None:
@@ -552,6 +586,7 @@ TESTS = [
     test_every_reading_is_an_entity_with_its_metadata,
     test_package_loads_with_every_entity_right,
     test_load_switch_changes_the_register,
+    test_settings_change_the_registers,
     test_poll_now_and_verify,
     test_a_refused_change_asks_for_the_token_again,
     test_device_added_and_removed_without_a_restart,

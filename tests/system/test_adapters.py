@@ -118,5 +118,33 @@ class TwoAdapters(unittest.TestCase):
         env.wait_device("shunt", lambda d: d["state"] == "online" and not d["diagnosis"], 30, "online again")
 
 
+class AdapterBack(unittest.TestCase):
+    """A long interval: a device whose reads failed only because its adapter was off is read as
+    soon as the adapter is back, not an interval (here five minutes) later."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="blupow-adapters.")
+        self.env = sysenv.Env(scenario=scenario(self.dir), devices=devices(), options={"poll_interval": 300})
+        self.env.start_daemon()
+
+    def tearDown(self):
+        self.env.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_read_at_once_when_its_adapter_is_powered_again(self):
+        env = self.env
+        env.wait_all_online(60)
+        env.sim_call("SetPowered", "sb", "hci1", False)
+        env.request("/api/v1/devices/shunt/poll", "POST", b"")
+        env.wait_device("shunt", lambda d: d["diagnosis"] and d["diagnosis"]["code"] == "adapter_off", 20,
+                        "adapter_off")
+        before = env.get_json("/api/v1/devices/shunt")["last_poll"]
+        env.sim_call("SetPowered", "sb", "hci1", True)
+        dev = env.wait_device("shunt", lambda d: d["state"] == "online" and not d["diagnosis"], 20,
+                              "read again without being asked")
+        self.assertNotEqual(dev["last_poll"], before)
+        self.assertIsNone(env.get_json("/api/v1/devices/rover")["diagnosis"])
+
+
 if __name__ == "__main__":
     unittest.main()
