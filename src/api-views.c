@@ -245,6 +245,7 @@ json_t *view_health(const struct daemon *d)
                         h->recreated ? h->moved_to : NULL, "message", h->message[0] ? h->message : NULL,
                         "bytes", (json_int_t)h->bytes, "samples_written", (json_int_t)h->samples_written,
                         "pending_polls", (json_int_t)h->pending_polls);
+                json_object_set_new(store, "committed_until", time_or_null(h->committed_until));
                 if (h->memory_only && streq(status, "ok"))
                         status = "degraded";
         }

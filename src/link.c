@@ -24,6 +24,11 @@
 #define PROBE_TIMEOUT        (1500 * USEC_PER_MSEC)
 #define MAX_CONNECT_ATTEMPTS 3
 #define SILENT_ABORT         (2 * USEC_PER_SEC)
+/* Our own notification socket closed this recently may still be held in BlueZ (its hang-up not
+ * yet taken): AcquireNotify is asked once more after a moment. */
+#define NOTIFY_RELEASE_GRACE (3 * USEC_PER_SEC)
+#define NOTIFY_RETRY_DELAY   (200 * USEC_PER_MSEC) /* doubled at each of NOTIFY_RETRIES */
+#define NOTIFY_RETRIES       3
 /* bluetoothd stopping drops every link first (ServicesResolved=false, Connected=false), then
  * powers the adapter off and leaves the bus, 0.4 s later on 5.66: a dropped link waits this long
  * before the session ends, so that its verdict sees why. */
@@ -75,6 +80,11 @@ struct link {
         bool plan_present;
         uint64_t plan_budget;
         sd_event_source *budget_timer;
+        /* Our own notification socket, closed at the last session's end: BlueZ takes the hang-up
+         * in its own time, and an AcquireNotify right after may still find it held. */
+        uint64_t notify_released_usec;
+        unsigned notify_retries;
+        sd_event_source *notify_retry;
         /* While PHASE_LINK_LOST: the failure the session ends with after the grace. */
         enum link_stage lost_stage;
         enum bluez_error lost_error;
@@ -353,12 +363,16 @@ static bool chars_ready(struct link *l)
 
 static void on_start_notify(void *userdata, enum bluez_error e, const char *message);
 static void on_acquire_notify(void *userdata, enum bluez_error e, const char *message, int fd, uint16_t mtu);
+static int on_notify_retry(sd_event_source *s, uint64_t usec, void *userdata);
 static void on_bytes(struct link *l, const uint8_t *data, size_t len);
 
 /* Closes the socket too: the source owns it. */
 static void release_notify(struct link *l)
 {
+        if (l->notify_src)
+                sd_event_now(l->cfg.event, CLOCK_MONOTONIC, &l->notify_released_usec);
         l->notify_src = sd_event_source_disable_unref(l->notify_src);
+        l->notify_retry = sd_event_source_disable_unref(l->notify_retry);
 }
 
 /* An AcquireNotify or AcquireWrite that failed: true when the link is gone and the session
@@ -411,6 +425,7 @@ static void subscribe(struct link *l)
                 start_notify(l);
                 return;
         }
+        l->notify_retries = 0;
         int r = bluez_acquire_notify(l->cfg.bluez, l->notify_path, on_acquire_notify, l, &l->call);
         if (r < 0)
                 fail(l, LINK_STAGE_NOTIFY, BLUEZ_ERR_DISCONNECTED, "AcquireNotify: %s", strerror(-r));
@@ -549,9 +564,32 @@ static void on_acquire_notify(void *userdata, enum bluez_error e, const char *me
          * session. */
         if (acquire_failed(l, e, message, LINK_STAGE_NOTIFY, "AcquireNotify", &l->acquire_unsupported))
                 return;
+        uint64_t now = 0;
+        sd_event_now(l->cfg.event, CLOCK_MONOTONIC, &now);
+        if ((e == BLUEZ_ERR_NOT_PERMITTED || e == BLUEZ_ERR_IN_PROGRESS) && l->notify_retries < NOTIFY_RETRIES &&
+                l->notify_released_usec && now - l->notify_released_usec < NOTIFY_RELEASE_GRACE) {
+                /* Most likely our own socket of a moment ago, its hang-up not yet taken: asked
+                 * again shortly, before settling for signals. */
+                uint64_t delay = NOTIFY_RETRY_DELAY << l->notify_retries++;
+                if (sd_event_add_time_relative(
+                            l->cfg.event, &l->notify_retry, CLOCK_MONOTONIC, delay, 1000, on_notify_retry, l) >= 0)
+                        return;
+        }
         log_debug("%s: AcquireNotify: %s; StartNotify instead", l->cfg.address,
                 message ? message : bluez_error_to_string(e));
         start_notify(l);
+}
+
+static int on_notify_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct link *l = userdata;
+        l->notify_retry = sd_event_source_unref(l->notify_retry);
+        if (l->phase != PHASE_NOTIFY)
+                return 0;
+        int r = bluez_acquire_notify(l->cfg.bluez, l->notify_path, on_acquire_notify, l, &l->call);
+        if (r < 0)
+                start_notify(l);
+        return 0;
 }
 
 static void on_start_notify(void *userdata, enum bluez_error e, const char *message)
@@ -572,7 +610,7 @@ static void start_requests(struct link *l);
 /* Once both the subscription and AcquireWrite have answered, the exchange can begin. */
 static void setup_done(struct link *l)
 {
-        if (l->phase != PHASE_NOTIFY || l->call || l->write_call)
+        if (l->phase != PHASE_NOTIFY || l->call || l->write_call || l->notify_retry)
                 return;
         l->report.connect_usec = now_usec() - l->connect_start;
         if (is_shunt(l)) {

@@ -641,7 +641,7 @@ int store_flush(struct store *s)
                 pending_drop(s);
                 return -ENOTCONN;
         }
-        int64_t samples = 0;
+        int64_t samples = 0, newest = 0;
         int rc = step_once(s, STMT_BEGIN);
         if (rc != SQLITE_DONE) {
                 pending_drop(s); /* as a poll was lost before writes were batched: memory serves */
@@ -651,12 +651,14 @@ int store_flush(struct store *s)
                 if (write_poll(s, p) < 0)
                         goto fail;
                 samples += (int64_t)p->n;
+                newest = MAX(newest, p->at);
         }
         rc = step_once(s, STMT_COMMIT);
         if (rc != SQLITE_DONE)
                 goto fail;
         pending_drop(s);
         s->health.samples_written += samples;
+        s->health.committed_until = MAX(s->health.committed_until, newest);
         write_ok(s);
         if (s->on_commit)
                 s->on_commit(s->on_commit_userdata);

@@ -25,6 +25,9 @@ struct store_health {
         int64_t samples_written;
         unsigned pending_polls; /* recorded, not yet on disk */
         int64_t bytes;          /* database + WAL size */
+        /* Realtime µs of the newest poll the last commit wrote: every poll up to it is on the
+         * disk (synchronous = FULL), 0 before the first commit. */
+        int64_t committed_until;
 };
 
 struct history_point {

@@ -15,7 +15,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${BLUPOW_VM_CACHE:-$root/build/realstack}
-packages=(qemu-system-x86 linux-image-amd64 busybox-static bluez bluez-test-tools cpio)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static bluez bluez-test-tools cpio apparmor jq e2fsprogs)
 
 die_vm() {
 	echo "realstack: the VM could not start: $*" >&2
@@ -109,17 +109,20 @@ run() {
 	rm -f "$out/guest-status" "$out/guest-booted"
 	# Copied in: the guest's /tmp is its own.
 	cp "$script" "$out/job.sh"
-	local accel
+	local accel disk=()
 	accel=$(accel_args)
+	# A disk of its own (the power-cut test): raw, virtio, no host cache, so that what the guest
+	# was told is written is in the image, and a killed qemu is a power cut.
+	[ -z "${BLUPOW_VM_DISK:-}" ] || disk=(-drive "file=$BLUPOW_VM_DISK,format=raw,if=virtio,cache=none")
 	echo "realstack: booting $kv ($accel)"
 	# shellcheck disable=SC2086
 	timeout "${BLUPOW_VM_TIMEOUT:-1200}" qemu-system-x86_64 $accel -m 2048 -smp 2 \
 		-nographic -no-reboot -monitor none -serial "file:$out/console.log" \
 		-kernel "/boot/vmlinuz-$kv" -initrd "$cache/initramfs-$kv.img" \
-		-append "console=ttyS0 panic=-1 loglevel=4 blupow.init=$here/guest-init.sh" \
+		-append "console=ttyS0 panic=-1 loglevel=4 apparmor=1 security=apparmor blupow.init=$here/guest-init.sh" \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 		-virtfs local,path="$out",mount_tag=out,security_model=none \
-		< /dev/null || true
+		"${disk[@]}" < /dev/null || true
 	[ -f "$out/guest-booted" ] || {
 		tail -n 30 "$out/console.log" >&2 || true
 		die_vm "the guest never reached its init (console: $out/console.log)"
