@@ -630,8 +630,8 @@ void sim_peripheral_fault(struct sim_module *m, int fault, int count)
 bool sim_peripheral_fault_supported(int fault)
 {
         return fault == FAULT_ASLEEP || fault == FAULT_DROP_MID_RESPONSE || fault == FAULT_CORRUPT ||
-               fault == FAULT_EXCEPTION || fault == FAULT_NO_MODEL_REPLY || fault == FAULT_WRITE_ECHO_WRONG ||
-               fault == FAULT_WRITE_IGNORED;
+               fault == FAULT_EXCEPTION || fault == FAULT_NO_MODEL_REPLY ||
+               fault == FAULT_WRITE_ECHO_WRONG || fault == FAULT_WRITE_IGNORED;
 }
 
 int sim_peripheral_start(struct sim *sim, char *const *adapters, size_t n_adapters)

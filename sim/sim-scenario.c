@@ -138,7 +138,8 @@ static int parse_unit(struct sim_module *m, json_t *ju, size_t idx, char *err, s
                 /* Reads starting there get no reply at all (firmware that ignores them). */
                 if (!json_is_integer(b) || json_integer_value(b) < 0 || json_integer_value(b) > 0xFFFF ||
                         u->n_silent >= ELEMENTSOF(u->silent_at))
-                        FAIL("%s.silent_blocks: expected at most %zu registers", where, ELEMENTSOF(u->silent_at));
+                        FAIL("%s.silent_blocks: expected at most %zu registers", where,
+                                ELEMENTSOF(u->silent_at));
                 u->silent_at[u->n_silent++] = (uint16_t)json_integer_value(b);
         }
         json_t *anim = json_object_get(ju, "animate");

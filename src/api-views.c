@@ -56,7 +56,8 @@ static json_t *settings_json(const struct device *dev)
         for (size_t i = 0; i < n; i++) {
                 const struct renogy_setting *s = list[i];
                 const struct renogy_field *f = renogy_field_find(dev->decoder, s->key);
-                const struct renogy_reading *r = dev->have_readings ? renogy_readings_get(&dev->readings, s->key) : NULL;
+                const struct renogy_reading *r =
+                        dev->have_readings ? renogy_readings_get(&dev->readings, s->key) : NULL;
                 json_t *o = json_pack("{s:s,s:s,s:o}", "key", s->key, "label", f->label, "value",
                         r ? reading_value_json(r) : json_null());
                 if (f->kind == KIND_ENUM) {
@@ -116,10 +117,11 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
          * plans: which one, and why (RENOGY_BLE.md §3, §4.3, §8). */
         json_t *variant = NULL;
         if (dev->cfg.family == &renogy_battery)
-                variant = json_pack("{s:s,s:f,s:s}", "name", dev->decoder->variant ?: "standard", "current_scale",
-                        dev->decoder->variant ? 0.1 : 0.01, "why", dev->variant_why);
+                variant = json_pack("{s:s,s:f,s:s}", "name", dev->decoder->variant ?: "standard",
+                        "current_scale", dev->decoder->variant ? 0.1 : 0.01, "why", dev->variant_why);
         else if (dev->variant_why[0])
-                variant = json_pack("{s:s,s:s}", "name", dev->decoder->variant ?: "standard", "why", dev->variant_why);
+                variant = json_pack(
+                        "{s:s,s:s}", "name", dev->decoder->variant ?: "standard", "why", dev->variant_why);
         json_object_set_new(o, "variant", variant ?: json_null());
         json_object_set_new(o, "modbus_id",
                 dev->cfg.family->byte_addressed ? json_null() : json_integer(dev->cfg.modbus_id));
@@ -196,8 +198,7 @@ static json_t *view_adapter(const struct daemon *d, const struct radio *r)
         };
         /* "looking_for": modules not seen lately that the adapter scans for between sessions. */
         return json_pack("{s:s,s:b,s:b,s:b,s:s?,s:i,s:s?,s:i,s:s,s:o}", "name", r->name, "present",
-                a != NULL,
-                "powered", a && a->powered, "discovering", a && a->discovering, "address",
+                a != NULL, "powered", a && a->powered, "discovering", a && a->discovering, "address",
                 a ? a->address : NULL, "modules", (json_int_t)r->n_modules, "session",
                 r->active ? r->active->address : NULL, "looking_for", (json_int_t)r->n_looking, "look",
                 looks[r->look], "diagnosis", view_diagnosis(c, detail));
@@ -323,7 +324,8 @@ json_t *view_scan(const struct daemon *d)
                         /* A Battery Pro on its own module answers at 255, not a hub's 48. */
                         char why[128];
                         bool pro = fam && streq(fam, "battery") &&
-                                   renogy_battery_variant(bd->name, NULL, why, sizeof why) == &renogy_battery_pro;
+                                   renogy_battery_variant(bd->name, NULL, why, sizeof why) ==
+                                           &renogy_battery_pro;
                         json_array_append_new(arr,
                                 json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:b,s:o}", "name", bd->name, "address",
                                         bd->address, "adapter", a->name, "rssi",

@@ -473,7 +473,6 @@ static void write_done(struct daemon *d, struct device *dev, int result, const c
         }
 }
 
-
 static void write_abandoned(void *userdata)
 {
         struct write_job *j = userdata;
@@ -486,8 +485,9 @@ static void write_abandoned(void *userdata)
         free(j);
 }
 
-static int queue_write(struct api *a, struct http_request *req, struct device *dev, const char *setting, bool on,
-        uint16_t reg, uint16_t value, uint16_t readback, const struct renogy_field *shows, uint16_t shows_value)
+static int queue_write(struct api *a, struct http_request *req, struct device *dev, const char *setting,
+        bool on, uint16_t reg, uint16_t value, uint16_t readback, const struct renogy_field *shows,
+        uint16_t shows_value)
 {
         int r = daemon_write_register(a->d, dev, reg, value, readback, shows, shows_value);
         if (r == -EBUSY)
@@ -637,7 +637,8 @@ static int handle_setting(
         json_t *key = json_object_get(body, "key"), *value = json_object_get(body, "value");
         if (!json_is_string(key) || !(json_is_number(value) || json_is_string(value))) {
                 json_decref(body);
-                return respond_error(req, 400, "bad_request", "expected {\"key\": \"load_mode\", \"value\": ...}");
+                return respond_error(
+                        req, 400, "bad_request", "expected {\"key\": \"load_mode\", \"value\": ...}");
         }
         const struct renogy_setting *s = renogy_setting_find(dev->decoder, json_string_value(key));
         if (!s) {
@@ -645,7 +646,8 @@ static int handle_setting(
                 size_t n = renogy_settings(dev->decoder, list, ELEMENTSOF(list));
                 char names[160] = "";
                 for (size_t i = 0, len = 0; i < n && len < sizeof names; i++)
-                        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", list[i]->key);
+                        len += (size_t)snprintf(
+                                names + len, sizeof names - len, "%s%s", i ? ", " : "", list[i]->key);
                 int ret = respond_error(req, 400, "not_settable", "'%s' cannot be set on %s (%s)%s%s",
                         json_string_value(key), dev->cfg.name, dev->decoder->label, n ? "; settable: " : "",
                         n ? names : "; nothing can be set on this model");
@@ -654,7 +656,8 @@ static int handle_setting(
         }
         uint16_t raw;
         char err[256];
-        int r = renogy_setting_encode(dev->decoder, s, json_is_string(value) ? json_string_value(value) : NULL,
+        int r = renogy_setting_encode(dev->decoder, s,
+                json_is_string(value) ? json_string_value(value) : NULL,
                 json_is_number(value) ? json_number_value(value) : 0, &raw, err, sizeof err);
         json_decref(body);
         if (r < 0)
@@ -666,8 +669,8 @@ static int handle_setting(
 static bool needs_bluez(enum api_route r)
 {
         return r == ROUTE_DEVICE_POLL || r == ROUTE_DEVICE_VERIFY || r == ROUTE_DEVICE_LOAD ||
-               r == ROUTE_DEVICE_SETTINGS ||
-               r == ROUTE_ADAPTER_POWER || r == ROUTE_SCAN || r == ROUTE_SCAN_HUB;
+               r == ROUTE_DEVICE_SETTINGS || r == ROUTE_ADAPTER_POWER || r == ROUTE_SCAN ||
+               r == ROUTE_SCAN_HUB;
 }
 
 static int handle(void *userdata, struct http_request *req, const struct http_request_info *info)
@@ -699,7 +702,8 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 int r = api_check_change(info->client, auth, d->opts.api_token, a->under_supervisor);
                 /* The integration's own token, where the add-on made one. */
                 if (r < 0 && d->integration_token[0]) {
-                        int ri = api_check_change(info->client, auth, d->integration_token, a->under_supervisor);
+                        int ri = api_check_change(
+                                info->client, auth, d->integration_token, a->under_supervisor);
                         r = ri == 0 || r == -EPERM ? ri : r;
                 }
                 if (r == -EACCES) {

@@ -166,8 +166,10 @@ int cmd_serve(int argc, char **argv)
         store_open(&store, db_path, opts.history_days, opts.commit_interval);
         d->store = store;
         if ((r = integration_token_load(a.data_dir, d->integration_token, sizeof d->integration_token)) < 0)
-                log_warning_errno(r, "No token for the Home Assistant integration in %s: %m; it can read but "
-                                     "not change", a.data_dir);
+                log_warning_errno(r,
+                        "No token for the Home Assistant integration in %s: %m; it can read but "
+                        "not change",
+                        a.data_dir);
         if (store_instance_id(store, d->instance_id) == 0)
                 d->instance_id_kept = true;
         else
@@ -189,9 +191,10 @@ int cmd_serve(int argc, char **argv)
 
         if ((r = api_new(&api, d, a.bind, opts.port, a.web_dir)) < 0) {
                 log_error_errno(r, "Cannot listen on port %u: %m%s", opts.port,
-                        r == -EACCES || r == -EPERM ? " (refused by the host's confinement: AppArmor or seccomp)"
-                        : r == -EADDRINUSE          ? " (another program listens on it)"
-                                                    : "");
+                        r == -EACCES || r == -EPERM
+                                ? " (refused by the host's confinement: AppArmor or seccomp)"
+                        : r == -EADDRINUSE ? " (another program listens on it)"
+                                           : "");
                 goto out;
         }
         d->api = api;

@@ -48,8 +48,9 @@ static int http_post(uint16_t port, const char *path, const char *token, char **
                 return -ECONNREFUSED;
         }
         char req[1024];
-        int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\nHost: localhost\r\n%s%s%sContent-Length: 0\r\n\r\n",
-                path, token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
+        int n = snprintf(req, sizeof req,
+                "POST %s HTTP/1.0\r\nHost: localhost\r\n%s%s%sContent-Length: 0\r\n\r\n", path,
+                token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
         if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
                 close(fd);
                 return -EIO;
@@ -284,13 +285,15 @@ int cmd_verify(int argc, char **argv)
                                 o.devices[i].id, "name", o.devices[i].name, "address", o.devices[i].address,
                                 "ok", 0, "steps", "readings", "verdict", "code", "api_error", "message",
                                 status == 401 || status == 403
-                                        ? "the running daemon refused the verify request (no token it accepts)"
+                                        ? "the running daemon refused the verify request (no token it "
+                                          "accepts)"
                                         : "the running daemon did not answer the verify request",
                                 "remedy",
-                                status == 401 || status == 403
-                                        ? "Run verify where the daemon's data directory is readable (--data-dir), "
-                                          "or set api_token in the options it reads."
-                                        : "Look at the add-on's log; restart the add-on if it keeps happening.");
+                                status == 401 || status == 403 ? "Run verify where the daemon's data "
+                                                                 "directory is readable (--data-dir), "
+                                                                 "or set api_token in the options it reads."
+                                                               : "Look at the add-on's log; restart the "
+                                                                 "add-on if it keeps happening.");
                 }
                 run.all_ok = run.all_ok && json_is_true(json_object_get(res, "ok"));
                 json_array_append_new(run.results, res);

@@ -563,8 +563,8 @@ int daemon_poll_now(struct daemon *d, struct device *dev)
         return 0;
 }
 
-int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value, uint16_t readback,
-        const struct renogy_field *shows, uint16_t shows_value)
+int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value,
+        uint16_t readback, const struct renogy_field *shows, uint16_t shows_value)
 {
         struct module *m = dev->module;
         if (m->write_pending)

@@ -43,10 +43,10 @@ struct device {
         char diag_detail[192];
         struct renogy_readings readings;
         bool have_readings;
-        int64_t readings_at; /* realtime µs the readings were taken */
+        int64_t readings_at;        /* realtime µs the readings were taken */
         struct energy_meter energy; /* device-energy.h: kWh in and out, live */
         double energy_shown[2];     /* the same as of the last commit: what the API shows */
-        int64_t last_poll;   /* realtime µs of the last successful poll, 0 = never */
+        int64_t last_poll;          /* realtime µs of the last successful poll, 0 = never */
         int64_t last_attempt;
         int64_t first_failure; /* realtime µs the current run of failures began */
         unsigned failures;     /* consecutive failed polls */
@@ -166,7 +166,7 @@ struct module {
         uint64_t look_from;   /* monotonic µs it began to be looked for */
         uint64_t read_usec;   /* how long its last good session took */
         bool poll_now;
-        bool watch_paused;           /* its Device1 signals unwatched until watch_timer */
+        bool watch_paused; /* its Device1 signals unwatched until watch_timer */
         sd_event_source *watch_timer;
         int64_t last_seen;           /* realtime µs of the last advertisement */
         int64_t stopped_advertising; /* realtime µs the RSSI went away */
@@ -241,8 +241,8 @@ int daemon_device_remove(struct daemon *d, struct device *dev);
 int daemon_poll_now(struct daemon *d, struct device *dev);
 /* Writes reg = value, then reads readback back: the write succeeded only if the reading shows
  * then shows shows_value (a setting's own register, or the load's state bit). */
-int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value, uint16_t readback,
-        const struct renogy_field *shows, uint16_t shows_value);
+int daemon_write_register(struct daemon *d, struct device *dev, uint16_t reg, uint16_t value,
+        uint16_t readback, const struct renogy_field *shows, uint16_t shows_value);
 int daemon_scan(struct daemon *d, unsigned seconds);
 bool daemon_scanning(const struct daemon *d);
 /* Powers on the named adapter, or (NULL) every adapter in use that is off. */

@@ -9,8 +9,8 @@
 
 struct energy_plan {
         const struct renogy_family *family;
-        const char *power;      /* W, positive into the battery (or out of the inverter) */
-        const char *key[2];     /* counters of positive and of negative power; NULL: none */
+        const char *power;  /* W, positive into the battery (or out of the inverter) */
+        const char *key[2]; /* counters of positive and of negative power; NULL: none */
 };
 
 /* Controllers and DC-DC chargers count their own energy (power_generation_total). */
@@ -47,7 +47,8 @@ void device_energy_resume(struct device *dev)
         if (!p || !dev->have_readings)
                 return;
         for (unsigned i = 0; i < 2; i++) {
-                const struct renogy_reading *r = p->key[i] ? renogy_readings_get(&dev->readings, p->key[i]) : NULL;
+                const struct renogy_reading *r =
+                        p->key[i] ? renogy_readings_get(&dev->readings, p->key[i]) : NULL;
                 if (r && r->type == RV_NUMBER && r->number >= 0) {
                         *counter(dev, i) = r->number;
                         dev->energy_shown[i] = r->number; /* read from the disk */
@@ -67,8 +68,8 @@ void device_energy_poll(const struct daemon *d, struct device *dev)
                 return;
         const struct renogy_reading *w = renogy_readings_get(&dev->readings, p->power);
         if (w && w->type == RV_NUMBER)
-                energy_meter_add(&dev->energy, dev->readings_at, w->number,
-                        (int64_t)device_fresh_usec(d, dev));
+                energy_meter_add(
+                        &dev->energy, dev->readings_at, w->number, (int64_t)device_fresh_usec(d, dev));
         for (unsigned i = 0; i < 2; i++) {
                 const struct renogy_field *f = p->key[i] ? renogy_field_find(dev->decoder, p->key[i]) : NULL;
                 if (f)

@@ -153,7 +153,8 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                                         "value_json.readings.%s.value }}\"\n",
                                         fd->key, bit, fd->key);
                                 fprintf(f,
-                                        "        availability: \"{{ %s and value_json.readings.%s is defined "
+                                        "        availability: \"{{ %s and value_json.readings.%s is "
+                                        "defined "
                                         "}}\"\n",
                                         fresh, fd->key);
                                 if (!(fd->state_bits & (1u << b)))

@@ -200,7 +200,8 @@ static int bind_listen(const struct sockaddr *sa, socklen_t len, int v6only)
         /* A restart must not wait for the last connections' TIME_WAIT. */
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
                 return -errno;
-        if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
+        if (sa->sa_family == AF_INET6 &&
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
                 return -errno;
         if (bind(fd, sa, len) < 0 || listen(fd, 64) < 0)
                 return -errno;
@@ -212,8 +213,10 @@ static int bind_listen(const struct sockaddr *sa, socklen_t len, int v6only)
  * No bind address: IPv6 and IPv4 on one socket, or IPv4 alone where IPv6 is off. */
 static int listen_socket(const char *bind_address, uint16_t port)
 {
-        struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
-        struct sockaddr_in sa4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = INADDR_ANY};
+        struct sockaddr_in6 sa6 = {
+                .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+        struct sockaddr_in sa4 = {
+                .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = INADDR_ANY};
         if (bind_address && *bind_address) {
                 if (inet_pton(AF_INET, bind_address, &sa4.sin_addr) == 1)
                         return bind_listen((const struct sockaddr *)&sa4, sizeof sa4, 0);
@@ -244,10 +247,11 @@ int http_server_new(struct http_server **ret, sd_event *event, const char *bind_
         }
         /* MHD takes the socket and closes it when it stops. */
         srv->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, port, NULL,
-                NULL, on_access, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-                on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+                NULL, on_access, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned)256, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)128,
+                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
         if (!srv->mhd) {
                 close(fd);
                 free(srv);

@@ -566,13 +566,14 @@ static void on_acquire_notify(void *userdata, enum bluez_error e, const char *me
                 return;
         uint64_t now = 0;
         sd_event_now(l->cfg.event, CLOCK_MONOTONIC, &now);
-        if ((e == BLUEZ_ERR_NOT_PERMITTED || e == BLUEZ_ERR_IN_PROGRESS) && l->notify_retries < NOTIFY_RETRIES &&
-                l->notify_released_usec && now - l->notify_released_usec < NOTIFY_RELEASE_GRACE) {
+        if ((e == BLUEZ_ERR_NOT_PERMITTED || e == BLUEZ_ERR_IN_PROGRESS) &&
+                l->notify_retries < NOTIFY_RETRIES && l->notify_released_usec &&
+                now - l->notify_released_usec < NOTIFY_RELEASE_GRACE) {
                 /* Most likely our own socket of a moment ago, its hang-up not yet taken: asked
                  * again shortly, before settling for signals. */
                 uint64_t delay = NOTIFY_RETRY_DELAY << l->notify_retries++;
-                if (sd_event_add_time_relative(
-                            l->cfg.event, &l->notify_retry, CLOCK_MONOTONIC, delay, 1000, on_notify_retry, l) >= 0)
+                if (sd_event_add_time_relative(l->cfg.event, &l->notify_retry, CLOCK_MONOTONIC, delay, 1000,
+                            on_notify_retry, l) >= 0)
                         return;
         }
         log_debug("%s: AcquireNotify: %s; StartNotify instead", l->cfg.address,
@@ -832,8 +833,8 @@ static void on_timeout_in_exchange(struct link *l)
         if (l->optional_pass && l->reasm.len == 0) {
                 /* Identity this firmware does not give: the live data of every unit is read. */
                 u->optional_unanswered |= 1u << l->cur_block;
-                step(l, "block", true, "id %u 0x%04X x%u: no reply (not reported by this model)", u->modbus_id,
-                        b->reg, b->count);
+                step(l, "block", true, "id %u 0x%04X x%u: no reply (not reported by this model)",
+                        u->modbus_id, b->reg, b->count);
                 l->report.reached = LINK_STAGE_DONE;
                 start_disconnect(l);
                 return;
@@ -912,7 +913,8 @@ static void on_frame(struct link *l)
                         snprintf(l->report.message, sizeof l->report.message,
                                 "the acknowledgement echoed 0x%04X = %u, not 0x%04X = %u",
                                 (unsigned)(l->reasm.buf[2] << 8 | l->reasm.buf[3]),
-                                (unsigned)(l->reasm.buf[4] << 8 | l->reasm.buf[5]), l->write_reg, l->write_value);
+                                (unsigned)(l->reasm.buf[4] << 8 | l->reasm.buf[5]), l->write_reg,
+                                l->write_value);
                 else
                         snprintf(l->report.message, sizeof l->report.message, "write refused: %s%s%s",
                                 modbus_strerror(r), r == -EREMOTEIO ? " " : "",
@@ -932,8 +934,8 @@ static void on_frame(struct link *l)
                 } else {
                         l->report.reached = LINK_STAGE_EXCHANGE;
                         l->report.error = BLUEZ_ERR_FAILED;
-                        snprintf(l->report.message, sizeof l->report.message, "written, but the read back failed: %s",
-                                modbus_strerror(r));
+                        snprintf(l->report.message, sizeof l->report.message,
+                                "written, but the read back failed: %s", modbus_strerror(r));
                         step(l, "read back", false, "%s", l->report.message);
                         u->status = r;
                 }

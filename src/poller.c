@@ -343,7 +343,8 @@ static void carry_readings(const struct device *dev, const struct renogy_family 
                 const struct renogy_field *f = old->field;
                 bool in_block = false;
                 for (size_t b = 0; b < plan->n_blocks && b < 32 && !in_block; b++)
-                        in_block = (blocks & (1u << b)) && f->raw != RAW_NONE && f->addr >= plan->blocks[b].reg &&
+                        in_block = (blocks & (1u << b)) && f->raw != RAW_NONE &&
+                                   f->addr >= plan->blocks[b].reg &&
                                    f->addr < plan->blocks[b].reg + plan->blocks[b].count;
                 if (in_block && !renogy_readings_get(rd, f->key))
                         rd->r[rd->n++] = *old;
@@ -1056,8 +1057,8 @@ static void module_result(
 
 /* Whether a write took: acknowledged with the same value, and the register read back shows it.
  * What was read back goes into the device's readings at once. */
-static int write_verdict(struct module *m, const struct link_unit *u, const struct link_report *r, char *message,
-        size_t size)
+static int write_verdict(
+        struct module *m, const struct link_unit *u, const struct link_report *r, char *message, size_t size)
 {
         struct device *dev = m->session_device;
         snprintf(message, size, "%s", r->message);
@@ -1120,7 +1121,7 @@ void poller_session_done(struct daemon *d, struct module *m)
                         d->write_done(d, m->session_device, res, message);
                 if (m->session_device)
                         m->session_device->optional_due_at = 0; /* its settings, fresh at the next poll */
-                m->poll_now = true; /* and the rest of its state */
+                m->poll_now = true;                             /* and the rest of its state */
         } else if (m->session_kind == SESSION_VERIFY) {
                 struct verify_job *job = m->verify;
                 m->verify = NULL;

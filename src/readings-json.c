@@ -39,9 +39,7 @@ static bool json_array_contains_string(const json_t *list, const char *s)
 {
         size_t i;
         const json_t *v;
-        json_array_foreach(list, i, v)
-                if (streq(json_string_value(v) ?: "", s))
-                        return true;
+        json_array_foreach(list, i, v) if (streq(json_string_value(v) ?: "", s)) return true;
         return false;
 }
 
@@ -93,7 +91,8 @@ json_t *readings_json(const struct renogy_readings *r, bool full)
                         if (r->r[i].type == RV_NUMBER)
                                 json_object_set_new(o, "precision", json_integer(r->r[i].decimals));
                         if (f->kind == KIND_ENUM || f->kind == KIND_BITS)
-                                json_object_set_new(o, f->kind == KIND_ENUM ? "options" : "bits", field_names_json(f));
+                                json_object_set_new(
+                                        o, f->kind == KIND_ENUM ? "options" : "bits", field_names_json(f));
                         if (f->kind == KIND_BITS)
                                 json_object_set_new(o, "problem_bits", problem_names_json(f));
                         json_object_set_new(o, "label", json_string(f->label));

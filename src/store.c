@@ -291,8 +291,9 @@ static int migrate(struct store *s)
         }
         if (version < 4) {
                 /* Facts about this installation, such as the instance id Home Assistant knows it by. */
-                int r = exec(s, "BEGIN; CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-                                "PRAGMA user_version = 4; COMMIT");
+                int r = exec(s,
+                        "BEGIN; CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                        "PRAGMA user_version = 4; COMMIT");
                 if (r < 0) {
                         exec(s, "ROLLBACK");
                         return r;
@@ -439,8 +440,8 @@ int store_instance_id(struct store *s, char out[static STORE_INSTANCE_ID_LEN + 1
         out[0] = 0;
         if (s->db) {
                 sqlite3_stmt *st;
-                if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'instance_id'", -1, &st, NULL) ==
-                        SQLITE_OK) {
+                if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'instance_id'", -1, &st,
+                            NULL) == SQLITE_OK) {
                         if (sqlite3_step(st) == SQLITE_ROW &&
                                 instance_id_valid((const char *)sqlite3_column_text(st, 0)))
                                 strcpy(out, (const char *)sqlite3_column_text(st, 0));

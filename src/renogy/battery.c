@@ -126,9 +126,17 @@ static const struct renogy_field fields[] = {
         TEMP(14),
         TEMP(15),
         TEMP(16),
-        {.key = "battery_current", .label = "Battery current", .addr = 5042, .raw = RAW_U16, .sign = SIGN_TWOS,
-                .kind = KIND_NUMBER, .decimals = 2, .flags = FIELD_PRO_TENTHS, .unit = "A",
-                .device_class = "current", .state_class = MEAS},
+        {.key = "battery_current",
+                .label = "Battery current",
+                .addr = 5042,
+                .raw = RAW_U16,
+                .sign = SIGN_TWOS,
+                .kind = KIND_NUMBER,
+                .decimals = 2,
+                .flags = FIELD_PRO_TENTHS,
+                .unit = "A",
+                .device_class = "current",
+                .state_class = MEAS},
         VOLTS("battery_voltage", "Battery voltage", 5043, 1),
         ROW_NUM("remaining_capacity", "Remaining capacity", 5044, RAW_U32, SIGN_NONE, 3, "Ah", NULL, MEAS),
         ROW_NUM("full_capacity", "Full capacity", 5046, RAW_U32, SIGN_NONE, 3, "Ah", NULL, MEAS),
@@ -237,8 +245,10 @@ const struct renogy_family *renogy_battery_variant(
                 return &renogy_battery_pro;
         }
         if (advertised_name && *advertised_name)
-                snprintf(why, why_size, "standard scales: advertised as %s (current in 0.01 A)", advertised_name);
+                snprintf(why, why_size, "standard scales: advertised as %s (current in 0.01 A)",
+                        advertised_name);
         else
-                snprintf(why, why_size, "standard scales: the module has not advertised a name yet (current in 0.01 A)");
+                snprintf(why, why_size,
+                        "standard scales: the module has not advertised a name yet (current in 0.01 A)");
         return &renogy_battery;
 }

@@ -19,6 +19,7 @@
                         "duration", NULL),                                                                  \
                 ROW_NUM("equalization_time", "Equalization time", 0xE011, RAW_U16, SIGN_NONE, 0, "min",     \
                         "duration", NULL),                                                                  \
-                ROW_NUM("boost_time", "Boost time", 0xE012, RAW_U16, SIGN_NONE, 0, "min", "duration", NULL), \
-                ROW_NUM("equalization_interval", "Equalization interval", 0xE013, RAW_U16, SIGN_NONE, 0, "d", \
-                        "duration", NULL)
+                ROW_NUM("boost_time", "Boost time", 0xE012, RAW_U16, SIGN_NONE, 0, "min", "duration",       \
+                        NULL),                                                                              \
+                ROW_NUM("equalization_interval", "Equalization interval", 0xE013, RAW_U16, SIGN_NONE, 0,    \
+                        "d", "duration", NULL)

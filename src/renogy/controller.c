@@ -109,7 +109,8 @@ static const struct renogy_field fields[] = {
         BITS("controller_faults", "Faults", 0x0121, RAW_U16, faults),
         ENUM("battery_type", "Battery type", 0xE004, RAW_U16, battery_types),
         /* The settings block, as on the DC-DC charger (§8 P6). */
-        ROW_NUM("battery_capacity", "Battery capacity setting", 0xE002, RAW_U16, SIGN_NONE, 0, "Ah", NULL, NULL),
+        ROW_NUM("battery_capacity", "Battery capacity setting", 0xE002, RAW_U16, SIGN_NONE, 0, "Ah", NULL,
+                NULL),
         CHARGE_SETTING_ROWS,
         ROW_NUM("end_of_charge_soc", "End-of-charge SOC", 0xE00F, RAW_U8_HI, SIGN_NONE, 0, "%", NULL, NULL),
         ROW_NUM("end_of_discharge_soc", "End-of-discharge SOC", 0xE00F, RAW_U8_LO, SIGN_NONE, 0, "%", NULL,

@@ -67,8 +67,8 @@ static const struct renogy_field fields[] = {
         AH("charging_amp_hours_today", "Charged today", 0x0111, RAW_U16, TOTAL),
         /* On units whose 0x0109 includes the alternator this daily counter falls during the day
          * (§8 P12): a total, not total_increasing, so that a fall is not taken for a reset. */
-        ROW_NUM("power_generation_today", "Energy charged today", 0x0113, RAW_U16, SIGN_NONE, 3, "kWh", "energy",
-                "total"),
+        ROW_NUM("power_generation_today", "Energy charged today", 0x0113, RAW_U16, SIGN_NONE, 3, "kWh",
+                "energy", "total"),
         ROW_NUM("total_operating_days", "Operating days", 0x0115, RAW_U16, SIGN_NONE, 0, "d", "duration",
                 TOTAL),
         COUNT("total_battery_over_discharges", "Battery over-discharges", 0x0116),
@@ -120,7 +120,8 @@ static void derive(const struct renogy_family *f, struct renogy_readings *out)
         const struct renogy_reading *v = renogy_readings_get(out, "solar_voltage");
         const struct renogy_reading *i = renogy_readings_get(out, "solar_current");
         if (v && i)
-                renogy_reading_add_number(out, renogy_field_find(f, "solar_power"), v->number * i->number, 0);
+                renogy_reading_add_number(
+                        out, renogy_field_find(f, "solar_power"), v->number * i->number, 0);
 }
 
 const struct renogy_family renogy_dcc = {

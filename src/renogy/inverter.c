@@ -36,41 +36,22 @@ static const char *const no_yes[] = {"no", "yes"};
 #define HZ(k, l, a) ROW_NUM(k, l, a, RAW_U16, SIGN_NONE, 2, "Hz", "frequency", MEAS)
 /* A setting: a value with its unit and no state class (it is not measured). */
 #define SETTING(k, l, a, dec, u, dc) ROW_NUM(k, l, a, RAW_U16, SIGN_NONE, dec, u, dc, NULL)
-#define NO_AC       .flags = FIELD_FFFF_UNAVAILABLE
+/* An AC input reading: 0xFFFF while no AC is connected (plain pure-sine inverters, §4.4). */
+#define AC_IN(k, l, a, dec, u, dc)                                                                          \
+        {                                                                                                   \
+                .key = k, .label = l, .addr = a, .raw = RAW_U16, .decimals = dec, .unit = u,                \
+                .device_class = dc, .state_class = MEAS, .flags = FIELD_FFFF_UNAVAILABLE                    \
+        }
 
 static const struct renogy_field fields[] = {
-        {.key = "input_voltage",
-                .label = "AC input voltage",
-                .addr = 4000,
-                .raw = RAW_U16,
-                .decimals = 1,
-                .unit = "V",
-                .device_class = "voltage",
-                .state_class = MEAS,
-                NO_AC},
-        {.key = "input_current",
-                .label = "AC input current",
-                .addr = 4001,
-                .raw = RAW_U16,
-                .decimals = 2,
-                .unit = "A",
-                .device_class = "current",
-                .state_class = MEAS,
-                NO_AC},
+        AC_IN("input_voltage", "AC input voltage", 4000, 1, "V", "voltage"),
+        AC_IN("input_current", "AC input current", 4001, 2, "A", "current"),
         VOLTS("output_voltage", "AC output voltage", 4002, 1),
         AMPS("output_current", "AC output current", 4003, 2),
         HZ("output_frequency", "AC output frequency", 4004),
         VOLTS("battery_voltage", "Battery voltage", 4005, 1),
         ROW_NUM("temperature", "Temperature", 4006, RAW_U16, SIGN_NONE, 1, "°C", "temperature", MEAS),
-        {.key = "input_frequency",
-                .label = "AC input frequency",
-                .addr = 4009,
-                .raw = RAW_U16,
-                .decimals = 2,
-                .unit = "Hz",
-                .device_class = "frequency",
-                .state_class = MEAS,
-                NO_AC},
+        AC_IN("input_frequency", "AC input frequency", 4009, 2, "Hz", "frequency"),
         PLAIN("device_address", "Modbus address", 4109, RAW_U16),
         TEXT("model", "Model", 4311, 16),
         PERCENT("battery_percentage", "Battery", 4327, "battery"),
@@ -146,29 +127,14 @@ const struct renogy_family renogy_inverter_riv4835 = {
 /* The "HF" inverter-charger RIV1230PCH: a map of its own, where the generic one would read its
  * frequency as a current and its charging current as watts (RENOGY_BLE.md §8 P1). */
 static const struct renogy_field hf_fields[] = {
-        {.key = "input_voltage",
-                .label = "AC input voltage",
-                .addr = 4000,
-                .raw = RAW_U16,
-                .decimals = 1,
-                .unit = "V",
-                .device_class = "voltage",
-                .state_class = MEAS,
-                NO_AC},
-        {.key = "input_frequency",
-                .label = "AC input frequency",
-                .addr = 4001,
-                .raw = RAW_U16,
-                .decimals = 1,
-                .unit = "Hz",
-                .device_class = "frequency",
-                .state_class = MEAS,
-                NO_AC},
+        AC_IN("input_voltage", "AC input voltage", 4000, 1, "V", "voltage"),
+        AC_IN("input_frequency", "AC input frequency", 4001, 1, "Hz", "frequency"),
         SETTING("output_voltage_setting", "AC output voltage setting", 4002, 1, "V", "voltage"),
         AMPS("battery_discharge_current", "Battery discharge current", 4003, 1),
-        ROW_NUM("battery_temperature", "Battery temperature", 4005, RAW_U16, SIGN_NONE, 1, "°C", "temperature",
+        ROW_NUM("battery_temperature", "Battery temperature", 4005, RAW_U16, SIGN_NONE, 1, "°C",
+                "temperature", MEAS),
+        ROW_NUM("temperature", "Internal temperature", 4006, RAW_U16, SIGN_NONE, 1, "°C", "temperature",
                 MEAS),
-        ROW_NUM("temperature", "Internal temperature", 4006, RAW_U16, SIGN_NONE, 1, "°C", "temperature", MEAS),
         PLAIN("device_address", "Modbus address", 4109, RAW_U16),
         ENUM("ac_input_present", "AC input present", 4301, RAW_U16, no_yes),
         TEXT("model", "Model", 4311, 16),

@@ -36,7 +36,7 @@
         {                                                                                                   \
                 .key = k, .label = l, .addr = a, .raw = r, .kind = KIND_BITS, NAMES(arr)                    \
         }
-#define BITS_WITH_STATES(k, l, a, r, arr, states)                                                          \
+#define BITS_WITH_STATES(k, l, a, r, arr, states)                                                           \
         {                                                                                                   \
                 .key = k, .label = l, .addr = a, .raw = r, .kind = KIND_BITS, .state_bits = states,         \
                 NAMES(arr)                                                                                  \

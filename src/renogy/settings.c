@@ -49,12 +49,14 @@ static int range_error(const struct renogy_field *f, const struct renogy_setting
         return -ERANGE;
 }
 
-static int options_error(const struct renogy_field *f, const struct renogy_setting *s, char *err, size_t size)
+static int options_error(
+        const struct renogy_field *f, const struct renogy_setting *s, char *err, size_t size)
 {
         size_t len = (size_t)snprintf(err, size, "%s: one of", f->key);
         for (unsigned v = s->min; v <= s->max && len < size; v += s->step)
                 if (v < f->n_names && f->names[v])
-                        len += (size_t)snprintf(err + len, size - len, "%s %s", v == s->min ? "" : ",", f->names[v]);
+                        len += (size_t)snprintf(
+                                err + len, size - len, "%s %s", v == s->min ? "" : ",", f->names[v]);
         return -ERANGE;
 }
 
@@ -80,7 +82,8 @@ int renogy_setting_encode(const struct renogy_family *fam, const struct renogy_s
                 return 0;
         }
         if (name || !isfinite(number)) {
-                snprintf(err, err_size, "%s: expected a number%s%s", f->key, f->unit ? " in " : "", f->unit ?: "");
+                snprintf(err, err_size, "%s: expected a number%s%s", f->key, f->unit ? " in " : "",
+                        f->unit ?: "");
                 return -EINVAL;
         }
         int64_t v = renogy_scaled(number, f->decimals);
@@ -100,7 +103,8 @@ bool renogy_setting_shows(const struct renogy_field *f, const struct renogy_read
         case KIND_FLAG:
                 return r->type == RV_TEXT && (strcmp(r->text, "on") == 0) == (raw != 0);
         case KIND_ENUM:
-                return r->type == RV_TEXT && raw < f->n_names && f->names[raw] && strcmp(r->text, f->names[raw]) == 0;
+                return r->type == RV_TEXT && raw < f->n_names && f->names[raw] &&
+                       strcmp(r->text, f->names[raw]) == 0;
         case KIND_NUMBER:
                 return r->type == RV_NUMBER && renogy_scaled(r->number, f->decimals) == raw;
         default:

@@ -34,7 +34,8 @@ def boot(build, out, round_no, last, commit_interval, cut):
         while not os.path.exists(marker) and vm.poll() is None and time.monotonic() < end:
             time.sleep(0.2)
         if os.path.exists(marker):
-            cut_after = random.uniform(2, 14)
+            # Anywhere in a commit interval or two, so that cuts fall before, at and after commits.
+            cut_after = random.uniform(2, 14 + commit_interval * 1.5)
             time.sleep(cut_after)
             # The power goes: qemu killed outright (timeout runs it in a process group of its own,
             # so it is found by its disk).

@@ -9,7 +9,7 @@
 #include "energy.h"
 #include "run-suite.h"
 
-#define S 1000000LL /* µs per second */
+#define S   1000000LL /* µs per second */
 #define GAP (90 * S)
 
 START_TEST(trapezoid_over_the_real_time)

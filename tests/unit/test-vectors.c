@@ -54,8 +54,9 @@ START_TEST(decode_every_vector)
                                 json_string_value(json_object_get(json_object_get(v, "expect"), "model"));
                         char why[128];
                         fam = renogy_family_variant(fam, NULL, model, why, sizeof why);
-                        ck_assert_msg(fam->variant && strcmp(fam->variant, variant) == 0, "%s: model %s chose %s (%s)",
-                                id, model, fam->variant ?: "the base family", why);
+                        ck_assert_msg(fam->variant && strcmp(fam->variant, variant) == 0,
+                                "%s: model %s chose %s (%s)", id, model, fam->variant ?: "the base family",
+                                why);
                 }
 
                 json_t *frames = json_object_get(v, "frames"), *fr;
@@ -253,14 +254,16 @@ END_TEST
 START_TEST(battery_pro_current_in_tenths)
 {
         char why[128];
-        ck_assert_ptr_eq(renogy_battery_variant("RNGRBP12100B0042", NULL, why, sizeof why), &renogy_battery_pro);
+        ck_assert_ptr_eq(
+                renogy_battery_variant("RNGRBP12100B0042", NULL, why, sizeof why), &renogy_battery_pro);
         ck_assert_ptr_nonnull(strstr(why, "RNGRBP12100B0042"));
         ck_assert_ptr_eq(renogy_battery_variant("RNGC1200", "", why, sizeof why), &renogy_battery_pro);
         ck_assert_ptr_eq(renogy_battery_variant("BT-TH-481B1BB7", "RNGRBP12100B", why, sizeof why),
                 &renogy_battery_pro);
         ck_assert_ptr_nonnull(strstr(why, "model RNGRBP12100B"));
         ck_assert_ptr_eq(renogy_battery_variant("RNGPRO1234", NULL, why, sizeof why), &renogy_battery);
-        ck_assert_ptr_eq(renogy_battery_variant("BT-TH-481B1BB7", "RBT100LFP12S", why, sizeof why), &renogy_battery);
+        ck_assert_ptr_eq(
+                renogy_battery_variant("BT-TH-481B1BB7", "RBT100LFP12S", why, sizeof why), &renogy_battery);
         ck_assert_ptr_eq(renogy_battery_variant(NULL, NULL, why, sizeof why), &renogy_battery);
         ck_assert_ptr_eq(renogy_family_base(&renogy_battery_pro), &renogy_battery);
 
@@ -318,7 +321,8 @@ START_TEST(dcc_solar_power_without_the_alternator)
         ck_assert_double_eq_tol(renogy_readings_get(&rd, "solar_power_reported")->number, 252, 1e-9);
         ck_assert_double_eq_tol(renogy_readings_get(&rd, "solar_power")->number, 79, 1e-9);
         ck_assert_str_eq(renogy_field_find(&renogy_dcc, "power_generation_today")->state_class, "total");
-        ck_assert_str_eq(renogy_field_find(&renogy_dcc, "power_generation_total")->state_class, "total_increasing");
+        ck_assert_str_eq(
+                renogy_field_find(&renogy_dcc, "power_generation_total")->state_class, "total_increasing");
 }
 END_TEST
 
@@ -332,12 +336,14 @@ START_TEST(hf_inverter_map)
         ck_assert_ptr_nonnull(strstr(why, "RIV1230PCH-23S"));
         ck_assert_ptr_eq(renogy_family_variant(&renogy_inverter, NULL, "RIV1230RCH-SPS", why, sizeof why),
                 &renogy_inverter);
-        ck_assert_ptr_eq(renogy_family_variant(&renogy_inverter, NULL, NULL, why, sizeof why), &renogy_inverter);
+        ck_assert_ptr_eq(
+                renogy_family_variant(&renogy_inverter, NULL, NULL, why, sizeof why), &renogy_inverter);
         ck_assert_ptr_eq(renogy_family_variant(&renogy_inverter, NULL, "RIV4835CSH1S", why, sizeof why),
                 &renogy_inverter_riv4835);
 
         /* 4000 230.4 V, 4001 50.0 Hz, 4002 230.0 V, 4003 1.5 A, 4004 -, 4005 19.5 °C, 4006 33.0 °C */
-        const uint8_t w4000[] = {0x09, 0x00, 0x01, 0xF4, 0x08, 0xFC, 0x00, 0x0F, 0x00, 0x00, 0x00, 0xC3, 0x01, 0x4A};
+        const uint8_t w4000[] = {
+                0x09, 0x00, 0x01, 0xF4, 0x08, 0xFC, 0x00, 0x0F, 0x00, 0x00, 0x00, 0xC3, 0x01, 0x4A};
         /* 4328 −12.4 A, 4329–4331 -, 4332 charging, 4333 12.4 A */
         const uint8_t w4328[] = {0xFF, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x7C};
         const uint8_t w4405[] = {0x00, 0x05};
@@ -374,9 +380,12 @@ END_TEST
 START_TEST(dcc_g6_plan)
 {
         char why[128];
-        ck_assert_ptr_eq(renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G6", why, sizeof why), &renogy_dcc_g6);
-        ck_assert_ptr_eq(renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G7", why, sizeof why), &renogy_dcc);
-        ck_assert_ptr_eq(renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G61", why, sizeof why), &renogy_dcc);
+        ck_assert_ptr_eq(
+                renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G6", why, sizeof why), &renogy_dcc_g6);
+        ck_assert_ptr_eq(
+                renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G7", why, sizeof why), &renogy_dcc);
+        ck_assert_ptr_eq(
+                renogy_family_variant(&renogy_dcc, NULL, "RBC50D1S-G61", why, sizeof why), &renogy_dcc);
         bool has_0120 = false, has_0100x34 = false;
         for (size_t i = 0; i < renogy_dcc_g6.n_blocks; i++) {
                 has_0120 = has_0120 || renogy_dcc_g6.blocks[i].reg == 0x0120;
@@ -385,7 +394,7 @@ START_TEST(dcc_g6_plan)
         }
         ck_assert(!has_0120 && has_0100x34);
         uint8_t words[68] = {0};
-        words[0x20 * 2 + 1] = 4;    /* 0x0120 lo: boost */
+        words[0x20 * 2 + 1] = 4;   /* 0x0120 lo: boost */
         words[0x21 * 2] = 1u << 1; /* 0x0121 bit 9: starter_reverse_polarity */
         struct renogy_image img;
         renogy_image_init(&img);
@@ -430,9 +439,8 @@ START_TEST(encode_decode_roundtrip)
                 }
         }
         uint8_t b[2] = {0};
-        ck_assert_int_eq(
-                renogy_encode_number(&renogy_controller, renogy_field_find(&renogy_controller, "battery_voltage"),
-                        7000, b, 2),
+        ck_assert_int_eq(renogy_encode_number(&renogy_controller,
+                                 renogy_field_find(&renogy_controller, "battery_voltage"), 7000, b, 2),
                 -ERANGE);
 }
 END_TEST
