@@ -128,8 +128,9 @@ void sim_module_set_fault(struct sim_module *m, int fault, int count)
                 return;
         }
         m->faults[fault] = count;
-        /* A module that falls asleep or is taken by another central drops our link. */
-        if ((fault == FAULT_ASLEEP || fault == FAULT_HELD) && count != 0)
+        /* A module that falls asleep drops our link. One taken by another central is taken once
+         * it is free: its one connection is ours until we let it go, and the phone gets it then. */
+        if (fault == FAULT_ASLEEP && count != 0)
                 sim_module_drop_link(m);
         if ((fault == FAULT_ASLEEP || fault == FAULT_CONNECT_HANG) && count == 0)
                 sim_module_connectable_again(m);

@@ -105,9 +105,10 @@ async function chart(dev) {
 let lastDevices = {};
 
 async function render() {
-  // Not while a control is being used: the new cards would take its choice away.
+  // Not while a number is being typed into a setting: the new cards would take it away. (A
+  // select changes the setting the moment it is chosen.)
   const focus = document.activeElement;
-  if (focus && focus.closest && focus.closest("#devices") && /^(SELECT|INPUT)$/.test(focus.tagName)) return;
+  if (focus && focus.tagName === "INPUT" && focus.closest("#devices") && focus.value !== focus.defaultValue) return;
   let devs, health;
   try {
     [devs, health] = await Promise.all([api("/api/v1/devices"), api("/api/v1/health")]);

@@ -83,18 +83,26 @@ def check_database(previous, failures, result):
         ok = con.execute("PRAGMA integrity_check").fetchone()[0]
         if ok != "ok":
             failures.append(f"integrity_check: {ok}")
-        committed = [r for r in previous if r["committed"]]
-        missing = []
-        for r in committed:
+        committed, missing, lost = [], [], []
+        for r in previous:
             t = seconds(r["last_poll"])
             n = con.execute("SELECT count(*) FROM polls JOIN device_ids USING (dev) WHERE id = ? AND t >= ? AND t < ?",
                             (r["device"], int(t * 1e6), int((t + 1) * 1e6))).fetchone()[0]
-            if not n:
-                missing.append(r)
+            if r["committed"]:
+                committed.append(r)
+                if not n:
+                    missing.append(r)
+            elif not n:
+                lost.append(t)
         result["committed_reported"] = len(committed)
         result["committed_missing"] = len(missing)
         if missing:
             failures.append(f"{len(missing)} of {len(committed)} polls reported committed are missing: {missing[:3]}")
+        # Polls not committed yet when the power went: lost, but none older than the commit
+        # interval (and the poll being written) at the cut, the newest poll seen before it.
+        cut = max([seconds(r["last_poll"]) for r in previous] or [0])
+        result["seconds_lost_at_most"] = round(max([cut - t for t in lost] or [0.0]), 1)
+        result["polls_lost"] = len(set(lost))
         newest = {}
         for dev_id, t in con.execute("SELECT id, max(t) FROM polls JOIN device_ids USING (dev) GROUP BY id"):
             newest[dev_id] = t / 1e6
@@ -106,10 +114,9 @@ def check_database(previous, failures, result):
 def check_restart(env, previous, commit_interval, failures, result):
     """The restarted daemon serves the last committed readings at once, and no counter fell."""
     devs = {d["id"]: d for d in env.get_json("/api/v1/devices")["devices"]}
-    last_seen, last_committed, energy = {}, {}, {}
+    last_committed, energy = {}, {}
     for r in previous:
         t = seconds(r["last_poll"])
-        last_seen[r["device"]] = max(last_seen.get(r["device"], 0), t)
         if r["committed"]:
             last_committed[r["device"]] = max(last_committed.get(r["device"], 0), t)
         for key, v in r.get("energy", {}).items():
@@ -121,16 +128,13 @@ def check_restart(env, previous, commit_interval, failures, result):
             failures.append(f"{dev_id}: served readings of {d and d['readings_at']}, older than a poll reported committed")
         if not d or not d["readings"]:
             failures.append(f"{dev_id}: no readings served at once after the restart")
-    # What the cut took: the newest poll seen before it against the newest on the disk.
-    newest = result.get("newest_in_db", {})
-    lost = max([last_seen[k] - newest.get(k, 0) for k in last_seen] or [0.0])
-    result["seconds_lost_at_most"] = round(lost, 1)
-    # Polls the daemon had not committed yet: at most the commit interval's worth (and the
-    # poll being written), never more.
+    lost = result.get("seconds_lost_at_most", 0.0)
     if lost > commit_interval + POLL_INTERVAL + 2:
-        failures.append(f"{lost:.1f} s of polls lost with commit_interval {commit_interval}")
+        failures.append(f"polls of {lost:.1f} s before the cut lost with commit_interval {commit_interval}")
     for (dev_id, key), v in energy.items():
         now = devs[dev_id]["readings"].get(key, {}).get("value")
+        if now is None and dev_id not in last_committed and v == 0:
+            continue  # nothing of it had reached the disk, and nothing was counted yet
         if now is None or now + 1e-9 < v:
             failures.append(f"{dev_id}.{key}: {v} before the cut, {now} after")
 

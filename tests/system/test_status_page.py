@@ -79,7 +79,7 @@ class StatusPage(unittest.TestCase):
         print(p.stdout)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr + self.env.log())
         self.assertNotIn("not ok", p.stdout)
-        self.assertEqual(p.stdout.count("ok - "), 11, p.stdout)
+        self.assertEqual(p.stdout.count("ok - "), 12, p.stdout)
         self.assertTrue(os.path.getsize(os.path.join(self.shots, "status-page.png")) > 10000)
 
 
