@@ -39,8 +39,7 @@ static json_t *not_reported_json(const struct device *dev)
                         continue;
                 const struct renogy_block *blk = &f->blocks[b];
                 for (size_t k = 0; k < f->n_fields; k++)
-                        if (f->fields[k].raw != RAW_NONE && f->fields[k].addr >= blk->reg &&
-                                f->fields[k].addr < blk->reg + blk->count)
+                        if (renogy_field_in_block(&f->fields[k], blk))
                                 json_array_append_new(list, json_string(f->fields[k].key));
         }
         return list;

@@ -84,6 +84,8 @@ static void on_service(void *userdata, bool up)
                 for (size_t i = 0; i < d->n_modules; i++)
                         link_on_adapter_gone(d->modules[i]->link);
                 poller_discovery_lost(d);
+                for (size_t i = 0; i < d->n_radios; i++)
+                        d->radios[i]->adapter_up = false; /* its return is a return */
         }
         /* Up: not yet with its adapters (they follow), but a module whose failure was BlueZ's
          * is read as soon as its adapter is there. */
@@ -99,13 +101,15 @@ static void on_adapter(void *userdata, const struct bluez_adapter *a, bool remov
         if (!r)
                 return;
         /* Only this adapter's modules: the others go on. */
-        if (removed || !a->powered) {
+        bool up = !removed && a->powered;
+        if (!up) {
                 for (size_t i = 0; i < d->n_modules; i++)
                         if (d->modules[i]->radio == r)
                                 link_on_adapter_gone(d->modules[i]->link);
                 r->look = LOOK_OFF;
-        } else
+        } else if (!r->adapter_up)
                 poller_system_back(d, r); /* powered, or back: what failed for its absence goes now */
+        r->adapter_up = up;
         poller_schedule(d);
 }
 

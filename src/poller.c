@@ -343,9 +343,7 @@ static void carry_readings(const struct device *dev, const struct renogy_family 
                 const struct renogy_field *f = old->field;
                 bool in_block = false;
                 for (size_t b = 0; b < plan->n_blocks && b < 32 && !in_block; b++)
-                        in_block = (blocks & (1u << b)) && f->raw != RAW_NONE &&
-                                   f->addr >= plan->blocks[b].reg &&
-                                   f->addr < plan->blocks[b].reg + plan->blocks[b].count;
+                        in_block = (blocks & (1u << b)) && renogy_field_in_block(f, &plan->blocks[b]);
                 if (in_block && !renogy_readings_get(rd, f->key))
                         rd->r[rd->n++] = *old;
         }

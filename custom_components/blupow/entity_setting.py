@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from homeassistant.const import EntityCategory
+from homeassistant.helpers.entity import Entity
 
-from .api import Setting
-from .coordinator import BluPowCoordinator
-from .entity import BluPowEntity
+from .api import Device, Setting
+from .coordinator import BluPowConfigEntry, BluPowCoordinator
+from .entity import BluPowEntity, EntityFactory, add_entities_as_they_appear
 from .helpers import blupow_action
+
+
+def add_setting_entities(
+    entry: BluPowConfigEntry,
+    add: Callable[[Iterable[Entity]], None],
+    entity: Callable[[BluPowCoordinator, str, Setting], Entity],
+    with_options: bool,
+) -> None:
+    """One entity per setting a device's model has: those with options (select) or those with a
+    range (number), as devices and settings appear."""
+
+    def make(coordinator: BluPowCoordinator, device: Device) -> Iterable[tuple[str, EntityFactory]]:
+        for setting in device.get("settings", []):
+            if ("options" in setting) == with_options:
+                yield f"setting_{setting['key']}", partial(entity, coordinator, device["id"], setting)
+
+    add_entities_as_they_appear(entry, add, make)
 
 
 class BluPowSettingEntity(BluPowEntity):

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import partial
-
 from homeassistant.components.select import SelectEntity
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .api import Device, Setting
+from .api import Setting
 from .coordinator import BluPowConfigEntry, BluPowCoordinator
-from .entity import EntityFactory, add_entities_as_they_appear
-from .entity_setting import BluPowSettingEntity
+from .entity_setting import BluPowSettingEntity, add_setting_entities
 
 # One change at a time per add-on: each is a Bluetooth session of its own.
 PARALLEL_UPDATES = 1
@@ -22,13 +18,7 @@ async def async_setup_entry(
     hass: HomeAssistant, entry: BluPowConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     """A select entity for each setting with options a device's model has."""
-
-    def make(coordinator: BluPowCoordinator, device: Device) -> Iterable[tuple[str, EntityFactory]]:
-        for setting in device.get("settings", []):
-            if "options" in setting:
-                yield f"setting_{setting['key']}", partial(BluPowSettingSelect, coordinator, device["id"], setting)
-
-    add_entities_as_they_appear(entry, async_add_entities, make)
+    add_setting_entities(entry, async_add_entities, BluPowSettingSelect, with_options=True)
 
 
 class BluPowSettingSelect(BluPowSettingEntity, SelectEntity):

@@ -153,6 +153,12 @@ const struct renogy_family *renogy_battery_variant(
 const struct renogy_family *renogy_family_variant(const struct renogy_family *base,
         const char *advertised_name, const char *model, char *why, size_t why_size);
 
+/* Whether a field's register lies in the block (derived readings lie in none). */
+static inline bool renogy_field_in_block(const struct renogy_field *f, const struct renogy_block *b)
+{
+        return f->raw != RAW_NONE && f->addr >= b->reg && f->addr < b->reg + b->count;
+}
+
 const struct renogy_family *renogy_family_find(const char *name);
 const struct renogy_family *const *renogy_families(size_t *n);
 const struct renogy_field *renogy_field_find(const struct renogy_family *f, const char *key);
