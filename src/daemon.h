@@ -137,7 +137,7 @@ struct radio {
         struct module **looking;
         size_t n_looking, looking_cap;
         enum look_state look;
-        bool adapter_up; /* its adapter present and powered, as last signalled */
+        bool adapter_up;     /* its adapter present and powered, as last signalled */
         uint64_t idle_since; /* monotonic µs the last session ended: looking time counts from here */
         sd_event_source *timer;
         bool scan_started;       /* an API scan's discovery runs on it */
