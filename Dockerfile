@@ -18,7 +18,7 @@ COPY --from=build /install/usr/ /usr/
 COPY addon/rootfs/ /
 # The Home Assistant integration, installed into Home Assistant by the install_integration option.
 COPY custom_components/blupow/ /usr/share/blupow/integration/blupow/
-ARG BUILD_VERSION=0.8.0
+ARG BUILD_VERSION=0.9.0
 ARG BUILD_ARCH=amd64
 LABEL io.hass.name="BluPow" io.hass.description="Renogy solar equipment over Bluetooth" \
       io.hass.type="addon" io.hass.version="${BUILD_VERSION}" io.hass.arch="${BUILD_ARCH}"

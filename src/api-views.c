@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "bank.h"
 #include "daemon.h"
 #include "device-energy.h"
 #include "macro.h"
@@ -122,9 +123,20 @@ json_t *view_device(const struct daemon *d, const struct device *dev)
                 variant = json_pack(
                         "{s:s,s:s}", "name", dev->decoder->variant ?: "standard", "why", dev->variant_why);
         json_object_set_new(o, "variant", variant ?: json_null());
+        const struct bank *bank = device_bank(dev);
         json_object_set_new(o, "modbus_id",
-                dev->cfg.family->byte_addressed ? json_null() : json_integer(dev->cfg.modbus_id));
-        json_object_set_new(o, "source", json_string(dev->cfg.from_api ? "api" : "options"));
+                dev->cfg.family->byte_addressed || bank ? json_null() : json_integer(dev->cfg.modbus_id));
+        json_object_set_new(o, "source",
+                json_string(bank                ? "computed"
+                            : dev->cfg.from_api ? "api"
+                                                : "options"));
+        if (bank) {
+                /* The packs it sums, by id: a client links the bank to them. */
+                json_t *packs = json_array();
+                for (size_t i = 0; i < bank->n_packs; i++)
+                        json_array_append_new(packs, json_string(bank->packs[i]->cfg.id));
+                json_object_set_new(o, "packs", packs);
+        }
         json_object_set_new(o, "adapter", json_string(m->radio->name));
         json_object_set_new(o, "poll_interval", json_integer(device_interval(d, dev)));
         json_object_set_new(
@@ -175,6 +187,8 @@ json_t *view_devices(const struct daemon *d)
         json_t *arr = json_array();
         for (size_t i = 0; i < d->n_devices; i++)
                 json_array_append_new(arr, view_device(d, d->devices[i]));
+        for (size_t i = 0; i < d->n_banks; i++)
+                json_array_append_new(arr, view_device(d, &d->banks[i]->dev));
         /* What keeps every device from being read (bus, BlueZ, adapter), so that one request tells a
          * client all it shows. */
         char detail[192];

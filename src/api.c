@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "api.h"
+#include "bank.h"
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
@@ -743,6 +744,11 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
         case ROUTE_DEVICE:
                 if (streq(info->method, "DELETE")) {
                         int r = daemon_device_remove(d, dev);
+                        if (r == -EOPNOTSUPP)
+                                return respond_error(req, 409, "computed",
+                                        "'%s' is the sum of the batteries on module %s: it goes when "
+                                        "fewer than two of them remain",
+                                        dev->cfg.name, dev->cfg.address);
                         if (r == -EPERM)
                                 return respond_error(req, 409, "from_options",
                                         "'%s' comes from the add-on options: remove it there",
@@ -761,6 +767,10 @@ static int handle(void *userdata, struct http_request *req, const struct http_re
                 daemon_poll_now(d, dev);
                 return respond_json(req, 202, json_pack("{s:s,s:b}", "device", dev->cfg.id, "queued", 1));
         case ROUTE_DEVICE_VERIFY:
+                if (device_bank(dev))
+                        return respond_error(req, 400, "computed",
+                                "'%s' is computed from its packs, not read: verify one of them (%s)",
+                                dev->cfg.name, device_bank(dev)->packs[0]->cfg.id);
                 return start_verify(a, req, dev);
         case ROUTE_DEVICE_LOAD:
                 return handle_load(a, req, info, dev);

@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "commands.h"
+#include "bank.h"
 #include "daemon.h"
 #include "device-energy.h"
 #include "log.h"
@@ -178,6 +179,9 @@ int cmd_serve(int argc, char **argv)
         for (size_t i = 0; i < d->n_devices; i++)
                 if (store_restore_device(store, d->devices[i]) >= 0)
                         device_energy_resume(d->devices[i]);
+        for (size_t i = 0; i < d->n_banks; i++)
+                if (store_restore_device(store, &d->banks[i]->dev) >= 0)
+                        device_energy_resume(&d->banks[i]->dev);
         if (store)
                 store_on_commit(store, on_commit, d);
         /* Devices added through the API, unless the options now carry the same one. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bank.h"
 #include "daemon.h"
 #include "device-energy.h"
 #include "log.h"
@@ -447,7 +448,8 @@ struct device *daemon_device_find(struct daemon *d, const char *id)
         for (size_t i = 0; i < d->n_devices; i++)
                 if (streq(d->devices[i]->cfg.id, id))
                         return d->devices[i];
-        return NULL;
+        struct bank *b = daemon_bank_find(d, id);
+        return b ? &b->dev : NULL;
 }
 
 static int add_device(struct daemon *d, const struct device_config *cfg)
@@ -503,12 +505,16 @@ int daemon_device_add(
         r = add_device(d, cfg);
         if (r < 0)
                 return r;
+        if (banks_sync(d) < 0)
+                log_warning("Out of memory: no bank for the batteries of %s", cfg->address);
         poller_schedule(d);
         return 0;
 }
 
 int daemon_device_remove(struct daemon *d, struct device *dev)
 {
+        if (device_bank(dev))
+                return -EOPNOTSUPP; /* it goes when its module carries fewer than two batteries */
         if (!dev->cfg.from_api)
                 return -EPERM; /* options devices are changed in the add-on configuration */
         struct module *m = dev->module;
@@ -556,6 +562,7 @@ int daemon_device_remove(struct daemon *d, struct device *dev)
                 link_free(m->link);
                 free(m);
         }
+        banks_sync(d); /* only removes: no memory needed */
         return 0;
 }
 
@@ -798,6 +805,11 @@ int daemon_new(struct daemon **ret, sd_event *event, const struct options *opts)
                         return r;
                 }
         }
+        int r = banks_sync(d);
+        if (r < 0) {
+                daemon_free(d);
+                return r;
+        }
         *ret = d;
         return 0;
 }
@@ -811,6 +823,7 @@ struct daemon *daemon_free(struct daemon *d)
                 link_free(d->modules[i]->link);
                 free(d->modules[i]);
         }
+        banks_free(d);
         for (size_t i = 0; i < d->n_devices; i++)
                 free(d->devices[i]);
         free(d->modules);

@@ -32,6 +32,7 @@ enum device_state {
 const char *device_state_to_string(enum device_state s);
 
 struct module;
+struct bank;
 struct store;
 struct api;
 
@@ -198,6 +199,9 @@ struct daemon {
         char sync_message[192];
         struct device **devices;
         size_t n_devices;
+        /* Batteries sharing a module, each also shown as one (bank.h): computed, never read. */
+        struct bank **banks;
+        size_t n_banks;
         struct module **modules;
         size_t n_modules;
         struct strmap module_by_address; /* looked up on every Device1 signal */

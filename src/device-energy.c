@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <stddef.h>
 
+#include "bank.h"
 #include "daemon.h"
 #include "device-energy.h"
 #include "macro.h"
+#include "renogy/bank.h"
 #include "renogy/family.h"
 #include "store.h"
 
@@ -16,6 +18,9 @@ struct energy_plan {
 /* Controllers and DC-DC chargers count their own energy (power_generation_total). */
 static const struct energy_plan plans[] = {
         {&renogy_battery, "battery_power", {"energy_charged", "energy_discharged"}},
+        /* Its own meter over the summed power: the same kWh as its packs' together, and its own
+         * history when a pack is added or removed. */
+        {&renogy_battery_bank, "battery_power", {"energy_charged", "energy_discharged"}},
         {&renogy_shunt, "shunt_power", {"energy_charged", "energy_discharged"}},
         {&renogy_inverter, "load_active_power", {"energy_output", NULL}},
 };
@@ -77,20 +82,25 @@ void device_energy_poll(const struct daemon *d, struct device *dev)
         }
 }
 
+static void committed(struct device *dev)
+{
+        const struct energy_plan *p = plan_of(dev);
+        for (unsigned i = 0; p && i < 2; i++) {
+                const struct renogy_reading *r =
+                        p->key[i] ? renogy_readings_get(&dev->readings, p->key[i]) : NULL;
+                if (r && r->type == RV_NUMBER)
+                        dev->energy_shown[i] = r->number;
+        }
+}
+
 void device_energy_committed(struct daemon *d)
 {
         /* Each device's readings are the ones it recorded last (a poll records what it
          * decoded at once), and every recorded poll is written now. */
-        for (size_t k = 0; k < d->n_devices; k++) {
-                struct device *dev = d->devices[k];
-                const struct energy_plan *p = plan_of(dev);
-                for (unsigned i = 0; p && i < 2; i++) {
-                        const struct renogy_reading *r =
-                                p->key[i] ? renogy_readings_get(&dev->readings, p->key[i]) : NULL;
-                        if (r && r->type == RV_NUMBER)
-                                dev->energy_shown[i] = r->number;
-                }
-        }
+        for (size_t k = 0; k < d->n_devices; k++)
+                committed(d->devices[k]);
+        for (size_t k = 0; k < d->n_banks; k++)
+                committed(&d->banks[k]->dev);
 }
 
 bool device_energy_shown(const struct daemon *d, const struct device *dev, const char *key, double *value)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "bank.h"
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
@@ -52,6 +53,98 @@ static bool field_present(const struct device *dev, const struct renogy_field *f
         return renogy_readings_get(&dev->readings, f->key) != NULL;
 }
 
+/* One device's sensors: a resource fetched as often as the device is read. */
+static void render_device(
+        FILE *f, const struct daemon *d, const struct device *dev, const char *base_url, const char *fresh)
+{
+        char mac[16];
+        address_compact(dev->cfg.address, mac);
+        char uid[64];
+        if (device_bank(dev))
+                snprintf(uid, sizeof uid, "blupow_%s_bank", mac);
+        else
+                snprintf(uid, sizeof uid, "blupow_%s_%u", mac, dev->cfg.modbus_id);
+        fprintf(f, "  - resource: ");
+        char url[400];
+        snprintf(url, sizeof url, "%s/api/v1/devices/%s", base_url, dev->cfg.id);
+        yq(f, url);
+        /* Fetched as often as the device is read, at most every 10 s. */
+        unsigned interval = device_interval(d, dev);
+        fprintf(f, "\n    scan_interval: %u\n    timeout: 10\n    sensor:\n", interval < 10 ? 10 : interval);
+        for (size_t k = 0; k < dev->decoder->n_fields; k++) {
+                const struct renogy_field *fd = &dev->decoder->fields[k];
+                if (!sensor_field(fd) || !field_present(dev, fd))
+                        continue;
+                char name[160];
+                snprintf(name, sizeof name, "%s %s", dev->cfg.name, fd->label);
+                fprintf(f, "      - name: ");
+                yq(f, name);
+                fprintf(f, "\n        unique_id: %s_%s\n", uid, fd->key);
+                /* Guarded, so that a device not read yet renders no template error in
+                 * Home Assistant's log on every scan; availability says why it is empty. */
+                fprintf(f,
+                        "        value_template: \"{{ value_json.readings.%s.value if "
+                        "value_json is defined and value_json.readings.%s "
+                        "is defined else '' }}\"\n",
+                        fd->key, fd->key);
+                fprintf(f, "        availability: \"{{ %s and value_json.readings.%s is defined }}\"\n",
+                        fresh, fd->key);
+                if (fd->kind == KIND_NUMBER) {
+                        if (fd->device_class)
+                                fprintf(f, "        device_class: %s\n", fd->device_class);
+                        if (fd->state_class)
+                                fprintf(f, "        state_class: %s\n", fd->state_class);
+                        if (fd->unit) {
+                                fprintf(f, "        unit_of_measurement: ");
+                                yq(f, fd->unit);
+                                fputc('\n', f);
+                        }
+                }
+        }
+        fprintf(f, "    binary_sensor:\n      - name: ");
+        char name[160];
+        snprintf(name, sizeof name, "%s connected", dev->cfg.name);
+        yq(f, name);
+        fprintf(f, "\n        unique_id: %s_connected\n", uid);
+        fprintf(f, "        value_template: \"{{ value_json is defined and value_json.state == "
+                   "'online' }}\"\n");
+        fprintf(f, "        device_class: connectivity\n");
+        /* Every bit of a status word the family names, as the integration makes them: a
+         * problem sensor for each alarm, protection and fault bit, a plain one for a
+         * state. The API lists the names of the bits set. */
+        for (size_t k = 0; k < dev->decoder->n_fields; k++) {
+                const struct renogy_field *fd = &dev->decoder->fields[k];
+                if (fd->kind != KIND_BITS || !field_present(dev, fd))
+                        continue;
+                for (unsigned b = 0; b < fd->n_names; b++) {
+                        const char *bit = fd->names[b];
+                        if (!bit)
+                                continue;
+                        char readable[64];
+                        snprintf(readable, sizeof readable, "%s", bit);
+                        for (char *c = readable; *c; c++)
+                                if (*c == '_')
+                                        *c = ' ';
+                        snprintf(name, sizeof name, "%s %s: %s", dev->cfg.name, fd->label, readable);
+                        fprintf(f, "      - name: ");
+                        yq(f, name);
+                        fprintf(f, "\n        unique_id: %s_%s_%s\n", uid, fd->key, bit);
+                        fprintf(f,
+                                "        value_template: \"{{ value_json is defined and "
+                                "value_json.readings.%s is defined and '%s' in "
+                                "value_json.readings.%s.value }}\"\n",
+                                fd->key, bit, fd->key);
+                        fprintf(f,
+                                "        availability: \"{{ %s and value_json.readings.%s is "
+                                "defined "
+                                "}}\"\n",
+                                fresh, fd->key);
+                        if (!(fd->state_bits & (1u << b)))
+                                fprintf(f, "        device_class: problem\n");
+                }
+        }
+}
+
 char *ha_package_render(const struct daemon *d, const char *base_url, size_t *len)
 {
         char *buf = NULL;
@@ -73,95 +166,11 @@ char *ha_package_render(const struct daemon *d, const char *base_url, size_t *le
                 "# Generated by BluPow %s for %zu device(s).\n"
                 "---\n"
                 "rest:\n",
-                BLUPOW_VERSION, d->n_devices);
-        for (size_t i = 0; i < d->n_devices; i++) {
-                const struct device *dev = d->devices[i];
-                char mac[16];
-                address_compact(dev->cfg.address, mac);
-                char uid[64];
-                snprintf(uid, sizeof uid, "blupow_%s_%u", mac, dev->cfg.modbus_id);
-                fprintf(f, "  - resource: ");
-                char url[400];
-                snprintf(url, sizeof url, "%s/api/v1/devices/%s", base_url, dev->cfg.id);
-                yq(f, url);
-                /* Fetched as often as the device is read, at most every 10 s. */
-                unsigned interval = device_interval(d, dev);
-                fprintf(f, "\n    scan_interval: %u\n    timeout: 10\n    sensor:\n",
-                        interval < 10 ? 10 : interval);
-                for (size_t k = 0; k < dev->decoder->n_fields; k++) {
-                        const struct renogy_field *fd = &dev->decoder->fields[k];
-                        if (!sensor_field(fd) || !field_present(dev, fd))
-                                continue;
-                        char name[160];
-                        snprintf(name, sizeof name, "%s %s", dev->cfg.name, fd->label);
-                        fprintf(f, "      - name: ");
-                        yq(f, name);
-                        fprintf(f, "\n        unique_id: %s_%s\n", uid, fd->key);
-                        /* Guarded, so that a device not read yet renders no template error in
-                         * Home Assistant's log on every scan; availability says why it is empty. */
-                        fprintf(f,
-                                "        value_template: \"{{ value_json.readings.%s.value if "
-                                "value_json is defined and value_json.readings.%s "
-                                "is defined else '' }}\"\n",
-                                fd->key, fd->key);
-                        fprintf(f,
-                                "        availability: \"{{ %s and value_json.readings.%s is defined }}\"\n",
-                                fresh, fd->key);
-                        if (fd->kind == KIND_NUMBER) {
-                                if (fd->device_class)
-                                        fprintf(f, "        device_class: %s\n", fd->device_class);
-                                if (fd->state_class)
-                                        fprintf(f, "        state_class: %s\n", fd->state_class);
-                                if (fd->unit) {
-                                        fprintf(f, "        unit_of_measurement: ");
-                                        yq(f, fd->unit);
-                                        fputc('\n', f);
-                                }
-                        }
-                }
-                fprintf(f, "    binary_sensor:\n      - name: ");
-                char name[160];
-                snprintf(name, sizeof name, "%s connected", dev->cfg.name);
-                yq(f, name);
-                fprintf(f, "\n        unique_id: %s_connected\n", uid);
-                fprintf(f, "        value_template: \"{{ value_json is defined and value_json.state == "
-                           "'online' }}\"\n");
-                fprintf(f, "        device_class: connectivity\n");
-                /* Every bit of a status word the family names, as the integration makes them: a
-                 * problem sensor for each alarm, protection and fault bit, a plain one for a
-                 * state. The API lists the names of the bits set. */
-                for (size_t k = 0; k < dev->decoder->n_fields; k++) {
-                        const struct renogy_field *fd = &dev->decoder->fields[k];
-                        if (fd->kind != KIND_BITS || !field_present(dev, fd))
-                                continue;
-                        for (unsigned b = 0; b < fd->n_names; b++) {
-                                const char *bit = fd->names[b];
-                                if (!bit)
-                                        continue;
-                                char readable[64];
-                                snprintf(readable, sizeof readable, "%s", bit);
-                                for (char *c = readable; *c; c++)
-                                        if (*c == '_')
-                                                *c = ' ';
-                                snprintf(name, sizeof name, "%s %s: %s", dev->cfg.name, fd->label, readable);
-                                fprintf(f, "      - name: ");
-                                yq(f, name);
-                                fprintf(f, "\n        unique_id: %s_%s_%s\n", uid, fd->key, bit);
-                                fprintf(f,
-                                        "        value_template: \"{{ value_json is defined and "
-                                        "value_json.readings.%s is defined and '%s' in "
-                                        "value_json.readings.%s.value }}\"\n",
-                                        fd->key, bit, fd->key);
-                                fprintf(f,
-                                        "        availability: \"{{ %s and value_json.readings.%s is "
-                                        "defined "
-                                        "}}\"\n",
-                                        fresh, fd->key);
-                                if (!(fd->state_bits & (1u << b)))
-                                        fprintf(f, "        device_class: problem\n");
-                        }
-                }
-        }
+                BLUPOW_VERSION, d->n_devices + d->n_banks);
+        for (size_t i = 0; i < d->n_devices; i++)
+                render_device(f, d, d->devices[i], base_url, fresh);
+        for (size_t i = 0; i < d->n_banks; i++)
+                render_device(f, d, &d->banks[i]->dev, base_url, fresh);
         if (d->n_devices == 0)
                 fprintf(f, "  []\n");
         if (fclose(f) != 0) {

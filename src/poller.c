@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bank.h"
 #include "device-energy.h"
 #include "log.h"
 #include "macro.h"
@@ -1136,6 +1137,8 @@ void poller_session_done(struct daemon *d, struct module *m)
                 if (m->next_due != UINT64_MAX)
                         module_result(m, r, units, n, now);
         }
+        if (m->session_kind != SESSION_WRITE)
+                banks_session_done(d, m);
         poller_requeue(d, m);
         if (!d->shutting_down)
                 poller_schedule(d);

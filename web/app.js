@@ -132,7 +132,7 @@ async function render() {
       <div class="readings">${readingsHtml(Object.fromEntries(Object.entries(d.readings).filter(([k]) => !(d.settings || []).some((s) => s.key === k))))}</div>
       ${controlsHtml(d)}
       ${await chart(d)}
-      <div class="actions"><button data-act="poll">Poll now</button><button class="secondary" data-act="verify">Verify</button>
+      <div class="actions"><button data-act="poll">Poll now</button>${d.source === "computed" ? "" : '<button class="secondary" data-act="verify">Verify</button>'}
       ${d.source === "api" ? '<button class="secondary" data-act="remove">Remove</button>' : ""}
       ${d.diagnosis && d.diagnosis.code === "adapter_off" ? '<button data-act="power">Power the adapter on</button>' : ""}</div>
     </article>`);

@@ -67,6 +67,8 @@ class Device(TypedDict):
     diagnosis: Diagnosis | None
     readings: dict[str, Reading]
     settings: NotRequired[list[Setting]]
+    # A battery bank (source "computed"): the ids of the packs it sums.
+    packs: NotRequired[list[str]]
 
 
 class DevicesResponse(TypedDict):

@@ -28,7 +28,9 @@ async def async_setup_entry(
     def make(coordinator: BluPowCoordinator, device: Device) -> Iterable[tuple[str, EntityFactory]]:
         dev_id = device["id"]
         yield "poll", partial(BluPowPollButton, coordinator, dev_id)
-        yield "verify", partial(BluPowVerifyButton, coordinator, dev_id)
+        # A battery bank is computed from its packs: there is no link of its own to walk.
+        if device.get("source") != "computed":
+            yield "verify", partial(BluPowVerifyButton, coordinator, dev_id)
 
     add_entities_as_they_appear(entry, async_add_entities, make)
 

@@ -407,7 +407,8 @@ async def test_a_refused_change_asks_for_the_token_again(hass: HomeAssistant) ->
 
 
 async def test_device_added_and_removed_without_a_restart(hass: HomeAssistant) -> None:
-    """A device added through the API appears with its entities; removed, it disappears."""
+    """A device added through the API appears with its entities; removed, it disappears. A
+    second battery on the hub brings the battery bank, which goes with it."""
     await all_available(hass)
     coordinator = entry_of(hass).runtime_data
     info = await h.control(hass, "info")
@@ -423,10 +424,31 @@ async def test_device_added_and_removed_without_a_restart(hass: HomeAssistant) -
             er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{ident}_battery_percentage") is not None
     await h.wait_until(appeared, 60, "battery 2 in Home Assistant with its readings", interval=1)
     assert state(hass, f"{ident}_battery_percentage") != STATE_UNAVAILABLE
+    # Two batteries on the hub module are also one bank: a device of its own, summed by the
+    # add-on, with its own energy counters for the Energy dashboard and no link to verify.
+    bank = next(d for d in (await h.api(hass, "/api/v1/devices"))["devices"] if d["source"] == "computed")
+    bank_ident = f"{coordinator.addon.instance_id}_{bank['id']}"
+
+    async def bank_read() -> bool:
+        await refresh(hass)
+        dev = coordinator.data.devices.get(bank["id"])
+        return bank_ident in ha_devices(hass) and dev is not None and dev["available"]
+    await h.wait_until(bank_read, 60, "the battery bank in Home Assistant with its sums", interval=1)
+    assert ha_devices(hass)[bank_ident].name == bank["name"]
+    api_bank = coordinator.data.devices[bank["id"]]
+    assert float(state(hass, f"{bank_ident}_battery_percentage")) == \
+        api_bank["readings"]["battery_percentage"]["value"]
+    for key in ("energy_charged", "energy_discharged"):
+        s = hass.states.get(entity_id(hass, f"{bank_ident}_{key}"))
+        assert s is not None and s.attributes["state_class"] == "total_increasing", s
+        assert s.attributes["device_class"] == "energy" and s.attributes["unit_of_measurement"] == "kWh", s
+    assert er.async_get(hass).async_get_entity_id("button", DOMAIN, f"{bank_ident}_verify") is None
+    assert er.async_get(hass).async_get_entity_id("button", DOMAIN, f"{bank_ident}_poll") is not None
     await h.api(hass, "/api/v1/devices/battery-2", method="DELETE")
     await refresh(hass)
     assert ident not in ha_devices(hass)
     assert er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{ident}_battery_percentage") is None
+    assert bank_ident not in ha_devices(hass), "one battery left: the bank goes"
 
 
 # ---- status ----

@@ -208,7 +208,8 @@ class Env:
             return all(d["state"] == "online" for d in devs if d["id"] in self.expected_online)
         self.wait_for(check, seconds, "every simulated device online")
 
-    expected_online = {"inverter", "rover", "battery-1", "battery-2", "dc-dc-charger", "shunt"}
+    # The bank is the two hub batteries combined: online when both are.
+    expected_online = {"inverter", "rover", "battery-1", "battery-2", "dc-dc-charger", "shunt", "battery-bank-1bb7"}
 
     def sim_call(self, method, signature, *args):
         """org.blupow.Sim1 through busctl; the reply's values as a list."""

@@ -10,7 +10,8 @@ import unittest
 
 import sysenv
 
-ON_HCI1 = {"battery-1", "battery-2", "dc-dc-charger", "shunt"}
+# The hub's bank goes with its packs.
+ON_HCI1 = {"battery-1", "battery-2", "dc-dc-charger", "shunt", "battery-bank-1bb7"}
 
 
 def scenario(directory):
