@@ -623,6 +623,8 @@ static uint64_t fail_due_system(struct radio *r, uint64_t now, enum diagnosis_co
                 struct module *m;
                 while ((m = agenda_head(queues[q], &key)) && key <= now) {
                         fail_all_system(m, c, detail);
+                        /* A bank shows its packs' failure as it shows a failed session's. */
+                        banks_session_done(d, m);
                         cancel_asked(d, m, c);
                         m->next_due = now + m->interval;
                         poller_requeue(d, m);

@@ -41,6 +41,17 @@ class Bank(unittest.TestCase):
         return self.env.wait_device(BANK, lambda b: b["available"] and b["readings_at"] != before, 40,
                                     "a new sum of its packs")
 
+    def test_the_adapter_off_shows_on_the_bank_as_on_its_packs(self):
+        self.start(PACKS)
+        self.fresh_bank()
+        self.env.sim_call("SetPowered", "sb", "hci0", False)
+        bank = self.env.wait_device(BANK, lambda b: (b["diagnosis"] or {}).get("code") == "adapter_off", 30,
+                                    "the bank says the adapter is off")
+        self.assertEqual(bank["state"], "error")
+        self.assertFalse(bank["available"])
+        for pack in ("battery-1", "battery-2"):
+            self.assertEqual(self.env.get_json(f"/api/v1/devices/{pack}")["diagnosis"]["code"], "adapter_off")
+
     def test_figures_are_the_packs_summed(self):
         self.start(PACKS + ROVER)
         # Held still (the simulator stops animating what is set): a full small pack and an
