@@ -195,11 +195,8 @@ static void bank_update(struct daemon *d, struct bank *b)
         dev->have_readings = true;
         /* As old as its oldest pack's data. */
         dev->readings_at = oldest;
-        dev->last_poll = now;
+        device_read_ok(dev, now);
         dev->poll_ms = poll_ms;
-        dev->failures = 0;
-        dev->first_failure = 0;
-        dev->polls_ok++;
         dev->state = DEVICE_ONLINE;
         dev->diag = DIAG_NONE;
         dev->diag_detail[0] = 0;

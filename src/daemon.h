@@ -78,6 +78,15 @@ struct device {
         double poll_seconds_sum;
 };
 
+/* A read that succeeded (a session's, or a bank's sum of its packs): the run of failures ends. */
+static inline void device_read_ok(struct device *dev, int64_t now)
+{
+        dev->last_poll = now;
+        dev->failures = 0;
+        dev->first_failure = 0;
+        dev->polls_ok++;
+}
+
 enum session_kind {
         SESSION_POLL,
         SESSION_WRITE,

@@ -23,7 +23,8 @@ static const struct diagnosis_info table[_DIAG_MAX] = {
                 "allow the add-on's profile to talk to org.bluez in the host's D-Bus policy; 3) as a last "
                 "resort, "
                 "turn off Protection mode or set apparmor: false. Look for 'apparmor=\"DENIED\"' with "
-                "'interface=\"org.bluez' in the host's journal or dmesg, and for 'An AppArmor policy "
+                "'operation=\"dbus_method_call\"' and 'name=\"org.bluez\"' in the host's journal or dmesg, "
+                "and for 'An AppArmor policy "
                 "prevents "
                 "this sender from sending this message' in the add-on log."},
         [DIAG_BLUEZ_NOT_RUNNING] = {"bluez_not_running", SEVERITY_ERROR,

@@ -976,10 +976,7 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                         dev->have_readings = true;
                         dev->readings_at = now;
                 }
-                dev->last_poll = now;
-                dev->failures = 0;
-                dev->first_failure = 0;
-                dev->polls_ok++;
+                device_read_ok(dev, now);
                 dev->poll_seconds_sum += (double)r->duration_usec / 1e6;
                 dev->unsupported = u->unsupported;
                 if (u->optional_unanswered) {

@@ -11,6 +11,9 @@ mount -t devpts devpts /dev/pts
 for d in /tmp /run /var/lib/bluetooth /var/tmp /dev/shm; do
 	mount -t tmpfs -o mode=1777 tmpfs "$d"
 done
+# A kernel other than the host's brings its modules from where vm.sh unpacked them.
+modules=$(sed -n 's/.*blupow.modules=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -z "$modules" ] || mount --bind "$modules" /lib/modules
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /mnt
 : > /mnt/guest-booted
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null

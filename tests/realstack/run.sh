@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real-stack tier: boots the VM (vm.sh) and runs the real-stack tests inside it against the
-# build in BUILD. Logs of bluetoothd, btvirt, blupow-sim and blupowd land in BUILD/realstack/out.
+# build in BUILD. Logs of bluetoothd, btvirt, blupow-sim and blupowd land in BUILD/realstack/out
+# (out-SUITE with BLUPOW_VM_KERNEL=SUITE: the guest then boots that suite's kernel, see vm.sh).
 #   tests/realstack/run.sh [BUILD] [TEST ...]     (TEST: unittest names, default all)
 # Exits 77 (meson's "skipped") only with BLUPOW_REALSTACK=skip; a VM that cannot start fails.
 set -euo pipefail
@@ -13,7 +14,8 @@ if [ "${BLUPOW_REALSTACK:-}" = skip ]; then
 	exit 77
 fi
 [ "$(id -u)" -eq 0 ] || { echo "realstack: needs root (qemu's 9p share of / and apt)" >&2; exit 1; }
-out=$build/realstack/out
+# A run on another kernel (BLUPOW_VM_KERNEL, see vm.sh) keeps its logs apart.
+out=$build/realstack/out${BLUPOW_VM_KERNEL:+-$BLUPOW_VM_KERNEL}
 rm -rf "$out"
 mkdir -p "$out/logs"
 tests=("$@")
@@ -23,6 +25,8 @@ trap 'rm -f "$job"' EXIT
 {
 	echo "export BLUPOW_SOURCE_ROOT='$root' BLUPOW_BUILD_ROOT='$build' BLUPOW_REALSTACK_LOGS=/mnt/logs"
 	echo "export PYTHONDONTWRITEBYTECODE=1"
+	# apparmor_rules.py's choice of rules, when one is made
+	[ -z "${BLUPOW_RULES:-}" ] || printf "export BLUPOW_RULES='%s'\n" "$BLUPOW_RULES"
 	echo "cd '$here'"
 	printf '/usr/bin/python3 -m unittest'
 	printf " '%s'" "${tests[@]}"
