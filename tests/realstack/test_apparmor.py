@@ -119,8 +119,10 @@ class Confined(unittest.TestCase):
         if "blupow (enforce)" not in profiles or "blupow//blupowd (enforce)" not in profiles:
             raise AssertionError(f"profile not loaded in enforce mode: {profiles}")
         cls.dbus_mediation = os.path.exists(os.path.join(SECURITYFS, "features/dbus"))
-        cls.dbus_mask = open(os.path.join(SECURITYFS, "features/dbus/mask")).read().strip() \
-            if cls.dbus_mediation else None
+        cls.dbus_mask = None
+        if cls.dbus_mediation:
+            with open(os.path.join(SECURITYFS, "features/dbus/mask")) as f:
+                cls.dbus_mask = f.read().strip()
         addr = {name: a for name, (a, _) in cls.peripheral.modules.items()}
         cls.devices = [
             {"name": "Inverter", "address": addr["BTRIC134000035"], "type": "inverter"},
@@ -179,6 +181,9 @@ class Confined(unittest.TestCase):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.copier.join(10)  # the pipe ends with the run script's last process
+            self.proc.stdout.close()
 
     def confined(self, argv, caps=DOCKER_CAPS, shell=False):
         """argv with the container's capabilities only, then under the profile (setpriv first:
@@ -214,8 +219,9 @@ class Confined(unittest.TestCase):
                 for line in out:
                     f.write(line)
                     f.flush()
-        threading.Thread(target=copy, args=(self.proc.stdout, stack.log_file("blupowd-confined.log")),
-                         daemon=True).start()
+        self.copier = threading.Thread(target=copy, args=(self.proc.stdout, stack.log_file("blupowd-confined.log")),
+                                       daemon=True)
+        self.copier.start()
         stack.wait_for(lambda: self.api("/api/v1/health"), 30, "the confined daemon's API")
 
     def stop(self):
