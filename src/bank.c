@@ -11,6 +11,7 @@
 #include "macro.h"
 #include "renogy/bank.h"
 #include "store.h"
+#include "strmap.h"
 
 struct bank *device_bank(const struct device *dev)
 {
@@ -41,12 +42,12 @@ static size_t module_packs(const struct module *m, struct device **packs)
         return n;
 }
 
-static struct module *module_at(struct daemon *d, const char *address)
+/* The bank follows its module's batteries as they are now. */
+static void bank_follow(struct bank *b, struct module *m, struct device *const *packs, size_t n)
 {
-        for (size_t i = 0; i < d->n_modules; i++)
-                if (streq(d->modules[i]->address, address))
-                        return d->modules[i];
-        return NULL;
+        b->dev.module = m;
+        memcpy(b->packs, packs, n * sizeof *packs);
+        b->n_packs = n;
 }
 
 static void bank_remove(struct daemon *d, size_t i)
@@ -89,16 +90,13 @@ int banks_sync(struct daemon *d)
         /* Banks whose module no longer carries two batteries go; the others follow their packs. */
         for (size_t i = d->n_banks; i-- > 0;) {
                 struct bank *b = d->banks[i];
-                struct module *m = module_at(d, b->dev.cfg.address);
+                struct module *m = strmap_get_str(&d->module_by_address, b->dev.cfg.address);
                 struct device *packs[LINK_MAX_UNITS];
                 size_t n = m ? module_packs(m, packs) : 0;
-                if (n < 2) {
+                if (n < 2)
                         bank_remove(d, i);
-                        continue;
-                }
-                b->dev.module = m;
-                memcpy(b->packs, packs, n * sizeof *packs);
-                b->n_packs = n;
+                else
+                        bank_follow(b, m, packs, n);
         }
         for (size_t i = 0; i < d->n_modules; i++) {
                 struct module *m = d->modules[i];
@@ -118,9 +116,7 @@ int banks_sync(struct daemon *d)
                 struct bank *b = bank_new(d, m);
                 if (!b)
                         return -ENOMEM;
-                b->dev.module = m;
-                memcpy(b->packs, packs, n * sizeof *packs);
-                b->n_packs = n;
+                bank_follow(b, m, packs, n);
                 d->banks[d->n_banks++] = b;
                 if (d->store && store_restore_device(d->store, &b->dev) >= 0)
                         device_energy_resume(&b->dev);

@@ -37,10 +37,7 @@ class EveryRuleNeeded(Confined):
             self.start(caps=None)
             for dev_id in ("rover", "battery-1", "inverter", "shunt"):
                 self.wait_online(dev_id, 90)
-            p = subprocess.run(self.confined([os.path.join(stack.BUILD, "src/blupowd"), "verify", "rover",
-                                              "--options", os.path.join(self.data, "options.json"), "--data-dir",
-                                              self.data, "--port", str(stack.PORT)], shell=True),
-                               capture_output=True, text=True, timeout=120, env=self.env)
+            p = self.verify()
             if p.returncode != 0:
                 return "verify failed: " + p.stdout.strip().splitlines()[-1]
             self.api("/api/v1/scan", "POST", b'{"seconds": 2}')

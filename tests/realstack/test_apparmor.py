@@ -196,6 +196,14 @@ class Confined(unittest.TestCase):
         return ["setpriv", f"--bounding-set={bounding}", f"--inh-caps={bounding}", "--", "aa-exec", "-p",
                 "blupow", "--"] + argv
 
+    def verify(self):
+        """`blupowd verify rover` as a user runs it in the add-on: from a shell under its profile,
+        with the container's environment."""
+        return subprocess.run(self.confined([os.path.join(stack.BUILD, "src/blupowd"), "verify", "rover", "--options",
+                                             os.path.join(self.data, "options.json"), "--data-dir", self.data,
+                                             "--port", str(stack.PORT)], shell=True),
+                              capture_output=True, text=True, timeout=120, env=self.env)
+
     def api(self, path, method="GET", body=None):
         headers = {"Content-Type": "application/json"} if body else {}
         if method != "GET":
@@ -271,10 +279,7 @@ class Confined(unittest.TestCase):
             self.assertGreater(compared, 3, dev_id)
             self.assertIsNone(dev["diagnosis"], dev_id)
         # verify, run in the add-on as DOCS.md tells users to: under the same profile.
-        p = subprocess.run(self.confined([os.path.join(stack.BUILD, "src/blupowd"), "verify", "rover", "--options",
-                                          os.path.join(self.data, "options.json"), "--data-dir", self.data, "--port",
-                                          str(stack.PORT)], shell=True), capture_output=True, text=True, timeout=120,
-                           env=self.env)
+        p = self.verify()
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("reads end to end", p.stdout)
         # A scan, the store (history written: commit_interval 0), the status page.
@@ -377,10 +382,7 @@ class Confined(unittest.TestCase):
             self.assertEqual(dev["diagnosis"]["remedy"], diag["remedy"], dev["id"])
             self.assertFalse(dev["available"], dev["id"])
         # verify in the add-on, as DOCS.md tells users to run it: fails, names the cause and the fix.
-        p = subprocess.run(self.confined([os.path.join(stack.BUILD, "src/blupowd"), "verify", "rover", "--options",
-                                          os.path.join(self.data, "options.json"), "--data-dir", self.data, "--port",
-                                          str(stack.PORT)], shell=True), capture_output=True, text=True, timeout=120,
-                           env=self.env)
+        p = self.verify()
         self.assertNotEqual(p.returncode, 0, p.stdout)
         self.assertIn("AppArmor policy prevents", p.stdout)
         self.assertIn(diag["remedy"], p.stdout)
