@@ -252,11 +252,15 @@ SECOND_CONNECT = [["reply", "second Connect", "org.bluez.Error.Failed", "Operati
 
 
 def normalize(events):
-    """What must agree. Four things real 5.66 does not do the same way twice are left out: a lone
+    """What must agree. Five things real 5.66 does not do the same way twice are left out: a lone
     Connected=true (usually not sent for a central's own connection, sometimes sent), the
     order of the objects within one burst of InterfacesAdded (handle order on the module, which
-    no client may rely on: each is kept, sorted), whether the module was heard in another
-    client's short scan, and which of the two answers a racing second Connect gets and when."""
+    no client may rely on: each is kept, sorted), where ServicesResolved=true falls against that
+    burst (usually after it, sometimes before it: bluetoothd queues both and flushes them in
+    either order; blupowd waits for the characteristics either way, and the simulator's
+    resolved_before_characteristics fault plays the other order), whether the module was heard
+    in another client's short scan, and which of the two answers a racing second Connect gets
+    and when."""
     out = []
     step = None
     for e in events:
@@ -277,13 +281,22 @@ def normalize(events):
         out.append(e)
     i = 0
     while i < len(out):
-        j = i
-        while j < len(out) and out[j][0] == "added":
+        # A burst: InterfacesAdded in a row, with at most one ServicesResolved among them or
+        # just before them, which goes last.
+        j, resolved = i, None
+        while j < len(out) and (out[j][0] == "added" or (resolved is None and is_resolved(out[j]))):
+            if out[j][0] != "added":
+                resolved = out[j]
             j += 1
+        added = [e for e in out[i:j] if e is not resolved]
         if j > i + 1:
-            out[i:j] = sorted(out[i:j], key=json.dumps)
+            out[i:j] = sorted(added, key=json.dumps) + ([resolved] if resolved else [])
         i = max(j, i + 1)
     return out
+
+
+def is_resolved(e):
+    return e[0] == "signal" and e[1] == "device" and isinstance(e[2], dict) and e[2].get("ServicesResolved") is True
 
 
 def compare(real, sim):
