@@ -589,6 +589,8 @@ static int handle_add(struct api *a, struct http_request *req, const struct http
                 json_string_value(json_object_get(body, "type")), mid, "device", err, sizeof err);
         if (r >= 0)
                 r = device_schedule_from_json(&cfg, body, "device", err, sizeof err);
+        if (r >= 0)
+                r = device_model_from_json(&cfg, body, "device", err, sizeof err);
         json_decref(body);
         if (r < 0)
                 return respond_error(

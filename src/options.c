@@ -189,6 +189,36 @@ int device_schedule_from_json(
         return device_config_set_schedule(d, json_string_value(ad), interval, where, err, err_size);
 }
 
+int device_config_set_model(
+        struct device_config *d, const char *model, const char *where, char *err, size_t err_size)
+{
+        if (!model || !*model) {
+                d->model[0] = 0;
+                return 0;
+        }
+        bool printable = strlen(model) < sizeof d->model;
+        for (const char *c = model; printable && *c; c++)
+                printable = *c > 0x20 && *c < 0x7F;
+        if (!printable)
+                FAIL("option '%s.model': expected the model as printed on the device, like RIV4835CSH1S "
+                     "(1 to %zu letters, digits or dashes)",
+                        where, sizeof d->model - 1);
+        snprintf(d->model, sizeof d->model, "%s", model);
+        return 0;
+}
+
+int device_model_from_json(
+        struct device_config *d, json_t *obj, const char *where, char *err, size_t err_size)
+{
+        json_t *model = json_object_get(obj, "model");
+        if (!model || json_is_null(model))
+                return 0;
+        if (!json_is_string(model) || !*json_string_value(model))
+                FAIL("option '%s.model': expected the model as printed on the device, like RIV4835CSH1S",
+                        where);
+        return device_config_set_model(d, json_string_value(model), where, err, err_size);
+}
+
 int options_parse(struct options *o, const char *text, char *err, size_t err_size)
 {
         options_done(o);
@@ -322,21 +352,8 @@ int options_parse(struct options *o, const char *text, char *err, size_t err_siz
                         goto out;
                 if (device_schedule_from_json(&o->devices[i], v, where, err, err_size) < 0)
                         goto out;
-                json_t *model = json_object_get(v, "model");
-                if (model && !json_is_null(model)) {
-                        const char *mv = json_string_value(model);
-                        bool printable = mv && *mv && strlen(mv) < sizeof o->devices[i].model;
-                        for (const char *c = mv; printable && *c; c++)
-                                printable = *c > 0x20 && *c < 0x7F;
-                        if (!printable) {
-                                snprintf(err, err_size,
-                                        "option '%s.model': expected the model as printed on the device, "
-                                        "like RIV4835CSH1S (1 to %zu letters, digits or dashes)",
-                                        where, sizeof o->devices[i].model - 1);
-                                goto out;
-                        }
-                        snprintf(o->devices[i].model, sizeof o->devices[i].model, "%s", mv);
-                }
+                if (device_model_from_json(&o->devices[i], v, where, err, err_size) < 0)
+                        goto out;
                 device_config_normalize(&o->devices[i], o);
                 o->n_devices = i + 1;
                 if (device_config_validate(&o->devices[i], o->devices, i, where, err, err_size) < 0)

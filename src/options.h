@@ -71,6 +71,14 @@ struct json_t;
 int device_schedule_from_json(
         struct device_config *d, struct json_t *obj, const char *where, char *err, size_t err_size);
 
+/* The model as printed on the device, for units whose firmware does not report it (an RIV4835
+ * silent on 4311): NULL or "" keeps it unknown. From options, the API or the store. */
+int device_config_set_model(
+        struct device_config *d, const char *model, const char *where, char *err, size_t err_size);
+/* Reads "model" of a device object (options file or API body). */
+int device_model_from_json(
+        struct device_config *d, struct json_t *obj, const char *where, char *err, size_t err_size);
+
 bool adapter_name_valid(const char *s);
 /* A device's adapter or interval equal to the global one is the default: "" and 0, so that
  * two entries of one module compare equal. */

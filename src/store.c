@@ -17,7 +17,7 @@
 #include "store-codec.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define HOUR_USEC      (3600LL * 1000000)
 /* An hour is compacted once it is this long over, plus the commit interval: a poll that
  * started before the hour ended may still be recorded, and then wait in memory. */
@@ -294,6 +294,15 @@ static int migrate(struct store *s)
                 int r = exec(s,
                         "BEGIN; CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
                         "PRAGMA user_version = 4; COMMIT");
+                if (r < 0) {
+                        exec(s, "ROLLBACK");
+                        return r;
+                }
+        }
+        if (version < 5) {
+                /* A device added through the API keeps the model it was named with. */
+                int r = exec(s, "BEGIN; ALTER TABLE devices ADD COLUMN model TEXT; PRAGMA user_version = 5; "
+                                "COMMIT");
                 if (r < 0) {
                         exec(s, "ROLLBACK");
                         return r;
@@ -822,8 +831,8 @@ int store_save_device(struct store *s, const struct device_config *cfg)
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
                 "INSERT OR REPLACE INTO devices (id, name, address, family, modbus_id, adapter, "
-                "poll_interval) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "poll_interval, model) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return write_failed(s, rc, "saving a device");
@@ -836,6 +845,8 @@ int store_save_device(struct store *s, const struct device_config *cfg)
                 sqlite3_bind_text(st, 6, cfg->adapter, -1, SQLITE_STATIC);
         if (cfg->poll_interval)
                 sqlite3_bind_int(st, 7, (int)cfg->poll_interval);
+        if (cfg->model[0])
+                sqlite3_bind_text(st, 8, cfg->model, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE)
@@ -865,8 +876,8 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n)
                 return 0;
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
-                "SELECT id, name, address, family, modbus_id, adapter, poll_interval FROM devices ORDER BY "
-                "rowid",
+                "SELECT id, name, address, family, modbus_id, adapter, poll_interval, model FROM devices "
+                "ORDER BY rowid",
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return errno_of(rc);
@@ -879,7 +890,9 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n)
                             /* the shunt is stored with id 0: "its default" */
                             sqlite3_column_int(st, 4) ?: -1, "stored device", err, sizeof err) < 0 ||
                         device_config_set_schedule(&c, (const char *)sqlite3_column_text(st, 5),
-                                sqlite3_column_int(st, 6), "stored device", err, sizeof err) < 0) {
+                                sqlite3_column_int(st, 6), "stored device", err, sizeof err) < 0 ||
+                        device_config_set_model(&c, (const char *)sqlite3_column_text(st, 7), "stored device",
+                                err, sizeof err) < 0) {
                         log_warning("store: ignoring a stored device: %s", err);
                         continue;
                 }

@@ -361,6 +361,7 @@ function addForm(address, family, name, modbusId) {
   return `<form class="add" data-address="${esc(address)}" data-modbus="${modbusId ?? ""}">
     <label>Type <select name="type">${TYPES.map(([t, l]) => `<option value="${t}"${t === family ? " selected" : ""}>${l}</option>`).join("")}</select></label>
     <label>Name <input name="name" value="${esc(name)}" required></label>
+    <label title="Only for a unit whose firmware does not report its model, such as some RIV4835">Model <input name="model" placeholder="if not reported" pattern="[!-~]{1,31}" size="14"></label>
     <button type="submit">Add</button></form>`;
 }
 
@@ -384,6 +385,7 @@ async function scan() {
 async function add(form) {
   const body = { name: form.elements.name.value, address: form.dataset.address, type: form.elements.type.value };
   if (form.dataset.modbus) body.modbus_id = Number(form.dataset.modbus);
+  if (form.elements.model.value.trim()) body.model = form.elements.model.value.trim();
   try {
     await api("/api/v1/devices", { method: "POST", body: JSON.stringify(body) });
     form.outerHTML = `<span class="added">added as ${esc(body.name)}</span>`;

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 import traceback
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -69,6 +70,20 @@ async def control(hass: HomeAssistant, what: str, **args: Any) -> Any:
 async def api(hass: HomeAssistant, path: str, body: Any = None, method: str | None = None) -> Any:
     """The add-on's API, asked directly (what the integration shows is compared with it)."""
     return await hass.async_add_executor_job(blocking_json, f"{BLUPOW_URL}{path}", body, method)
+
+
+async def remove_device(hass: HomeAssistant, dev_id: str) -> None:
+    """DELETE through the API; the add-on answers 409 busy while the device is being read, and
+    a user tries again in a moment, as this does."""
+    end = time.monotonic() + 30
+    while True:
+        try:
+            await api(hass, f"/api/v1/devices/{dev_id}", method="DELETE")
+            return
+        except urllib.error.HTTPError as err:
+            if err.code != 409 or time.monotonic() > end:
+                raise
+        await asyncio.sleep(0.5)
 
 
 async def wait_until(pred: Callable[[], Any], seconds: float, what: str, interval: float = 0.2) -> Any:

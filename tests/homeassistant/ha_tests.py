@@ -444,11 +444,64 @@ async def test_device_added_and_removed_without_a_restart(hass: HomeAssistant) -
         assert s.attributes["device_class"] == "energy" and s.attributes["unit_of_measurement"] == "kWh", s
     assert er.async_get(hass).async_get_entity_id("button", DOMAIN, f"{bank_ident}_verify") is None
     assert er.async_get(hass).async_get_entity_id("button", DOMAIN, f"{bank_ident}_poll") is not None
-    await h.api(hass, "/api/v1/devices/battery-2", method="DELETE")
+    await h.remove_device(hass, "battery-2")
     await refresh(hass)
     assert ident not in ha_devices(hass)
     assert er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{ident}_battery_percentage") is None
     assert bank_ident not in ha_devices(hass), "one battery left: the bank goes"
+
+
+async def test_inverter_charging_current_is_a_number(hass: HomeAssistant) -> None:
+    """An RIV4835 added through the API brings its maximum AC charging current as a number with
+    the model's range, step and unit; a value in range is written to the register and read
+    back; one off the steps is refused by the add-on with its range, nothing written."""
+    coordinator = entry_of(hass).runtime_data
+    riv = (await h.control(hass, "info"))["riv4835"]
+    # Its firmware does not report the model (4311 silent): named when added, as DOCS.md says.
+    await h.api(hass, "/api/v1/devices", riv)
+    uid = f"{coordinator.addon.instance_id}_inverter-riv4835_setting_max_ac_charging_current"
+    try:
+        await check_charging_current(hass, riv, uid)
+    finally:
+        await h.remove_device(hass, "inverter-riv4835")
+        await refresh(hass)
+    assert er.async_get(hass).async_get_entity_id("number", DOMAIN, uid) is None
+
+
+async def check_charging_current(hass: HomeAssistant, riv: dict[str, Any], uid: str) -> None:
+    coordinator = entry_of(hass).runtime_data
+
+    async def appeared() -> bool:
+        await refresh(hass)
+        dev = coordinator.data.devices.get("inverter-riv4835")
+        eid = er.async_get(hass).async_get_entity_id("number", DOMAIN, uid)
+        st = hass.states.get(eid) if eid else None
+        return dev is not None and dev["available"] and st is not None and st.state not in (STATE_UNAVAILABLE,
+                                                                                            "unknown")
+    await h.wait_until(appeared, 90, "the RIV4835's charging current in Home Assistant", interval=1)
+    api = next(x for x in (await h.api(hass, "/api/v1/devices/inverter-riv4835"))["settings"]
+               if x["key"] == "max_ac_charging_current")
+    eid = entity_id(hass, uid, "number")
+    st = hass.states.get(eid)
+    assert (st.attributes["min"], st.attributes["max"], st.attributes["step"]) == \
+        (api["min"], api["max"], api["step"]), (st.attributes, api)
+    assert st.attributes["unit_of_measurement"] == api["unit"] == "A", st.attributes
+    assert float(st.state) == api["value"], (st.state, api)
+    assert er.async_get(hass).async_get_entity_id("sensor", DOMAIN, uid.replace("_setting_", "_")) is None
+    want = 35.0 if api["value"] != 35.0 else 20.0
+    await hass.services.async_call("number", "set_value", {"entity_id": eid, "value": want}, blocking=True)
+    sim = await h.control(hass, "sim", method="GetReadings", signature="sy", args=[riv["address"], 32])
+    assert json.loads(sim[0])["max_ac_charging_current"]["value"] == want, sim
+    await h.wait_until(lambda: float(hass.states.get(eid).state) == want, 20, f"{want} A in Home Assistant")
+    # Within Home Assistant's range but off the model's 5 A steps: the add-on's refusal, in its words.
+    try:
+        await hass.services.async_call("number", "set_value", {"entity_id": eid, "value": want + 2}, blocking=True)
+        raise AssertionError("a current off the model's steps was taken")
+    except HomeAssistantError as err:
+        assert err.translation_key == "setting_failed", err
+        assert "steps of 5" in (err.translation_placeholders or {}).get("error", ""), err.translation_placeholders
+    sim = await h.control(hass, "sim", method="GetReadings", signature="sy", args=[riv["address"], 32])
+    assert json.loads(sim[0])["max_ac_charging_current"]["value"] == want, "nothing written"
 
 
 # ---- status ----
@@ -612,6 +665,7 @@ TESTS = [
     test_poll_now_and_verify,
     test_a_refused_change_asks_for_the_token_again,
     test_device_added_and_removed_without_a_restart,
+    test_inverter_charging_current_is_a_number,
     test_fault_raises_a_repair_issue_and_it_clears,
     test_diagnostics_download,
     # The add-on moves to another port: the package saved at the start points at the old one.

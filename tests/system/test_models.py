@@ -189,5 +189,34 @@ class SettingsWrites(unittest.TestCase):
         self.assertIn("load_status reads back off", json.loads(body)["error"]["message"])
 
 
+class ModelNamedThroughTheApi(unittest.TestCase):
+    """A device added through the API with its model (an RIV4835 whose firmware does not report
+    it) gets that model's plan and settings, and keeps them across a restart; a model that is
+    not one a device prints is refused with the reason."""
+
+    def test_added_with_its_model_and_kept(self):
+        env = sysenv.Env(scenario=SCENARIO, devices=[ROVER], options={"poll_interval": 5})
+        try:
+            env.start_daemon()
+            for bad in ("RIV 4835", "", 4835):
+                status, body, _ = env.request("/api/v1/devices", "POST", json.dumps(dict(RIV4835, model=bad)).encode(),
+                                              headers={"Content-Type": "application/json"})
+                self.assertEqual(status, 400, bad)
+                self.assertIn("device.model", json.loads(body)["error"]["message"], bad)
+            status, body, _ = env.request("/api/v1/devices", "POST", json.dumps(RIV4835).encode(),
+                                          headers={"Content-Type": "application/json"})
+            self.assertEqual(status, 201, body)
+            for attempt in ("added", "after a restart"):
+                dev = env.wait_device("lycan", lambda d: d["state"] == "online" and d["settings"], 60,
+                                      f"lycan read with its plan ({attempt})")
+                self.assertEqual(dev["variant"]["name"], "riv4835", attempt)
+                self.assertIn("RIV4835CSH1S", dev["variant"]["why"], attempt)
+                self.assertEqual([x["key"] for x in dev["settings"]], ["max_ac_charging_current"], attempt)
+                env.stop_daemon()
+                env.start_daemon()
+        finally:
+            env.close()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -239,6 +239,7 @@ START_TEST(schema_1_database_is_migrated)
         ck_assert_str_eq(cfgs[0].id, "shed");
         ck_assert_str_eq(cfgs[0].adapter, "");
         ck_assert_uint_eq(cfgs[0].poll_interval, 0);
+        ck_assert_str_eq(cfgs[0].model, "");
         free(cfgs);
         struct device_config van;
         char msg[256];
@@ -246,18 +247,24 @@ START_TEST(schema_1_database_is_migrated)
                                  &van, "Van", "60:98:66:ED:FC:12", "controller", -1, "t", msg, sizeof msg),
                 0);
         ck_assert_int_eq(device_config_set_schedule(&van, "hci1", 120, "t", msg, sizeof msg), 0);
+        ck_assert_int_eq(device_config_set_model(&van, "RNG-CTRL-RVR40", "t", msg, sizeof msg), 0);
         ck_assert_int_eq(store_save_device(s, &van), 0);
         ck_assert_int_eq(store_load_devices(s, &cfgs, &n_cfgs), 0);
         ck_assert_uint_eq(n_cfgs, 2);
         ck_assert_str_eq(cfgs[1].adapter, "hci1");
         ck_assert_uint_eq(cfgs[1].poll_interval, 120);
+        ck_assert_str_eq(cfgs[1].model, "RNG-CTRL-RVR40");
         free(cfgs);
+        /* A model that is not one a device prints is refused, the one set before kept. */
+        ck_assert_int_eq(device_config_set_model(&van, "RIV 4835", "t", msg, sizeof msg), -EINVAL);
+        ck_assert_str_eq(van.model, "RNG-CTRL-RVR40");
+        ck_assert_ptr_nonnull(strstr(msg, "t.model"));
         store_close(s);
         ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
         sqlite3_stmt *st;
         ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
         ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-        ck_assert_int_eq(sqlite3_column_int(st, 0), 4);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 5);
         sqlite3_finalize(st);
         sqlite3_close(db);
 }
