@@ -891,8 +891,8 @@ int store_load_devices(struct store *s, struct device_config **ret, size_t *n)
                             sqlite3_column_int(st, 4) ?: -1, "stored device", err, sizeof err) < 0 ||
                         device_config_set_schedule(&c, (const char *)sqlite3_column_text(st, 5),
                                 sqlite3_column_int(st, 6), "stored device", err, sizeof err) < 0 ||
-                        device_config_set_model(&c, (const char *)sqlite3_column_text(st, 7), "stored device",
-                                err, sizeof err) < 0) {
+                        device_config_set_model(&c, (const char *)sqlite3_column_text(st, 7),
+                                "stored device", err, sizeof err) < 0) {
                         log_warning("store: ignoring a stored device: %s", err);
                         continue;
                 }
