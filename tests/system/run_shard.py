@@ -3,7 +3,21 @@ into COUNT shards, so that each shard (a meson test of its own) stays well insid
     /usr/bin/python3 tests/system/run_shard.py INDEX COUNT        (INDEX from 1)"""
 import os
 import sys
+import time
 import unittest
+
+
+class TimedResult(unittest.TextTestResult):
+    """Each test's time after its verdict: what the shards are balanced by."""
+
+    def startTest(self, test):
+        self.started = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.stream.writeln(f"    ({time.monotonic() - self.started:.1f} s)")
+        self.stream.flush()
 
 
 def main():
@@ -14,7 +28,7 @@ def main():
     sys.path.insert(0, here)
     suite = unittest.defaultTestLoader.loadTestsFromNames(mine)
     print(f"system shard {index} of {count}: {', '.join(mine)}", flush=True)
-    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    result = unittest.TextTestRunner(verbosity=2, resultclass=TimedResult).run(suite)
     sys.exit(0 if result.wasSuccessful() else 1)
 
 
