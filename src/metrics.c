@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "bank.h"
 #include "daemon.h"
 #include "device-energy.h"
 #include "macro.h"
@@ -43,19 +44,33 @@ char *metrics_render(const struct daemon *d, size_t *len)
         char detail[192];
         fprintf(f, "blupow_up %d\n", daemon_system_diagnosis(d, detail, sizeof detail) == DIAG_NONE);
 
+        /* Up, readings and age for every device the API lists, battery banks included (computed
+         * from their packs); the link's figures below are the read devices' own. */
+        size_t n_shown = d->n_devices + d->n_banks;
+        _cleanup_free_ const struct device **shown = calloc(n_shown ?: 1, sizeof *shown);
+        if (!shown) {
+                fclose(f);
+                free(buf);
+                return NULL;
+        }
+        for (size_t i = 0; i < d->n_devices; i++)
+                shown[i] = d->devices[i];
+        for (size_t i = 0; i < d->n_banks; i++)
+                shown[d->n_devices + i] = &d->banks[i]->dev;
+
         fputs("# HELP blupow_device_up 1 when the device's data is fresh (its last poll worked).\n"
               "# TYPE blupow_device_up gauge\n",
                 f);
-        for (size_t i = 0; i < d->n_devices; i++) {
+        for (size_t i = 0; i < n_shown; i++) {
                 fputs("blupow_device_up{", f);
-                device_labels(f, d->devices[i]);
-                fprintf(f, "} %d\n", device_available(d, d->devices[i]));
+                device_labels(f, shown[i]);
+                fprintf(f, "} %d\n", device_available(d, shown[i]));
         }
         fputs("# HELP blupow_reading A numeric reading of a device, unit in the unit label.\n"
               "# TYPE blupow_reading gauge\n",
                 f);
-        for (size_t i = 0; i < d->n_devices; i++) {
-                const struct device *dev = d->devices[i];
+        for (size_t i = 0; i < n_shown; i++) {
+                const struct device *dev = shown[i];
                 for (size_t k = 0; dev->have_readings && k < dev->readings.n; k++) {
                         const struct renogy_reading *r = &dev->readings.r[k];
                         if (r->type != RV_NUMBER)
@@ -72,8 +87,8 @@ char *metrics_render(const struct daemon *d, size_t *len)
         fputs("# HELP blupow_data_age_seconds Age of the device's readings.\n# TYPE blupow_data_age_seconds "
               "gauge\n",
                 f);
-        for (size_t i = 0; i < d->n_devices; i++) {
-                const struct device *dev = d->devices[i];
+        for (size_t i = 0; i < n_shown; i++) {
+                const struct device *dev = shown[i];
                 if (!dev->have_readings)
                         continue;
                 fputs("blupow_data_age_seconds{", f);

@@ -101,6 +101,14 @@ class Bank(unittest.TestCase):
         before = self.env.get_json("/api/v1/devices/battery-1")["readings_at"]
         self.assertEqual(self.env.request(f"/api/v1/devices/{BANK}/poll", "POST")[0], 202)
         self.env.wait_device("battery-1", lambda d: d["readings_at"] != before, 15, "read at the bank's poll")
+        # /metrics lists it as the API does: up, its readings, their age; no link figures.
+        metrics = self.env.request("/metrics")[1].decode().splitlines()
+        labels = f'device="{BANK}",name="{devices[BANK]["name"]}",family="battery_bank"'
+        self.assertIn(f"blupow_device_up{{{labels}}} 1", metrics)
+        soc = next(x for x in metrics if x.startswith(f'blupow_reading{{{labels},key="battery_percentage"'))
+        self.assertAlmostEqual(float(soc.rsplit(" ", 1)[1]), 43.3, places=6)
+        self.assertTrue(any(x.startswith(f"blupow_data_age_seconds{{{labels}}}") for x in metrics))
+        self.assertFalse(any(x.startswith(f"blupow_polls_total{{{labels}") for x in metrics))
         # The package gives it sensors of its own.
         package = self.env.request("/api/v1/homeassistant/package.yaml")[1].decode()
         self.assertIn("blupow_f855481b1bb7_bank_battery_percentage", package)
