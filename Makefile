@@ -29,7 +29,7 @@ build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 check: deps build
-	./scripts/check.sh $(BUILD) $(TEST_ARGS)
+	meson test -C $(BUILD) --verbose --print-errorlogs --num-processes 2 $(TEST_ARGS)
 
 demo: deps build
 	./scripts/demo.sh $(BUILD)
