@@ -32,6 +32,12 @@ static void device_labels(FILE *f, const struct device *dev)
         fprintf(f, "\",family=\"%s\"", dev->cfg.family->name);
 }
 
+/* The i-th device the API lists: the read devices, then the battery banks. */
+static const struct device *shown_device(const struct daemon *d, size_t i)
+{
+        return i < d->n_devices ? d->devices[i] : &d->banks[i - d->n_devices]->dev;
+}
+
 char *metrics_render(const struct daemon *d, size_t *len)
 {
         char *buf = NULL;
@@ -47,30 +53,21 @@ char *metrics_render(const struct daemon *d, size_t *len)
         /* Up, readings and age for every device the API lists, battery banks included (computed
          * from their packs); the link's figures below are the read devices' own. */
         size_t n_shown = d->n_devices + d->n_banks;
-        _cleanup_free_ const struct device **shown = calloc(n_shown ?: 1, sizeof *shown);
-        if (!shown) {
-                fclose(f);
-                free(buf);
-                return NULL;
-        }
-        for (size_t i = 0; i < d->n_devices; i++)
-                shown[i] = d->devices[i];
-        for (size_t i = 0; i < d->n_banks; i++)
-                shown[d->n_devices + i] = &d->banks[i]->dev;
 
         fputs("# HELP blupow_device_up 1 when the device's data is fresh (its last poll worked).\n"
               "# TYPE blupow_device_up gauge\n",
                 f);
         for (size_t i = 0; i < n_shown; i++) {
                 fputs("blupow_device_up{", f);
-                device_labels(f, shown[i]);
-                fprintf(f, "} %d\n", device_available(d, shown[i]));
+                const struct device *dev = shown_device(d, i);
+                device_labels(f, dev);
+                fprintf(f, "} %d\n", device_available(d, dev));
         }
         fputs("# HELP blupow_reading A numeric reading of a device, unit in the unit label.\n"
               "# TYPE blupow_reading gauge\n",
                 f);
         for (size_t i = 0; i < n_shown; i++) {
-                const struct device *dev = shown[i];
+                const struct device *dev = shown_device(d, i);
                 for (size_t k = 0; dev->have_readings && k < dev->readings.n; k++) {
                         const struct renogy_reading *r = &dev->readings.r[k];
                         if (r->type != RV_NUMBER)
@@ -88,7 +85,7 @@ char *metrics_render(const struct daemon *d, size_t *len)
               "gauge\n",
                 f);
         for (size_t i = 0; i < n_shown; i++) {
-                const struct device *dev = shown[i];
+                const struct device *dev = shown_device(d, i);
                 if (!dev->have_readings)
                         continue;
                 fputs("blupow_data_age_seconds{", f);

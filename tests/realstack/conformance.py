@@ -153,8 +153,7 @@ async def sequence(adapter, address):
         start = len(t.events)
         await t.call(t.dev_path, "org.bluez.Device1", "Connect")
         t.events.append(["state", "Connected read", await get(t.dev_path, "org.bluez.Device1", "Connected")])
-        await wait_for(lambda: any(e[0] == "signal" and e[1] == "device" and e[2].get("ServicesResolved")
-                                   for e in t.events[start:]), 20)
+        await wait_for(lambda: any(is_resolved(e) for e in t.events[start:]), 20)
         om = await bus.call(Message(destination=BLUEZ, path="/", interface="org.freedesktop.DBus.ObjectManager",
                                     member="GetManagedObjects"))
         chars = {}
@@ -204,8 +203,7 @@ async def sequence(adapter, address):
     start = len(t.events)
     await asyncio.gather(t.call(t.dev_path, "org.bluez.Device1", "Connect"),
                          t.call(t.dev_path, "org.bluez.Device1", "Connect", label="second Connect"))
-    await wait_for(lambda: any(e[0] == "signal" and e[1] == "device" and e[2].get("ServicesResolved")
-                               for e in t.events[start:]), 20)
+    await wait_for(lambda: any(is_resolved(e) for e in t.events[start:]), 20)
     n = await t.call(chars[UUID_NOTIFY], "org.bluez.GattCharacteristic1", "AcquireNotify", "a{sv}", [{}])
     w = await t.call(chars[UUID_WRITE], "org.bluez.GattCharacteristic1", "AcquireWrite", "a{sv}", [{}])
     t.events.append(["step", "remote drop"])

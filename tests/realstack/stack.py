@@ -112,13 +112,10 @@ class Stack:
         at the first plug may come up this time (seen under load): one more adapter, unused."""
         self.spawn("btvirt", ["btvirt", "-L", f"-l{self.controllers + 1}"])
 
-        def back():
-            found = self.wait_adapters(self.controllers)
-            return found if set(self.adapters) <= set(found) else None
         try:
-            wait_for(back, 60, f"the adapters {self.adapters} back")
+            wait_for(lambda: set(self.adapters) <= set(self.adapter_names()), 60, f"the adapters {self.adapters} back")
         except AssertionError as e:
-            raise AssertionError(f"the controllers came back as {self.wait_adapters(0)}, were {self.adapters}") from e
+            raise AssertionError(f"the controllers came back as {self.adapter_names()}, were {self.adapters}") from e
 
     def ensure_bluetoothd(self):
         """Starts bluetoothd again if it is gone; True when it had to."""
@@ -143,10 +140,14 @@ class Stack:
         om = dbus.Interface(self.bus().get_object("org.bluez", "/"), "org.freedesktop.DBus.ObjectManager")
         return om.GetManagedObjects()
 
+    def adapter_names(self):
+        """The adapters bluetoothd offers now, ready to advertise, by name."""
+        return sorted(str(p).rsplit("/", 1)[1] for p, ifs in self.objects().items()
+                      if "org.bluez.Adapter1" in ifs and "org.bluez.LEAdvertisingManager1" in ifs)
+
     def wait_adapters(self, n):
         def ready():
-            found = sorted(str(p).rsplit("/", 1)[1] for p, ifs in self.objects().items()
-                           if "org.bluez.Adapter1" in ifs and "org.bluez.LEAdvertisingManager1" in ifs)
+            found = self.adapter_names()
             return found if len(found) >= n else None
         return wait_for(ready, 60, f"{n} adapters on bluetoothd")
 
