@@ -57,6 +57,37 @@ def wait_for(pred, timeout, what, interval=0.2):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+def log_tail(name, lines=15, only=None):
+    """The last `lines` lines of a log under LOGS (those containing one of `only`, if given)."""
+    try:
+        with open(os.path.join(LOGS, name), errors="replace") as f:
+            text = f.read().splitlines()
+    except OSError as e:
+        return [f"({name}: {e.strerror})"]
+    if only:
+        text = [t for t in text if any(o in t for o in only)]
+    return text[-lines:]
+
+
+class KernelLog:
+    """The kernel's warnings since the last look: an oops in the Bluetooth core takes links and
+    adapters with it, and says so only there."""
+    MARKS = ("BUG", "WARNING", "Oops", "Call Trace", "hung_task", "general protection", "Bluetooth: hci")
+
+    def __init__(self):
+        self.seen = len(self.lines())
+
+    @staticmethod
+    def lines():
+        p = subprocess.run(["dmesg"], capture_output=True, text=True)
+        return p.stdout.splitlines()
+
+    def new(self):
+        lines = self.lines()
+        fresh, self.seen = lines[self.seen:], len(lines)
+        return [x for x in fresh if any(m in x for m in self.MARKS)]
+
+
 def log_file(name):
     """A log under LOGS, handed to a child process (which keeps it open: ours is closed)."""
     os.makedirs(LOGS, exist_ok=True)
@@ -133,6 +164,26 @@ class Stack:
         p.send_signal(sig)
         p.wait(timeout=20)
 
+    def trouble(self):
+        """What is wrong with the stack itself, in words; empty when nothing is."""
+        found = [f"{name} exited ({p.returncode})" for name, p in self.procs.items() if p.poll() is not None]
+        try:
+            names = self.adapter_names()
+        except dbus.DBusException as e:
+            return found + [f"bluetoothd does not answer ({e.get_dbus_name()})"]
+        missing = [a for a in self.adapters if a not in names]
+        if missing:
+            found.append(f"adapters {missing} gone (bluetoothd has {names})")
+        for a in self.adapters:
+            if a in names and not self.adapter_property(a, "Powered"):
+                found.append(f"{a} powered off")
+        return found
+
+    def adapter_property(self, name, prop):
+        props = dbus.Interface(self.bus().get_object("org.bluez", "/org/bluez/" + name),
+                               "org.freedesktop.DBus.Properties")
+        return props.Get("org.bluez.Adapter1", prop)
+
     def bus(self):
         return dbus.SystemBus()
 
@@ -152,9 +203,7 @@ class Stack:
         return wait_for(ready, 60, f"{n} adapters on bluetoothd")
 
     def adapter_address(self, name):
-        props = dbus.Interface(self.bus().get_object("org.bluez", "/org/bluez/" + name),
-                               "org.freedesktop.DBus.Properties")
-        return str(props.Get("org.bluez.Adapter1", "Address"))
+        return str(self.adapter_property(name, "Address"))
 
     def device_connected(self, adapter, address):
         """Connected as the bluetoothd of `adapter` sees the device with `address`."""
@@ -243,6 +292,29 @@ class Peripheral:
                 len(self.modules)
         wait_for(registered, 60, "the modules advertising again")
 
+    def trouble(self, settle=15):
+        """What keeps a module from being found, with no central connected: the simulator gone,
+        a module not advertising or still linked. Asked a few times over `settle` seconds, as a
+        link just handed back takes a moment to advertise again."""
+        if self.proc.poll() is not None:
+            return [f"blupow-sim exited ({self.proc.returncode})"]
+        deadline = time.monotonic() + settle
+        while True:
+            found = []
+            try:
+                ads = {str(p).rsplit("/", 1)[1]: int(ifs["org.bluez.LEAdvertisingManager1"]["ActiveInstances"])
+                       for p, ifs in self.stack.objects().items() if "org.bluez.LEAdvertisingManager1" in ifs}
+                for name, (address, adapter) in self.modules.items():
+                    if self.stats(address)["connected"]:
+                        found.append(f"{name} still linked")
+                    elif not ads.get(adapter):
+                        found.append(f"{name} not advertising on {adapter}")
+            except dbus.DBusException as e:
+                found.append(f"no answer on the bus ({e.get_dbus_name()})")
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
     def control(self):
         return dbus.Interface(self.stack.bus().get_object("org.blupow.Sim", "/"), "org.blupow.Sim1")
 
@@ -323,8 +395,17 @@ class Daemon:
         return self.get(f"/api/v1/devices/{dev_id}")
 
     def wait_device(self, dev_id, pred, timeout, what):
-        return wait_for(lambda: (lambda d: d if pred(d) else None)(self.device(dev_id)), timeout,
-                        f"{dev_id}: {what}")
+        seen = {}
+
+        def check():
+            seen["last"] = self.device(dev_id)
+            return seen["last"] if pred(seen["last"]) else None
+        try:
+            return wait_for(check, timeout, f"{dev_id}: {what}")
+        except AssertionError as e:
+            last = seen.get("last") or {}
+            shown = {k: last.get(k) for k in ("state", "available", "diagnosis", "age_s", "last_attempt")}
+            raise AssertionError(f"{e}; the device last: {shown}") from None
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
