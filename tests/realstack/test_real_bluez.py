@@ -90,7 +90,13 @@ class RealStack(unittest.TestCase):
         restarted = self.stack.ensure_bluetoothd()
         if restarted:
             self.peripheral.wait_registered()
-        # A module a failed test left linked is let go, so that the next test starts clean.
+        # A module a failed test left linked is let go, so that the next test starts clean. (A
+        # daemon just stopped may still be handing its links back: a few seconds first.)
+        try:
+            stack.wait_for(lambda: not any(self.peripheral.stats(a)["connected"]
+                                           for a, _ in self.peripheral.modules.values()), 10, "every link down")
+        except AssertionError:
+            pass
         for name, (address, _) in self.peripheral.modules.items():
             for central in (self.central, self.other_central):
                 try:
