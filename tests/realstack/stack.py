@@ -72,7 +72,8 @@ def log_tail(name, lines=15, only=None):
 class KernelLog:
     """The kernel's warnings since the last look: an oops in the Bluetooth core takes links and
     adapters with it, and says so only there."""
-    MARKS = ("BUG", "WARNING", "Oops", "Call Trace", "hung_task", "general protection", "Bluetooth: hci")
+    OOPS = ("BUG", "WARNING", "Oops", "general protection")  # the kernel itself broke
+    MARKS = OOPS + ("Call Trace", "hung_task", "Bluetooth: hci")
 
     def __init__(self):
         self.seen = len(self.lines())
@@ -286,28 +287,26 @@ class Peripheral:
 
     def wait_registered(self):
         """Every module advertising again on a new bluetoothd."""
-        def registered():
-            ads = [ifs for p, ifs in self.stack.objects().items() if "org.bluez.LEAdvertisingManager1" in ifs]
-            return sum(int(i["org.bluez.LEAdvertisingManager1"]["ActiveInstances"]) for i in ads) >= \
-                len(self.modules)
-        wait_for(registered, 60, "the modules advertising again")
+        wait_for(lambda: sum(self.adverts().values()) >= len(self.modules), 60, "the modules advertising again")
+
+    def adverts(self):
+        """Active advertisements by adapter name."""
+        return {str(p).rsplit("/", 1)[1]: int(ifs["org.bluez.LEAdvertisingManager1"]["ActiveInstances"])
+                for p, ifs in self.stack.objects().items() if "org.bluez.LEAdvertisingManager1" in ifs}
 
     def trouble(self, settle=15):
-        """What keeps a module from being found, with no central connected: the simulator gone,
-        a module not advertising or still linked. Asked a few times over `settle` seconds, as a
-        link just handed back takes a moment to advertise again."""
+        """What keeps a module from being found: the simulator gone, or a module neither linked
+        (a linked one is blupowd's doing, not the stack's) nor advertising. Asked a few times over
+        `settle` seconds, as a link just handed back takes a moment to advertise again."""
         if self.proc.poll() is not None:
             return [f"blupow-sim exited ({self.proc.returncode})"]
         deadline = time.monotonic() + settle
         while True:
             found = []
             try:
-                ads = {str(p).rsplit("/", 1)[1]: int(ifs["org.bluez.LEAdvertisingManager1"]["ActiveInstances"])
-                       for p, ifs in self.stack.objects().items() if "org.bluez.LEAdvertisingManager1" in ifs}
+                ads = self.adverts()
                 for name, (address, adapter) in self.modules.items():
-                    if self.stats(address)["connected"]:
-                        found.append(f"{name} still linked")
-                    elif not ads.get(adapter):
+                    if not self.stats(address)["connected"] and not ads.get(adapter):
                         found.append(f"{name} not advertising on {adapter}")
             except dbus.DBusException as e:
                 found.append(f"no answer on the bus ({e.get_dbus_name()})")

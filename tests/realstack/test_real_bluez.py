@@ -87,8 +87,7 @@ class RealStack(unittest.TestCase):
     def setUp(self):
         self.daemon = None
         # A test that left bluetoothd stopped, or a kernel that took it down, costs only itself.
-        restarted = self.stack.ensure_bluetoothd()
-        if restarted:
+        if self.stack.ensure_bluetoothd():
             self.peripheral.wait_registered()
         # A module a failed test left linked is let go, so that the next test starts clean. (A
         # daemon just stopped may still be handing its links back: a few seconds first.)
@@ -120,10 +119,10 @@ class RealStack(unittest.TestCase):
     def stack_trouble(self):
         """What is wrong with the stack but blupowd's own doing (see again_on_a_broken_stack)."""
         self.kernel_lines = self.kernel.new()
-        oops = [x for x in self.kernel_lines if any(m in x for m in ("BUG", "WARNING", "Oops", "general protection"))]
+        oops = [x for x in self.kernel_lines if any(m in x for m in stack.KernelLog.OOPS)]
         why = self.stack.trouble() + [f"kernel: {x.strip()}" for x in oops[:3]]
         if not why:
-            why = [t for t in self.peripheral.trouble() if not t.endswith("still linked")]
+            why = self.peripheral.trouble()
         return why
 
     def central_trouble(self):
