@@ -1010,6 +1010,17 @@ static void process_unit(struct daemon *d, struct module *m, struct device *dev,
                                 u->bad_frames);
                         set_diag(dev, DIAG_WEAK_SIGNAL, detail);
                         dev->errors[DIAG_WEAK_SIGNAL]++;
+                } else if (u->live_unanswered && !(dev->held_blocks & u->live_unanswered)) {
+                        /* A block the model's plan has went silent after others answered: its
+                         * readings are missing from this poll, which must not look whole. (While
+                         * the model is unknown the block is held instead: a variant without it.) */
+                        const struct renogy_block *b = &plan->blocks[__builtin_ctz(u->live_unanswered)];
+                        snprintf(detail, sizeof detail,
+                                "id %u stopped answering at 0x%04X x%u, so the readings of that block are "
+                                "missing from the last poll",
+                                u->modbus_id, b->reg, b->count);
+                        set_diag(dev, DIAG_WEAK_SIGNAL, detail);
+                        dev->errors[DIAG_WEAK_SIGNAL]++;
                 } else if (r->has_rssi && r->rssi < WEAK_RSSI) {
                         snprintf(detail, sizeof detail, "RSSI %d dBm", r->rssi);
                         set_diag(dev, DIAG_WEAK_SIGNAL, detail);

@@ -2,12 +2,17 @@
 gives no reply to its model block 0x000C, an inverter none to 4311. The live data is read first
 and all of it comes through; the silence shows as "not reported by this model", never as a
 failure or a reason to probe other Modbus ids, and the block is not asked again for an hour."""
+import copy
+import json
+import os
+import tempfile
 import unittest
 
 import sysenv
 
 ROVER = "60:98:66:ED:FC:11"
 INVERTER = "D8:B6:73:10:20:35"
+HUB = "F8:55:48:1B:1B:B7"
 DEVICES = [d for d in sysenv.DEMO_DEVICES if d["name"] in ("Rover", "Inverter")]
 
 
@@ -64,6 +69,36 @@ class OptionalIdentity(unittest.TestCase):
         dev = self.env.wait_device("rover", lambda x: x["state"] == "online" and x["model"], 60, "model read")
         self.assertEqual(dev["not_reported"], [])
         self.assertEqual(dev["model"], dev["readings"]["model"]["value"])
+
+
+class LiveBlockSilent(unittest.TestCase):
+    """A pack behind the hub that answers every block but 5042 (current, voltage, capacity): once
+    its model is read, the poll is not taken for whole. The device says which block went silent
+    and that its readings are missing, while the blocks that answer are still shown."""
+
+    def test_missing_live_readings_are_diagnosed(self):
+        with open(os.path.join(sysenv.SOURCE, "scenarios/demo.json")) as f:
+            scenario = copy.deepcopy(json.load(f))
+        hub = next(m for m in scenario["modules"] if m["address"] == HUB)
+        hub["units"][0]["silent_blocks"] = [5042]
+        fd, path = tempfile.mkstemp(prefix="blupow-live-silent.", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(scenario, f)
+        self.addCleanup(os.remove, path)
+        env = sysenv.Env(scenario=path, devices=[d for d in sysenv.DEMO_DEVICES if d["name"] == "Battery 1"],
+                         options={"poll_interval": 5})
+        self.addCleanup(env.close)
+        env.start_daemon()
+        dev = env.wait_device("battery-1", lambda x: x["diagnosis"] is not None, 60, "a diagnosis")
+        self.assertEqual(dev["diagnosis"]["code"], "weak_signal", dev["diagnosis"])
+        self.assertIn("stopped answering at 0x13B2", dev["diagnosis"]["message"])
+        self.assertIn("missing", dev["diagnosis"]["message"])
+        # The model (read once the silent block was set aside) and the other blocks are shown.
+        self.assertEqual(dev["model"], json.loads(env.sim_call("GetReadings", "sy", HUB, 48)[0])["model"]["value"])
+        self.assertIn("cell_voltage_1", dev["readings"])
+        self.assertIn("temperature_1", dev["readings"])
+        self.assertNotIn("battery_current", dev["readings"])
+        self.assertNotIn("battery_voltage", dev["readings"])
 
 
 if __name__ == "__main__":
