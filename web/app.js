@@ -222,7 +222,10 @@ function ticksY(lo, hi) {
 function timeLabel(t, span) {
   const d = new Date(t * 1000);
   if (span > 2 * 86400) return d.toLocaleDateString(undefined, { weekday: "short" });
-  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+  const two = (n) => String(n).padStart(2, "0");
+  const hm = `${two(d.getHours())}:${two(d.getMinutes())}`;
+  // A young history's ticks lie seconds apart: minutes alone would repeat one label.
+  return span > 0 && span < 10 * 60 ? `${hm}:${two(d.getSeconds())}` : hm;
 }
 
 function chartSvg(h, label, caption) {
