@@ -178,11 +178,14 @@ static void bank_update(struct daemon *d, struct bank *b)
         char why[128];
         size_t culprit = 0;
         if (renogy_bank_combine(rd, b->n_packs, &out, &culprit, why, sizeof why) < 0) {
-                /* A pack read, but without a figure the sums need (a block cut short). */
+                /* A pack read, but without a figure the sums need (a block cut short): the pack's
+                 * own diagnosis says why, where it has one. */
+                const struct device *p = b->packs[culprit];
+                bool told = p->diag != DIAG_NONE && p->diag_detail[0];
                 dev->state = DEVICE_ERROR;
-                dev->diag = DIAG_PROTOCOL_ERROR;
+                dev->diag = told ? p->diag : DIAG_PROTOCOL_ERROR;
                 snprintf(dev->diag_detail, sizeof dev->diag_detail, "%s: %s; no bank total without it",
-                        b->packs[culprit]->cfg.name, why);
+                        p->cfg.name, told ? p->diag_detail : why);
                 snprintf(dev->last_error, sizeof dev->last_error, "%s", dev->diag_detail);
                 return;
         }

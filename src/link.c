@@ -795,10 +795,19 @@ static uint16_t address_register(const struct renogy_family *f)
         return fd ? fd->addr : 0x001A;
 }
 
+/* Whether a unit of this session answers to id: such an id is no finding for another unit. */
+static bool id_of_a_unit(const struct link *l, uint8_t id)
+{
+        for (size_t i = 0; i < l->n_units; i++)
+                if (l->units[i].modbus_id == id)
+                        return true;
+        return false;
+}
+
 static void probe_next(struct link *l)
 {
         struct link_unit *u = &l->units[l->cur_unit];
-        while (l->probe_idx < ELEMENTSOF(probe_ids) && probe_ids[l->probe_idx] == u->modbus_id)
+        while (l->probe_idx < ELEMENTSOF(probe_ids) && id_of_a_unit(l, probe_ids[l->probe_idx]))
                 l->probe_idx++;
         if (l->probe_idx >= ELEMENTSOF(probe_ids)) {
                 step(l, "probe", false, "no Modbus id answered (tried %s)", u->probed);
@@ -815,6 +824,18 @@ static void probe_next(struct link *l)
         snprintf(u->probed + n, sizeof u->probed - n, "%s%u", n ? "," : "", id);
         l->phase = PHASE_PROBE;
         send_request(l, MODBUS_FN_READ_HOLDING, id, address_register(u->family), 1, PROBE_TIMEOUT);
+}
+
+/* Whether every unit after the current one answers to an id of its own: 0xFF takes any reply. */
+static bool later_units_tell_replies_apart(const struct link *l)
+{
+        uint8_t id = l->units[l->cur_unit].modbus_id;
+        if (l->cur_unit + 1 >= l->n_units || id == MODBUS_BROADCAST_ID)
+                return false;
+        for (size_t i = l->cur_unit + 1; i < l->n_units; i++)
+                if (l->units[i].modbus_id == id || l->units[i].modbus_id == MODBUS_BROADCAST_ID)
+                        return false;
+        return true;
 }
 
 static void on_timeout_in_exchange(struct link *l)
@@ -856,6 +877,15 @@ static void on_timeout_in_exchange(struct link *l)
                         b->count);
                 u->status = -ETIMEDOUT;
                 u->live_unanswered |= 1u << l->cur_block;
+        }
+        if (later_units_tell_replies_apart(l)) {
+                /* The units after this one answer to other ids, and a reply names its id: a late
+                 * reply from this one cannot be taken for theirs. One silent pack behind a hub
+                 * (switched off, or a block its firmware ignores) must not cost the packs after
+                 * it their data at every poll. */
+                unit_done(l);
+                send_next(l);
+                return;
         }
         /* A reply carries no register address: after a timeout the session is dropped so a late
          * reply can never be taken for the next request (RENOGY_BLE.md §1.6). */

@@ -291,7 +291,12 @@ static void cancel_asked(struct daemon *d, struct module *m, enum diagnosis_code
 
 static bool wants_probe(const struct module *m)
 {
-        /* Probing costs seconds: only while a device has never answered, and not every poll. */
+        /* Probing costs seconds: only while a device has never answered, and not every poll.
+         * Never by itself on a module with several devices (packs behind a hub): the session ends
+         * after a probe (late replies), which would cost the devices after the silent one their
+         * poll; verify still probes there. */
+        if (m->n_devices > 1)
+                return false;
         for (size_t i = 0; i < m->n_devices; i++)
                 if (!m->devices[i]->last_poll && m->devices[i]->failures % 5 == 1)
                         return true;

@@ -74,21 +74,26 @@ class OptionalIdentity(unittest.TestCase):
 class LiveBlockSilent(unittest.TestCase):
     """A pack behind the hub that answers every block but 5042 (current, voltage, capacity): once
     its model is read, the poll is not taken for whole. The device says which block went silent
-    and that its readings are missing, while the blocks that answer are still shown."""
+    and that its readings are missing, while the blocks that answer are still shown; the bank of
+    the hub's packs passes that on."""
 
-    def test_missing_live_readings_are_diagnosed(self):
+    def start(self, silent_blocks_of_pack_48):
         with open(os.path.join(sysenv.SOURCE, "scenarios/demo.json")) as f:
             scenario = copy.deepcopy(json.load(f))
         hub = next(m for m in scenario["modules"] if m["address"] == HUB)
-        hub["units"][0]["silent_blocks"] = [5042]
+        hub["units"][0]["silent_blocks"] = silent_blocks_of_pack_48
         fd, path = tempfile.mkstemp(prefix="blupow-live-silent.", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(scenario, f)
         self.addCleanup(os.remove, path)
-        env = sysenv.Env(scenario=path, devices=[d for d in sysenv.DEMO_DEVICES if d["name"] == "Battery 1"],
+        env = sysenv.Env(scenario=path, devices=[d for d in sysenv.DEMO_DEVICES if d["address"] == HUB],
                          options={"poll_interval": 5})
         self.addCleanup(env.close)
         env.start_daemon()
+        return env
+
+    def test_missing_live_readings_are_diagnosed(self):
+        env = self.start([5042])
         dev = env.wait_device("battery-1", lambda x: x["diagnosis"] is not None, 60, "a diagnosis")
         self.assertEqual(dev["diagnosis"]["code"], "weak_signal", dev["diagnosis"])
         self.assertIn("stopped answering at 0x13B2", dev["diagnosis"]["message"])
@@ -99,6 +104,31 @@ class LiveBlockSilent(unittest.TestCase):
         self.assertIn("temperature_1", dev["readings"])
         self.assertNotIn("battery_current", dev["readings"])
         self.assertNotIn("battery_voltage", dev["readings"])
+        # The bank of the two packs has no total without the pack's current, and says why.
+        bank = env.wait_device("battery-bank-1bb7", lambda x: x["diagnosis"] is not None, 30, "the bank's diagnosis")
+        self.assertFalse(bank["available"])
+        self.assertEqual(bank["diagnosis"]["code"], "weak_signal", bank["diagnosis"])
+        self.assertIn("Battery 1: id 48 stopped answering at 0x13B2", bank["diagnosis"]["message"])
+        # The pack after it on the hub is read at every poll all the same.
+        self.assert_read_at_every_poll(env, "battery-2")
+
+    def test_a_silent_first_pack_costs_the_next_one_nothing(self):
+        # Pack 48 switched off: it answers nothing, and pack 49 (asked after it, in the same
+        # session) is still read whole at every poll.
+        env = self.start([5000, 5017, 5042, 5104, 5122, 5130, 5223])
+        dev = env.wait_device("battery-1", lambda x: x["diagnosis"] is not None, 60, "a diagnosis")
+        self.assertEqual(dev["diagnosis"]["code"], "no_reply", dev["diagnosis"])
+        self.assert_read_at_every_poll(env, "battery-2")
+
+    def assert_read_at_every_poll(self, env, dev_id):
+        first = env.wait_device(dev_id, lambda x: x["available"], 30, "read")
+        for _ in range(2):
+            first = env.wait_device(dev_id, lambda x, at=first["readings_at"]: x["readings_at"] != at, 15,
+                                    "read again at the next poll")
+            self.assertIsNone(first["diagnosis"], first)
+            self.assertTrue(first["available"], first)
+        stats = next(d for d in env.get_json("/api/v1/diagnostics")["devices"] if d["id"] == dev_id)
+        self.assertEqual(stats["polls_failed"], 0, stats)
 
 
 if __name__ == "__main__":
