@@ -295,12 +295,10 @@ static bool wants_probe(const struct module *m)
          * Never by itself on a module with several devices (packs behind a hub): the session ends
          * after a probe (late replies), which would cost the devices after the silent one their
          * poll; verify still probes there. */
-        if (m->n_devices > 1)
+        if (m->n_devices != 1)
                 return false;
-        for (size_t i = 0; i < m->n_devices; i++)
-                if (!m->devices[i]->last_poll && m->devices[i]->failures % 5 == 1)
-                        return true;
-        return false;
+        const struct device *dev = m->devices[0];
+        return !dev->last_poll && dev->failures % 5 == 1;
 }
 
 /* The radio goes from idle to busy: the modules it looks for were looked for until now. */

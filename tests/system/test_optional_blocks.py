@@ -121,12 +121,12 @@ class LiveBlockSilent(unittest.TestCase):
         self.assert_read_at_every_poll(env, "battery-2")
 
     def assert_read_at_every_poll(self, env, dev_id):
-        first = env.wait_device(dev_id, lambda x: x["available"], 30, "read")
+        latest = env.wait_device(dev_id, lambda x: x["available"], 30, "read")
         for _ in range(2):
-            first = env.wait_device(dev_id, lambda x, at=first["readings_at"]: x["readings_at"] != at, 15,
-                                    "read again at the next poll")
-            self.assertIsNone(first["diagnosis"], first)
-            self.assertTrue(first["available"], first)
+            latest = env.wait_device(dev_id, lambda x, at=latest["readings_at"]: x["readings_at"] != at, 15,
+                                     "read again at the next poll")
+            self.assertIsNone(latest["diagnosis"], latest)
+            self.assertTrue(latest["available"], latest)
         stats = next(d for d in env.get_json("/api/v1/diagnostics")["devices"] if d["id"] == dev_id)
         self.assertEqual(stats["polls_failed"], 0, stats)
 
